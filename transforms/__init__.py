@@ -1,0 +1,71 @@
+"""Custom MONAI transforms for multimodal image fusion (installed as ``mmif_monai.transforms``).
+
+- :mod:`.color`: RGB <-> NTSC YIQ, and splitting/merging the luminance channel that fusion works on.
+- :mod:`.intensity`: modality-aware normalisation to [0, 1] (CT window, MR percentiles, PET/SPECT SUV or
+  percentiles, 8-bit /255), and the body-weight SUV factor from DICOM metadata.
+- :mod:`.io`: loading PNG/TIFF/JPEG, NIfTI, DICOM and ITK images as channel-first ``MetaTensor`` objects.
+- :mod:`.meta`: the metadata keys and modality names the others share.
+
+Array transforms take one channel-first image; the ``...d`` classes are their dictionary-based wrappers.
+"""
+
+from .color import (
+    RGB_FROM_YIQ,
+    YIQ_FROM_RGB,
+    RGBToYIQ,
+    RGBToYIQd,
+    ToLuminance,
+    ToLuminanced,
+    YIQToRGB,
+    YIQToRGBd,
+    merge_luminance,
+    rgb_to_yiq,
+    split_luminance,
+    yiq_to_rgb,
+)
+from .intensity import (
+    DEFAULT_CT_WINDOW,
+    DEFAULT_PERCENTILES,
+    DEFAULT_SUV_RANGE,
+    ModalityNormalize,
+    ModalityNormalized,
+    suv_scale_factor,
+)
+from .io import ImageLoadError, LoadModality, LoadModalityd, SliceReader, is_colour, reader_for_path
+from .meta import MODALITY_ALIASES, MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
+
+__all__ = [
+    # color
+    "YIQ_FROM_RGB",
+    "RGB_FROM_YIQ",
+    "rgb_to_yiq",
+    "yiq_to_rgb",
+    "split_luminance",
+    "merge_luminance",
+    "RGBToYIQ",
+    "YIQToRGB",
+    "RGBToYIQd",
+    "YIQToRGBd",
+    "ToLuminance",
+    "ToLuminanced",
+    # intensity
+    "DEFAULT_CT_WINDOW",
+    "DEFAULT_PERCENTILES",
+    "DEFAULT_SUV_RANGE",
+    "suv_scale_factor",
+    "ModalityNormalize",
+    "ModalityNormalized",
+    # io
+    "ImageLoadError",
+    "SliceReader",
+    "reader_for_path",
+    "is_colour",
+    "LoadModality",
+    "LoadModalityd",
+    # meta
+    "MODALITY_KEY",
+    "SOURCE_DTYPE_KEY",
+    "MODALITY_ALIASES",
+    "canonical_modality",
+    "modality_from_meta",
+]

@@ -1,0 +1,71 @@
+"""Metadata keys shared by the loading and normalisation transforms, and modality name handling.
+
+:class:`~mmif_monai.transforms.io.LoadModality` writes these keys into a ``MetaTensor``'s ``meta`` and
+:class:`~mmif_monai.transforms.intensity.ModalityNormalize` reads them, so both sides use the constants here
+rather than spelling the strings twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "MODALITY_KEY",
+    "SOURCE_DTYPE_KEY",
+    "MODALITY_ALIASES",
+    "canonical_modality",
+    "modality_from_meta",
+]
+
+#: meta key holding the modality name (a DICOM code such as ``"CT"``, or an alias from ``MODALITY_ALIASES``).
+MODALITY_KEY = "modality"
+
+#: meta key holding the numpy dtype name of the array as the file stored it (e.g. ``"uint8"``), recorded
+#: before the loader casts to float so that normalisation can still recognise 8-bit display images.
+SOURCE_DTYPE_KEY = "source_dtype"
+
+#: Accepted modality names (upper case) -> canonical name. The canonical names are the DICOM Modality (0008,0060)
+#: defined terms (DICOM PS3.3 C.7.3.1.1.1: CT, MR, PT = PET, NM = nuclear medicine incl. SPECT) plus ``PNG8``
+#: for 8-bit display images; the aliases are the folder names of the AANLIB layout (``MRI``, ``PET``, ``SPECT``).
+MODALITY_ALIASES: dict[str, str] = {
+    "CT": "CT",
+    "MR": "MR",
+    "MRI": "MR",
+    "PT": "PT",
+    "PET": "PT",
+    "NM": "NM",
+    "SPECT": "NM",
+    "PNG8": "PNG8",
+}
+
+# Where a modality may sit in metadata: our own key, a keyword-style key, the ITK/GDCM tag key
+# ("group|element") and the DICOM JSON model key PydicomReader uses ("GGGGEEEE" -> {"vr", "Value"}).
+_META_MODALITY_KEYS = (MODALITY_KEY, "Modality", "0008|0060", "00080060")
+
+
+def canonical_modality(name: str) -> str:
+    """Map a modality name or alias (case-insensitive) to its canonical DICOM code.
+
+    Raises:
+        ValueError: when the name is not one of ``MODALITY_ALIASES``.
+    """
+    key = str(name).strip().upper()
+    if key not in MODALITY_ALIASES:
+        raise ValueError(f"unknown modality {name!r}; expected one of {sorted(MODALITY_ALIASES)}")
+    return MODALITY_ALIASES[key]
+
+
+def modality_from_meta(meta: Mapping[Any, Any]) -> str | None:
+    """The modality recorded in ``meta`` (as stored, not canonicalised), or None when there is none.
+
+    Looks, in order, at ``meta["modality"]``, ``meta["Modality"]``, the ITK tag key ``"0008|0060"`` and the
+    DICOM JSON entry ``"00080060"`` (``{"vr": "CS", "Value": ["CT"]}``) that ``PydicomReader`` produces.
+    """
+    for key in _META_MODALITY_KEYS:
+        value = meta.get(key)
+        if isinstance(value, Mapping):  # DICOM JSON model: the value list sits under "Value"
+            value = (value.get("Value") or [None])[0]
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
