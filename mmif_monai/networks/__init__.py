@@ -1,0 +1,10 @@
+from .blocks import (
+    BottleneckResidual,
+    DenseBlock,
+    HybridAttention,
+    MultiScaleLayer,
+    NonLocalSelfAttention,
+    SpatialAttention,
+    conv_bn_relu,
+)
+from .mmif_net import MMIFNet, init_weights

@@ -1,0 +1,157 @@
+"""Building blocks of MMIF-Net (2D): dense block, multi-scale layer, bottleneck residual, hybrid attention.
+
+All blocks are TorchScript-scriptable so the bundle's ``ckpt_export`` can script the whole network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.blocks import ChannelSELayer, Convolution
+from torch import nn
+
+__all__ = [
+    "conv_bn_relu",
+    "DenseBlock",
+    "MultiScaleLayer",
+    "BottleneckResidual",
+    "SpatialAttention",
+    "HybridAttention",
+    "NonLocalSelfAttention",
+]
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, strides: int = 1) -> Convolution:
+    """Convolution -> batch norm -> ReLU, the unit the paper uses throughout (MONAI ``Convolution``)."""
+    return Convolution(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel_size,
+        strides=strides,
+        norm="batch",
+        act="relu",
+    )
+
+
+class DenseBlock(nn.Module):
+    """DenseFuse's dense block: each 3x3 conv sees the concatenation of the input and all earlier outputs.
+
+    Output channels: ``in_channels + layers * growth`` (16 + 3 * 16 = 64 in DenseFuse and MMIF-Net).
+    """
+
+    def __init__(self, in_channels: int = 16, growth: int = 16, layers: int = 3) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(conv_bn_relu(in_channels + i * growth, growth) for i in range(layers))
+        self.out_channels = in_channels + layers * growth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.cat([x, layer(x)], dim=1)
+        return x
+
+
+class MultiScaleLayer(nn.Module):
+    """Parallel 1x1 / 3x3 / 5x5 branches combined with channel-attention weights (selective-kernel style).
+
+    A 1x1 squeeze first reduces the channels so that the 5x5 branch stays affordable at full resolution.
+    The branch weights are a softmax over branches per output channel, computed from the globally pooled
+    sum of the branches (Li et al., "Selective Kernel Networks", CVPR 2019, which the paper's layer follows).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        squeeze_channels: int = 16,
+        kernel_sizes: Sequence[int] = (1, 3, 5),
+        reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        self.squeeze = conv_bn_relu(in_channels, squeeze_channels, kernel_size=1)
+        self.branches = nn.ModuleList(conv_bn_relu(squeeze_channels, out_channels, kernel_size=k) for k in kernel_sizes)
+        hidden = max(out_channels // reduction, 4)
+        self.attention = nn.Sequential(
+            nn.Linear(out_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_channels * len(kernel_sizes))
+        )
+        self.num_branches = len(kernel_sizes)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze(x)
+        feats = torch.stack([branch(x) for branch in self.branches], dim=1)  # (N, B, C, H, W)
+        descriptor = feats.sum(dim=1).mean(dim=(2, 3))  # (N, C)
+        logits = self.attention(descriptor).view(x.shape[0], self.num_branches, self.out_channels, 1, 1)
+        return (feats * torch.softmax(logits, dim=1)).sum(dim=1)
+
+
+class BottleneckResidual(nn.Module):
+    """Residual block of three 1x1 convs (compress -> transform -> expand), the paper's light residual unit."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        inner = max(channels // reduction, 4)
+        self.body = nn.Sequential(
+            conv_bn_relu(channels, inner, kernel_size=1),
+            conv_bn_relu(inner, inner, kernel_size=1),
+            Convolution(2, inner, channels, kernel_size=1, norm="batch", act=None),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+class SpatialAttention(nn.Module):
+    """CBAM's spatial attention: a 7x7 conv over channel-wise mean and max maps, sigmoid-gated."""
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.conv(pooled))
+
+
+class HybridAttention(nn.Module):
+    """Channel attention (MONAI's squeeze-excitation ``ChannelSELayer``) followed by spatial attention."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        self.channel = ChannelSELayer(spatial_dims=2, in_channels=channels, r=reduction)
+        self.spatial = SpatialAttention()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.channel(x))
+
+
+class NonLocalSelfAttention(nn.Module):
+    """Non-local self-attention over positions (the paper's Eq. 1-3) with a global-pooling gate (Eq. 4).
+
+    query/key/value are 1x1 projections; attention is the softmax over all positions of the scaled
+    query-key products; the attended values are projected back and added to the input. The paper's Eq. 4
+    pools globally; here the global average of the attended map gates it channel-wise before the residual
+    sum (docs/method.md). The cost is quadratic in positions, so the network uses it at its smallest scale.
+    """
+
+    def __init__(self, channels: int, inner_channels: int | None = None) -> None:
+        super().__init__()
+        inner = inner_channels or max(channels // 2, 8)
+        self.query = nn.Conv2d(channels, inner, 1)
+        self.key = nn.Conv2d(channels, inner, 1)
+        self.value = nn.Conv2d(channels, inner, 1)
+        self.project = nn.Conv2d(inner, channels, 1)
+        self.gate = nn.Linear(channels, channels)
+        self.scale = float(inner) ** -0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, C')
+        k = self.key(x).flatten(2)  # (N, C', HW)
+        v = self.value(x).flatten(2).transpose(1, 2)  # (N, HW, C')
+        attention = torch.softmax(torch.bmm(q, k) * self.scale, dim=-1)
+        attended = self.project(torch.bmm(attention, v).transpose(1, 2).reshape(n, -1, h, w))
+        gate = torch.sigmoid(self.gate(attended.mean(dim=(2, 3)))).view(n, c, 1, 1)
+        return x + gate * attended
