@@ -1,0 +1,92 @@
+"""The ``mmif`` command: parses arguments and calls the library; one-line errors unless ``--debug``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+# errors a user can cause with their input; anything else is a bug and keeps its traceback
+USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def _add_method_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default="mmif-net", help="fusion method: mmif-net (default) or a classical baseline")
+    parser.add_argument("--weights", type=Path, help="MMIF-Net state dict (default: the bundle's shipped weights)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmif", description="Multimodal medical image fusion (MMIF-Net on MONAI).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fuse = commands.add_parser("fuse", help="fuse an anatomical image with a functional one (or folders of pairs)")
+    inputs = fuse.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--anatomical", type=Path, help="grey anatomical image (MRI or CT)")
+    inputs.add_argument("--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"), help="folders of pairs matched by name")
+    fuse.add_argument("--functional", type=Path, help="functional image (PET/SPECT colour, or grey CT/MRI)")
+    fuse.add_argument("-o", "--output", type=Path, required=True, help="output PNG, or folder with --pairs")
+    fuse.add_argument("--batch-size", type=int, default=8)
+    _add_method_args(fuse)
+
+    demo = commands.add_parser("demo", help="fuse the shipped sample pairs and write a preview")
+    demo.add_argument("-o", "--output", type=Path, default=Path("outputs/demo"), help="output folder")
+    demo.add_argument("--samples", type=Path, help="folder laid out like AANLIB (default: the shipped samples)")
+    _add_method_args(demo)
+    return parser
+
+
+def _fuse(args: argparse.Namespace) -> None:
+    from mmif_monai.fusion.files import FileJob, fuse_files, match_pair_folders
+    from mmif_monai.fusion.methods import load_fusion_method
+
+    if args.pairs:
+        jobs = match_pair_folders(args.pairs[0], args.pairs[1], args.output)
+    else:
+        if args.functional is None:
+            raise ValueError("--anatomical needs --functional")
+        jobs = [FileJob(args.anatomical, args.functional, args.output)]
+    fuse, description = load_fusion_method(args.method, args.weights, args.device)
+    print(f"model: {description}")
+    written = fuse_files(fuse, jobs, overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
+    print(f"wrote {len(written)} fused image(s) to {args.output}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from mmif_monai.fusion.methods import load_fusion_method
+    from mmif_monai.fusion.samples import SAMPLES_DIR, fuse_dataset_folder
+
+    fuse, description = load_fusion_method(args.method, args.weights, args.device)
+    print(f"model: {description}")
+    written, preview = fuse_dataset_folder(fuse, args.samples or SAMPLES_DIR, args.output, args.overwrite, args.device)
+    print(f"wrote {len(written)} fused image(s) under {args.output}; preview: {preview}")
+
+
+COMMANDS = {"fuse": _fuse, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # library warnings (and third-party ones, routed through logging) only with --debug: without it stderr
+    # carries nothing but our one-line error; what matters to users (which model ran) goes to stdout
+    logging.captureWarnings(True)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s: %(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"mmif: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Fusing slice files: match pairs, load and check every input first, then fuse in batches and write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
+from mmif_monai.io.images import check_output_path, read_slice, write_image_atomic
+
+__all__ = ["FileJob", "match_pair_folders", "fuse_files"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One pair of input files and the path its fused image goes to."""
+
+    anatomical: Path
+    functional: Path
+    output: Path
+
+
+def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, output_dir: str | Path) -> list[FileJob]:
+    """Jobs for the files with the same name in both folders; outputs keep the input names.
+
+    Raises:
+        FileNotFoundError: a folder is missing. ValueError: no names in common, or names present in one only.
+    """
+    dirs = [Path(anatomical_dir), Path(functional_dir)]
+    for folder in dirs:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder")
+    names = [{p.name for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} for d in dirs]
+    if names[0] != names[1]:
+        unmatched = sorted(names[0] ^ names[1])[:3]
+        raise ValueError(f"{dirs[0]} and {dirs[1]}: files without a partner, e.g. {unmatched}")
+    if not names[0]:
+        raise ValueError(f"{dirs[0]}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    out = Path(output_dir)
+    return [FileJob(dirs[0] / n, dirs[1] / n, out / Path(n).with_suffix(".png").name) for n in sorted(names[0])]
+
+
+def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
+    anatomical, functional = read_slice(job.anatomical), read_slice(job.functional)
+    if anatomical.shape[0] != 1:
+        raise ValueError(f"{job.anatomical}: the anatomical image must be grey, got a colour image")
+    if anatomical.shape[-2:] != functional.shape[-2:]:
+        raise ValueError(
+            f"{job.functional}: size {tuple(functional.shape[-2:])} differs from the anatomical image "
+            f"{job.anatomical} {tuple(anatomical.shape[-2:])}"
+        )
+    if min(anatomical.shape[-2:]) < 64:
+        raise ValueError(f"{job.anatomical}: images must be at least 64x64, got {tuple(anatomical.shape[-2:])}")
+    return anatomical, functional
+
+
+def fuse_files(
+    fuse: FuseFn,
+    jobs: Sequence[FileJob],
+    overwrite: bool = False,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[Path]:
+    """Fuse every job and write its output; returns the written paths.
+
+    Every input is read and checked, and every output path checked, before anything is written, so bad
+    input anywhere leaves no output behind. Images of one size and colour kind are fused in batches.
+    """
+    for job in jobs:
+        check_output_path(job.output, overwrite)
+    loaded = [_load_job(job) for job in tqdm(jobs, desc="reading", disable=None if progress else True, leave=False)]
+    # batch together what stacks: same size and same number of functional channels
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, (_, functional) in enumerate(loaded):
+        groups.setdefault(tuple(functional.shape), []).append(index)
+    written: list[Path] = []
+    # disable=None: a progress bar on a terminal, none in logs and pipes
+    with tqdm(total=len(jobs), desc="fusing", unit="pair", disable=None if progress else True) as bar:
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                anatomical = torch.stack([loaded[i][0] for i in chunk]).to(device)
+                functional = torch.stack([loaded[i][1] for i in chunk]).to(device)
+                for i, image in zip(chunk, fuse_batch(fuse, anatomical, functional)):
+                    write_image_atomic(image, jobs[i].output)
+                    written.append(jobs[i].output)
+                bar.update(len(chunk))
+    return written

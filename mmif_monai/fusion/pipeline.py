@@ -1,0 +1,37 @@
+"""Fusing image batches with a fusion network, colour handled through YIQ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from mmif_monai.transforms.color import merge_luminance, rgb_to_yiq, split_luminance, yiq_to_rgb
+
+__all__ = ["FuseFn", "fuse_batch"]
+
+#: anything that fuses (N, 1, H, W) anatomical and luminance batches in [0, 1]: MMIF-Net or a classical rule
+FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def fuse_batch(fuse: FuseFn, anatomical: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
+    """Fuse a grey anatomical batch (N, 1, H, W) with a grey or colour functional batch (N, 1 | 3, H, W).
+
+    Both in [0, 1]. A colour (pseudo-colour PET/SPECT) functional image is converted to YIQ; its luminance Y
+    is fused with the anatomical image and its chrominance I, Q is kept, so the result is colour (N, 3, H, W).
+    A grey pair gives a grey result (N, 1, H, W). Output in [0, 1].
+    """
+    if anatomical.dim() != 4 or anatomical.shape[1] != 1:
+        raise ValueError(f"anatomical batch must be (N, 1, H, W), got {tuple(anatomical.shape)}")
+    if functional.dim() != 4 or functional.shape[1] not in (1, 3):
+        raise ValueError(f"functional batch must be (N, 1 or 3, H, W), got {tuple(functional.shape)}")
+    if anatomical.shape[-2:] != functional.shape[-2:] or anatomical.shape[0] != functional.shape[0]:
+        raise ValueError(
+            f"anatomical {tuple(anatomical.shape)} and functional {tuple(functional.shape)} differ in size"
+        )
+    if functional.shape[1] == 1:
+        return fuse(anatomical, functional).clamp(0.0, 1.0)
+    luminance, chrominance = split_luminance(rgb_to_yiq(functional, channel_dim=1), channel_dim=1)
+    fused_luminance = fuse(anatomical, luminance)
+    return yiq_to_rgb(merge_luminance(fused_luminance, chrominance, channel_dim=1), channel_dim=1).clamp(0.0, 1.0)

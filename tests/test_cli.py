@@ -1,0 +1,102 @@
+"""The `mmif` command end to end on the shipped sample pairs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmif_monai.cli.main import main
+from mmif_monai.fusion.samples import SAMPLES_DIR
+
+PET = SAMPLES_DIR / "mri_pet"
+CT = SAMPLES_DIR / "mri_ct"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmif_monai.cli.main", *args], capture_output=True, text=True)
+
+
+def test_fuse_mri_pet_gives_a_colour_image_and_names_the_model(tmp_path, capsys):
+    out = tmp_path / "fused.png"
+    assert main(["fuse", "--anatomical", str(PET / "MRI/30061.png"), "--functional", str(PET / "PET/30061.png"), "-o", str(out)]) == 0
+    assert "model: MMIF-Net" in capsys.readouterr().out
+    fused = Image.open(out)
+    assert fused.mode == "RGB" and fused.size == (256, 256)
+    pet = np.asarray(Image.open(PET / "PET/30061.png").convert("RGB"), dtype=float)
+    # colour comes from the PET: where the PET is strongly coloured the fused image is coloured too
+    chroma = lambda a: a.max(axis=-1) - a.min(axis=-1)  # noqa: E731
+    coloured = chroma(pet) > 100
+    assert chroma(np.asarray(fused, dtype=float))[coloured].mean() > 40
+
+
+def test_fuse_mri_ct_gives_a_grey_image(tmp_path):
+    out = tmp_path / "fused.png"
+    assert main(["fuse", "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(out)]) == 0
+    assert Image.open(out).mode == "L"
+
+
+@pytest.mark.parametrize("method", ["average", "max"])
+def test_classical_methods_through_the_cli(tmp_path, method):
+    out = tmp_path / "fused.png"
+    assert main(["fuse", "--method", method, "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(out)]) == 0
+    a = np.asarray(Image.open(CT / "MRI/37010.png"), dtype=float)
+    b = np.asarray(Image.open(CT / "CT/37010.png"), dtype=float)
+    expected = (a + b) / 2 if method == "average" else np.maximum(a, b)
+    assert np.abs(np.asarray(Image.open(out), dtype=float) - expected).max() <= 1.0
+
+
+def test_pairs_mode_keeps_names(tmp_path):
+    assert main(["fuse", "--method", "average", "--pairs", str(PET / "MRI"), str(PET / "PET"), "-o", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["30061.png", "30075.png"]
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "fused.png"
+    out.write_bytes(b"keep me")
+    args = ["fuse", "--method", "average", "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(out)]
+    assert main(args) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    assert main([*args, "--overwrite"]) == 0
+    assert Image.open(out).size == (256, 256)
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(small)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG not really a png")
+    nan = tmp_path / "nan.tif"
+    arr = np.full((256, 256), 0.5, np.float32)
+    arr[10, 10] = np.nan
+    Image.fromarray(arr, mode="F").save(nan)
+    return {"size mismatch": small, "unreadable": corrupt, "nan": nan}
+
+
+@pytest.mark.parametrize("case", ["size mismatch", "unreadable", "nan"])
+def test_bad_input_one_line_error_naming_the_file_and_nothing_written(tmp_path, case):
+    bad = _bad_inputs(tmp_path)[case]
+    out = tmp_path / "out" / "fused.png"
+    result = _run("fuse", "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(bad), "-o", str(out))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmif: error:"), result.stderr
+    assert bad.name in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = _run("--debug", "fuse", "--anatomical", str(tmp_path / "missing.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(tmp_path / "f.png"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_demo_fuses_every_sample_and_writes_a_preview(tmp_path):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    fused = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    assert "preview.png" in fused
+    assert len(fused) == 1 + 6
+    assert Image.open(tmp_path / "mri_spect" / "10020.png").mode == "RGB"
