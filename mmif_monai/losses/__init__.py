@@ -1,0 +1,1 @@
+from .reconstruction import ReconstructionLoss

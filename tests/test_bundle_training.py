@@ -1,0 +1,64 @@
+"""The bundle's training entry point, run the way users run it, on the shipped samples (tiny, CPU)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmif_monai.engines import latest_checkpoint
+from mmif_monai.networks import MMIFNet
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundles" / "mmif_net"
+
+
+def _train(ckpt_dir: Path, epochs: int) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "training",
+        "--bundle_root", str(BUNDLE),
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--config_file", str(BUNDLE / "configs" / "train.json"),
+        "--dataset_dir", str(ROOT / "data" / "samples"),
+        "--validation_cases", "[37]",
+        "--ckpt_dir", str(ckpt_dir),
+        "--epochs", str(epochs),
+        "--max_iterations_per_epoch", "2",
+        "--batch_size", "2",
+        "--crop_size", "[64, 64]",
+        "--num_workers", "0",
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("ckpt")
+    return ckpt, _train(ckpt, epochs=1)
+
+
+def test_training_runs_and_saves_model_and_checkpoint(trained):
+    ckpt, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (ckpt / "model.pt").is_file()
+    assert (ckpt / "checkpoint_epoch=1.pt").is_file()
+    assert "val_qabf" in result.stdout + result.stderr
+    # the best-model file is a plain state dict of MMIF-Net
+    net = MMIFNet()
+    net.load_state_dict(torch.load(ckpt / "model.pt", weights_only=True))
+
+
+def test_training_resumes_from_the_last_checkpoint(trained):
+    ckpt, first = trained
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = torch.load(ckpt / "checkpoint_epoch=1.pt", weights_only=True)
+    result = _train(ckpt, epochs=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "Epoch: 1/2" not in log  # epoch 1 was not trained again
+    assert "Epoch: 2/2" in log
+    after = torch.load(ckpt / "checkpoint_epoch=2.pt", weights_only=True)
+    # Ignite stores the trainer's progress as its iteration count: 2 iterations per epoch
+    assert before["trainer"]["iteration"] == 2 and after["trainer"]["iteration"] == 4
+    assert latest_checkpoint(ckpt).name == "checkpoint_epoch=2.pt"  # the next resume starts from here
