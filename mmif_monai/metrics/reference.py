@@ -1,0 +1,184 @@
+"""Straightforward numpy/scipy versions of the fusion metrics, one image at a time.
+
+They restate the definitions of :mod:`mmif_monai.metrics.batched` the way fusion evaluation code usually writes
+them (2D ``scipy.signal.convolve2d``, ``numpy.histogram2d``, scikit-image's SSIM), independently of the torch
+code, so that tests and ``scripts/benchmark_metrics.py`` can check the vectorised versions against them and
+time the difference. Not part of the evaluation path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.signal import convolve2d
+from skimage.metrics import structural_similarity
+
+from mmif_monai.metrics.batched import SSIM_PROTOCOLS
+
+__all__ = ["REFERENCE_METRICS", "reference_metrics"]
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def _levels(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(img), 0, 255).ravel()
+
+
+def en(f: np.ndarray) -> float:
+    counts, _ = np.histogram(_levels(f), bins=256, range=(0, 256))
+    return _entropy_bits(counts)
+
+
+def sd(f: np.ndarray) -> float:
+    return float(np.std(f))
+
+
+def sf(f: np.ndarray) -> float:
+    row = np.mean((f[:, 1:] - f[:, :-1]) ** 2)
+    col = np.mean((f[1:, :] - f[:-1, :]) ** 2)
+    return float(np.sqrt(row + col))
+
+
+def ag(f: np.ndarray) -> float:
+    gy, gx = np.gradient(f)
+    return float(np.mean(np.sqrt((gx**2 + gy**2) / 2)))
+
+
+def _mi_pair(f: np.ndarray, s: np.ndarray) -> float:
+    joint, _, _ = np.histogram2d(_levels(f), _levels(s), bins=256, range=[[0, 256], [0, 256]])
+    return _entropy_bits(joint.sum(axis=1)) + _entropy_bits(joint.sum(axis=0)) - _entropy_bits(joint)
+
+
+def mi(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return _mi_pair(f, a) + _mi_pair(f, b)
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant image gives NaN, as in the torch code
+        return float(np.corrcoef(x.ravel(), y.ravel())[0, 1])
+
+
+def scd(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return _corr(f - b, a) + _corr(f - a, b)
+
+
+def cc(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return (_corr(f, a) + _corr(f, b)) / 2
+
+
+def psnr(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    mse = (np.mean((f - a) ** 2) + np.mean((f - b) ** 2)) / 2
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(f: np.ndarray, a: np.ndarray, b: np.ndarray, protocol: str = "literature") -> float:
+    data_range = SSIM_PROTOCOLS[protocol]
+    return float(
+        structural_similarity(f, a, data_range=data_range) + structural_similarity(f, b, data_range=data_range)
+    )
+
+
+def _fspecial_gaussian(size: int) -> np.ndarray:
+    half = (size - 1) / 2
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
+    h = np.exp(-(x**2 + y**2) / (2 * (size / 5.0) ** 2))
+    return h / h.sum()
+
+
+def _vif_pair(ref: np.ndarray, dist: np.ndarray) -> float:
+    eps, sigma_nsq = 1e-10, 2.0
+    num = den = 0.0
+    for scale in range(1, 5):
+        win = _fspecial_gaussian(2 ** (5 - scale) + 1)
+        if scale > 1:
+            ref = convolve2d(ref, win, mode="valid")[::2, ::2]
+            dist = convolve2d(dist, win, mode="valid")[::2, ::2]
+        mu1 = convolve2d(ref, win, mode="valid")
+        mu2 = convolve2d(dist, win, mode="valid")
+        s1 = np.maximum(convolve2d(ref * ref, win, mode="valid") - mu1**2, 0)
+        s2 = np.maximum(convolve2d(dist * dist, win, mode="valid") - mu2**2, 0)
+        s12 = convolve2d(ref * dist, win, mode="valid") - mu1 * mu2
+        g = s12 / (s1 + eps)
+        sv = s2 - g * s12
+        g[s1 < eps] = 0
+        sv[s1 < eps] = s2[s1 < eps]
+        s1[s1 < eps] = 0
+        g[s2 < eps] = 0
+        sv[s2 < eps] = 0
+        sv[g < 0] = s2[g < 0]
+        g[g < 0] = 0
+        sv[sv <= eps] = eps
+        num += np.sum(np.log10(1 + g**2 * s1 / (sv + sigma_nsq)))
+        den += np.sum(np.log10(1 + s1 / sigma_nsq))
+    return float(num / den)
+
+
+def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return _vif_pair(a, f) + _vif_pair(b, f)
+
+
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sx = convolve2d(img, np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float), mode="same")
+    sy = convolve2d(img, np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float), mode="same")
+    angle = np.full(img.shape, math.pi / 2)
+    nonzero = sx != 0
+    angle[nonzero] = np.arctan(sy[nonzero] / sx[nonzero])
+    return np.sqrt(sx**2 + sy**2), angle
+
+
+def _q_map(g_s: np.ndarray, a_s: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
+    ratio = np.zeros_like(g_s)
+    src_stronger = g_s > g_f
+    ratio[src_stronger] = g_f[src_stronger] / g_s[src_stronger]
+    fused_stronger = g_f > g_s
+    ratio[fused_stronger] = g_s[fused_stronger] / g_f[fused_stronger]
+    ratio[(g_s == g_f) & (g_s > 0)] = 1.0
+    relative_angle = 1 - np.abs(a_s - a_f) / (math.pi / 2)
+    q_g = 0.9994 / (1 + np.exp(-15 * (ratio - 0.5)))
+    q_a = 0.9879 / (1 + np.exp(-22 * (relative_angle - 0.8)))
+    return q_g * q_a
+
+
+def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    g_a, a_a = _sobel(a)
+    g_b, a_b = _sobel(b)
+    g_f, a_f = _sobel(f)
+    num = np.sum(_q_map(g_a, a_a, g_f, a_f) * g_a + _q_map(g_b, a_b, g_f, a_f) * g_b)
+    return float(num / np.sum(g_a + g_b))
+
+
+#: name -> reference function; EN/SD/SF/AG take the fused image only, SSIM also a ``protocol`` keyword.
+REFERENCE_METRICS: dict[str, Callable[..., float]] = {
+    "EN": en,
+    "SD": sd,
+    "SF": sf,
+    "AG": ag,
+    "MI": mi,
+    "SCD": scd,
+    "VIF": vif,
+    "Qabf": qabf,
+    "SSIM": ssim,
+    "PSNR": psnr,
+    "CC": cc,
+}
+
+
+def reference_metrics(
+    f: np.ndarray, a: np.ndarray, b: np.ndarray, names: Sequence[str] | None = None, ssim_protocol: str = "literature"
+) -> dict[str, float]:
+    """All (or ``names``) reference metrics of one 2D float64 triplet of 0..255 grey values."""
+    results = {}
+    for name in names or REFERENCE_METRICS:
+        fn = REFERENCE_METRICS[name]
+        if name in ("EN", "SD", "SF", "AG"):
+            results[name] = fn(f)
+        elif name == "SSIM":
+            results[name] = fn(f, a, b, protocol=ssim_protocol)
+        else:
+            results[name] = fn(f, a, b)
+    return results

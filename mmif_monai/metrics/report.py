@@ -1,0 +1,341 @@
+"""Scoring folders of fused images and writing the results: CSV, Markdown table, plot.
+
+``evaluate_folders`` follows the literature's protocol (see ``docs/metrics.md``): every image is read as 8-bit
+grey (colour through BT.601 luma); the fused image, and only the fused image, is then min-max stretched to
+0..255 and rounded. Results are ``{method: {metric: [value per image]}}`` with images in the order of
+:func:`image_names`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.utils import look_up_option
+from PIL import Image
+from tqdm import tqdm
+
+from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics
+from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "SSIM_PROTOCOL_CAPTIONS",
+    "image_files",
+    "image_names",
+    "load_grey",
+    "evaluate_folders",
+    "summarise",
+    "write_csv",
+    "markdown_table",
+    "write_markdown",
+    "write_evaluation",
+    "plot_results",
+    "apply_reporting_transform",
+]
+
+Results = Mapping[str, Mapping[str, Sequence[float]]]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+#: How each SSIM protocol is described in table captions.
+SSIM_PROTOCOL_CAPTIONS = {
+    "literature": "literature (scikit-image structural_similarity, data_range = 2 on 0-255 data)",
+    "correct": "correct (scikit-image structural_similarity, data_range = 255)",
+}
+
+# PIL modes read through a conversion; anything else that is not 8-bit "L" or "RGB" is refused.
+_CONVERTED_MODES = {"1": "L", "LA": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
+
+
+def image_files(folder: str | Path) -> dict[str, Path]:
+    """Image files of ``folder`` (not recursive) by name without suffix, sorted.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist or holds no images.
+        ValueError: if two files share a name (e.g. ``1.png`` and ``1.jpg``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in files:
+                raise ValueError(f"{folder}: {files[path.stem].name} and {path.name} have the same name")
+            files[path.stem] = path
+    if not files:
+        raise FileNotFoundError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _check_same_names(folder: Path, names: set[str], reference: Path, expected: set[str]) -> None:
+    if names != expected:
+        missing, extra = sorted(expected - names)[:5], sorted(names - expected)[:5]
+        raise ValueError(f"{folder} does not match {reference} by file name: missing {missing}, unmatched {extra}")
+
+
+def _source_files(a_dir: Path, b_dir: Path) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
+    """Matched source names (sorted) and the two folders' files by name."""
+    a_files, b_files = image_files(a_dir), image_files(b_dir)
+    _check_same_names(b_dir, set(b_files), a_dir, set(a_files))
+    return sorted(a_files, key=lambda n: (len(n), n)), a_files, b_files
+
+
+def image_names(a_dir: str | Path, b_dir: str | Path) -> list[str]:
+    """Names (without suffix) of the source pairs, in the order results list their images.
+
+    Raises:
+        FileNotFoundError: for a missing or empty folder.
+        ValueError: if the two folders hold different names.
+    """
+    return _source_files(Path(a_dir), Path(b_dir))[0]
+
+
+def load_grey(path: str | Path) -> np.ndarray:
+    """An image file as (H, W) uint8 grey values; colour images give their BT.601 luma.
+
+    Raises:
+        ValueError: for images that are not 8 bits per channel (e.g. 16-bit or float TIFF).
+    """
+    with Image.open(path) as img:
+        img = img.convert(_CONVERTED_MODES[img.mode]) if img.mode in _CONVERTED_MODES else img
+        if img.mode not in ("L", "RGB"):
+            raise ValueError(f"{path}: mode {img.mode!r} is not an 8-bit grey or colour image")
+        return to_uint8_grey(np.array(img))
+
+
+def _stack(images: list[np.ndarray], indices: list[int], device: torch.device) -> torch.Tensor:
+    batch = np.stack([images[i] for i in indices])[:, None]
+    return torch.from_numpy(batch).to(device=device, dtype=torch.float64)
+
+
+def _score_batch(
+    fused: list[np.ndarray], a: list[np.ndarray], b: list[np.ndarray], ssim_protocol: str, device: torch.device
+) -> dict[str, list[float]]:
+    """Metrics of a list of triplets, batching images of equal size together."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, img in enumerate(fused):
+        groups.setdefault(img.shape, []).append(i)
+    scores = {name: [math.nan] * len(fused) for name in METRIC_NAMES}
+    for idx in groups.values():
+        values = batched_metrics(
+            _stack(fused, idx, device), _stack(a, idx, device), _stack(b, idx, device), ssim_protocol=ssim_protocol
+        )
+        for name, column in values.items():
+            for i, value in zip(idx, column.tolist()):
+                scores[name][i] = value
+    return scores
+
+
+def evaluate_folders(
+    fused_dirs: Mapping[str, str | Path],
+    a_dir: str | Path,
+    b_dir: str | Path,
+    ssim_protocol: str = "literature",
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, list[float]]]:
+    """Every metric of every fused image in ``fused_dirs``, matched to the sources by file name.
+
+    Args:
+        fused_dirs: method name -> folder of its fused images.
+        a_dir: folder of the first (anatomical) source images.
+        b_dir: folder of the second (functional) source images; colour images are scored on their luma.
+        ssim_protocol: ``"literature"`` or ``"correct"``, see ``docs/metrics.md``.
+        batch_size: images scored together.
+        device: torch device for the metrics; ``None`` picks CUDA when available.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``{method: {metric: [value per image]}}``, images in the order of :func:`image_names`.
+
+    Raises:
+        FileNotFoundError: for a missing folder or one without images.
+        ValueError: for folders whose file names do not match the sources, or images of different sizes.
+    """
+    look_up_option(ssim_protocol, SSIM_PROTOCOLS)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    names, a_files, b_files = _source_files(Path(a_dir), Path(b_dir))
+    fused_files = {method: image_files(Path(folder)) for method, folder in fused_dirs.items()}
+    for method, files in fused_files.items():
+        _check_same_names(Path(fused_dirs[method]), set(files), Path(a_dir), set(names))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    results: dict[str, dict[str, list[float]]] = {m: {n: [] for n in METRIC_NAMES} for m in fused_dirs}
+    with tqdm(total=len(names) * len(fused_dirs), desc="fusion metrics", unit="image", disable=not progress) as bar:
+        for start in range(0, len(names), batch_size):
+            batch = names[start : start + batch_size]
+            a = [load_grey(a_files[n]) for n in batch]
+            b = [load_grey(b_files[n]) for n in batch]
+            for n, img_a, img_b in zip(batch, a, b):
+                if img_a.shape != img_b.shape:
+                    raise ValueError(f"{a_files[n]} is {img_a.shape}, {b_files[n]} is {img_b.shape}")
+            for method, files in fused_files.items():
+                fused = [stretch_to_uint8_range(load_grey(files[n])) for n in batch]
+                for n, img_f, img_a in zip(batch, fused, a):
+                    if img_f.shape != img_a.shape:
+                        raise ValueError(f"{files[n]} is {img_f.shape}, its sources are {img_a.shape}")
+                for metric, values in _score_batch(fused, a, b, ssim_protocol, device).items():
+                    results[method][metric].extend(values)
+                bar.update(len(batch))
+    return results
+
+
+def summarise(results: Results) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{method: {metric: (mean, std)}}`` over images; std is the population std (numpy's default).
+
+    Images where a metric is undefined (NaN, e.g. CC of a constant image) are left out of that metric.
+    """
+    summary: dict[str, dict[str, tuple[float, float]]] = {}
+    for method, metrics in results.items():
+        summary[method] = {}
+        for metric, values in metrics.items():
+            arr = np.asarray(values, dtype=np.float64)
+            arr = arr[~np.isnan(arr)]
+            summary[method][metric] = (float(arr.mean()), float(arr.std())) if arr.size else (math.nan, math.nan)
+    return summary
+
+
+def _metric_columns(results: Results) -> list[str]:
+    """Metric names present in any method, in the order of :data:`METRIC_NAMES` then first appearance."""
+    seen = dict.fromkeys(m for metrics in results.values() for m in metrics)
+    return [m for m in METRIC_NAMES if m in seen] + [m for m in seen if m not in METRIC_NAMES]
+
+
+def write_csv(results: Results, path: str | Path, names: Sequence[str] | None = None) -> None:
+    """One row per method and image: ``method, image, <metric>...``.
+
+    ``names`` labels the images (e.g. :func:`image_names`); without it, images are numbered from 0.
+    """
+    columns = _metric_columns(results)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "image", *columns])
+        for method, metrics in results.items():
+            count = max(len(v) for v in metrics.values())
+            if names is not None and len(names) != count:
+                raise ValueError(f"{len(names)} image names for {count} results of {method!r}")
+            for i in range(count):
+                label = names[i] if names is not None else i
+                writer.writerow([method, label, *(metrics[c][i] if c in metrics else "" for c in columns)])
+
+
+def markdown_table(results: Results, ssim_protocol: str) -> str:
+    """Mean ± std per method (rows) and metric (columns); with several methods the best mean per column is bold.
+
+    Every metric here is higher-is-better. The caption names the SSIM protocol the results were computed with.
+    """
+    summary = summarise(results)
+    columns = _metric_columns(results)
+    best = {
+        c: max((s[c][0] for s in summary.values() if c in s and not math.isnan(s[c][0])), default=math.nan)
+        for c in columns
+    }
+    counts = sorted({max(len(v) for v in metrics.values()) for metrics in results.values()})
+    caption = (
+        f"Fusion metrics, mean ± std over {' / '.join(map(str, counts))} images per method "
+        f"(8-bit grey, fused image min-max stretched). "
+        f"SSIM protocol: {look_up_option(ssim_protocol, SSIM_PROTOCOL_CAPTIONS)}."
+    )
+    if len(summary) > 1:
+        caption += " Best mean per column in bold (higher is better for every metric)."
+    lines = [f"**Table:** {caption}", "", "| method | " + " | ".join(columns) + " |"]
+    lines.append("| --- |" + " --- |" * len(columns))
+    for method, stats in summary.items():
+        cells = []
+        for c in columns:
+            if c not in stats:
+                cells.append("")
+                continue
+            mean, std = stats[c]
+            cell = f"{mean:.4f} ± {std:.4f}"
+            cells.append(f"**{cell}**" if len(summary) > 1 and mean == best[c] else cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(results: Results, path: str | Path, ssim_protocol: str) -> None:
+    """Write :func:`markdown_table` to ``path``."""
+    Path(path).write_text(markdown_table(results, ssim_protocol))
+
+
+def plot_results(results: Results, path: str | Path) -> None:
+    """PNG bar plot of mean ± std, one panel per metric and one bar per method."""
+    # Imported here so that importing the metrics (e.g. in a training process) does not load matplotlib; the
+    # Agg canvas renders without touching pyplot's global backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    summary = summarise(results)
+    columns = _metric_columns(results)
+    methods = list(summary)
+    n_cols = min(4, len(columns))
+    n_rows = math.ceil(len(columns) / n_cols)
+    fig = Figure(figsize=(3.2 * n_cols, 2.8 * n_rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for k, metric in enumerate(columns):
+        ax = fig.add_subplot(n_rows, n_cols, k + 1)
+        stats = [summary[m].get(metric, (math.nan, math.nan)) for m in methods]
+        ax.bar(range(len(methods)), [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3, color="C0")
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric)
+    fig.savefig(path, format="png", dpi=120)
+
+
+def write_evaluation(
+    results: Results,
+    output_dir: str | Path,
+    a_dir: str | Path,
+    b_dir: str | Path,
+    ssim_protocol: str = "literature",
+    overwrite: bool = False,
+) -> tuple[str, list[Path]]:
+    """Write ``metrics.csv`` (per image, labelled by :func:`image_names`), ``metrics.md`` and ``metrics.png``.
+
+    Returns:
+        the Markdown table and the paths written.
+
+    Raises:
+        FileExistsError: if one of the files exists and ``overwrite`` is False (nothing is written then).
+    """
+    folder = Path(output_dir)
+    paths = [folder / name for name in ("metrics.csv", "metrics.md", "metrics.png")]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]} exists; overwrite it explicitly")
+    table = markdown_table(results, ssim_protocol)
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, png_path = paths
+    write_csv(results, csv_path, names=image_names(a_dir, b_dir))
+    md_path.write_text(table)
+    plot_results(results, png_path)
+    return table, paths
+
+
+def apply_reporting_transform(
+    table: Mapping[str, float], coefficients: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
+    """A *reporting view* of a results table: ``y = k * x + b`` per metric, as the seed paper presents its table.
+
+    Not a metric: the MMIF paper (Liu et al. 2025, Table 1) reports metric values through a per-task linear map
+    ``y = k * x + b``. Its coefficients are not part of this project; supply them yourself from the paper.
+    Metrics without coefficients are copied unchanged; label the transformed table as such wherever it is shown.
+
+    Args:
+        table: metric -> value (e.g. the means of :func:`summarise` for one method).
+        coefficients: metric -> (k, b).
+
+    Raises:
+        ValueError: if ``coefficients`` names a metric the table does not have.
+    """
+    unknown = sorted(set(coefficients) - set(table))
+    if unknown:
+        raise ValueError(f"coefficients for metrics not in the table: {unknown}")
+    return {m: coefficients[m][0] * v + coefficients[m][1] if m in coefficients else v for m, v in table.items()}
