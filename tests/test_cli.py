@@ -100,3 +100,18 @@ def test_demo_fuses_every_sample_and_writes_a_preview(tmp_path):
     assert "preview.png" in fused
     assert len(fused) == 1 + 6
     assert Image.open(tmp_path / "mri_spect" / "10020.png").mode == "RGB"
+
+
+def test_evaluate_scores_method_folders_side_by_side(tmp_path, capsys):
+    for method in ("average", "max"):
+        assert main(["fuse", "--method", method, "--pairs", str(CT / "MRI"), str(CT / "CT"), "-o", str(tmp_path / method)]) == 0
+    out = tmp_path / "report"
+    args = ["evaluate", "--fused", str(tmp_path / "average"), str(tmp_path / "max"), "--a", str(CT / "MRI"), "--b", str(CT / "CT"), "-o", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| average |" in printed and "| max |" in printed and "SSIM protocol" in printed
+    assert {p.name for p in out.iterdir()} >= {"metrics.csv", "metrics.md", "metrics.png"}
+    csv_rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(csv_rows) == 1 + 2 * 2  # header + 2 methods x 2 images
+    assert main(args) == 1  # outputs exist: refused without --overwrite
+    assert main([*args, "--overwrite"]) == 0

@@ -39,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", type=Path, default=Path("outputs/demo"), help="output folder")
     demo.add_argument("--samples", type=Path, help="folder laid out like AANLIB (default: the shipped samples)")
     _add_method_args(demo)
+
+    evaluate = commands.add_parser("evaluate", help="score fused images against their sources (fusion metrics)")
+    evaluate.add_argument("--fused", nargs="+", type=Path, required=True, help="folder(s) of fused images, one per method")
+    evaluate.add_argument("--method", nargs="+", help="a name per --fused folder (default: the folder names)")
+    evaluate.add_argument("--a", type=Path, required=True, help="folder of anatomical source images")
+    evaluate.add_argument("--b", type=Path, required=True, help="folder of functional / second source images")
+    evaluate.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
+    evaluate.add_argument("-o", "--output", type=Path, default=Path("outputs/evaluate"), help="folder for CSV, table, plot")
+    evaluate.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if present)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     return parser
 
 
@@ -68,7 +78,19 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} fused image(s) under {args.output}; preview: {preview}")
 
 
-COMMANDS = {"fuse": _fuse, "demo": _demo}
+def _evaluate(args: argparse.Namespace) -> None:
+    from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+
+    methods = args.method or [folder.name for folder in args.fused]
+    if len(methods) != len(args.fused) or len(set(methods)) != len(methods):
+        raise ValueError("--method needs one distinct name per --fused folder")
+    results = evaluate_folders(dict(zip(methods, args.fused)), args.a, args.b, args.ssim_protocol, device=args.device)
+    table, written = write_evaluation(results, args.output, args.a, args.b, args.ssim_protocol, args.overwrite)
+    print(table)
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+COMMANDS = {"fuse": _fuse, "demo": _demo, "evaluate": _evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
