@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmif_monai.io.paths import BUNDLE_DIR
+
 __all__ = [
     "DEFAULT_PATCH_SIZE",
     "LatLRRDecomposition",
@@ -151,7 +153,7 @@ def decompose_explicit(x: torch.Tensor, projection: torch.Tensor) -> tuple[torch
 
 def default_projection_path() -> Path:
     """Where the repository ships the learned projection: ``bundles/mmif_net/models/latlrr_projection.pt``."""
-    return Path(__file__).resolve().parents[2] / "bundles" / "mmif_net" / "models" / "latlrr_projection.pt"
+    return BUNDLE_DIR / "models" / "latlrr_projection.pt"
 
 
 def load_projection(path: str | Path | None = None) -> torch.Tensor:

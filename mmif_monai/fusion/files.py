@@ -11,10 +11,9 @@ from tqdm import tqdm
 
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.images import check_output_path, read_slice, write_image_atomic
+from mmif_monai.io.paths import IMAGE_SUFFIXES
 
 __all__ = ["FileJob", "match_pair_folders", "fuse_files"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,11 @@ from pathlib import Path
 from mmif_monai.fusion.files import FileJob, fuse_files, match_pair_folders
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import PAIR_TYPES
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.io.images import check_output_path, read_slice
 from mmif_monai.io.preview import save_preview_grid
 
 __all__ = ["SAMPLES_DIR", "fuse_dataset_folder"]
-
-SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 def fuse_dataset_folder(

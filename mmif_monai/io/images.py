@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,19 @@ from mmif_monai.transforms import LoadModality
 __all__ = ["read_slice", "atomic_output", "write_image_atomic", "check_output_path"]
 
 
+@lru_cache(maxsize=1)
+def _slice_loader() -> LoadModality:
+    # one loader per process: building MONAI's LoadImage sets up every reader (and their warnings) each time
+    return LoadModality()
+
+
 def read_slice(path: str | Path) -> torch.Tensor:
     """A 2D slice as a float (C, H, W) tensor in [0, 1]: C = 1 for grey, 3 for colour.
 
     Raises:
         FileNotFoundError / ValueError naming the file: missing, unreadable, not 2D, or not finite.
     """
-    img = torch.as_tensor(LoadModality()(str(path))).float()
+    img = torch.as_tensor(_slice_loader()(str(path))).float()
     if img.dim() != 3 or img.shape[0] not in (1, 3, 4):
         raise ValueError(f"{path}: expected a 2D grey or RGB image, got shape {tuple(img.shape)}")
     img = img[:3]  # drop an alpha channel

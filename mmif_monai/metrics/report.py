@@ -19,6 +19,7 @@ from monai.utils import look_up_option
 from PIL import Image
 from tqdm import tqdm
 
+from mmif_monai.io.paths import IMAGE_SUFFIXES
 from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics
 from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
 
@@ -40,7 +41,6 @@ __all__ = [
 
 Results = Mapping[str, Mapping[str, Sequence[float]]]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 #: How each SSIM protocol is described in table captions.
 SSIM_PROTOCOL_CAPTIONS = {

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 
 from mmif_monai.decomposition.projection import default_projection_path, load_projection
+from mmif_monai.io.paths import BUNDLE_DIR
 from mmif_monai.networks.mmif_net import MMIFNet
 
 __all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net"]
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_DIR = Path(__file__).resolve().parents[2] / "bundles" / "mmif_net"
 DEFAULT_WEIGHTS = BUNDLE_DIR / "models" / "model.pt"
 
 
