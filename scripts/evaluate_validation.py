@@ -42,6 +42,10 @@ def main() -> None:
         "",
         "    python scripts/evaluate_validation.py" + (f" --ssim-protocol {args.ssim_protocol}" if args.ssim_protocol != "literature" else ""),
         "",
+        "Methods: the classical baselines (docs/metrics.md) and MMIF-Net with the bundle's shipped weights "
+        "(bundles/mmif_net/docs/README.md says how far they were trained). Colour sources and results are scored "
+        "on their luminance.",
+        "",
     ]
     for pair_type in PAIR_TYPES:
         pairs = [p for p in validation if p.pair_type == pair_type][: args.limit]
