@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.io.aanlib import list_pairs
 from mmif_monai.metrics import METRIC_NAMES, batched_metrics, image_files, image_names, load_grey
 from mmif_monai.metrics import stretch_to_uint8_range
@@ -33,7 +34,7 @@ TOLERANCE = 0.01
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset-dir", type=Path, default=Path("/work/shared/data/aanlib"))
+    parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
     parser.add_argument("--pair-type", default="mri_pet")
     parser.add_argument("--a", type=Path, help="first source folder (with --b and --fused)")
     parser.add_argument("--b", type=Path, help="second source folder")

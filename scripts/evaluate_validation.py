@@ -16,17 +16,15 @@ from pathlib import Path
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.comparison import fuse_with_methods, stage_sources
 from mmif_monai.fusion.methods import NETWORK_METHOD
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
-from mmif_monai.metrics.report import write_evaluation, evaluate_folders
-
-REPO = Path(__file__).resolve().parents[1]
-
+from mmif_monai.metrics.report import evaluate_folders, write_evaluation
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset-dir", type=Path, default=REPO.parent / "shared" / "data" / "aanlib")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "validation")
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "validation.md")
+    parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "validation")
+    parser.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "validation.md")
     parser.add_argument("--methods", nargs="+", default=[*CLASSICAL_METHODS, NETWORK_METHOD])
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
