@@ -154,7 +154,19 @@ class YIQToRGB(Transform):
         return yiq_to_rgb(img)
 
 
-class RGBToYIQd(MapTransform, InvertibleTransform):
+class _PerKeyd(MapTransform):
+    """Applies ``self.converter`` (an array transform set by the subclass) to every selected key."""
+
+    converter: Transform
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
+class RGBToYIQd(_PerKeyd, InvertibleTransform):
     """
     Dictionary-based wrapper of :py:class:`RGBToYIQ`.
 
@@ -170,12 +182,6 @@ class RGBToYIQd(MapTransform, InvertibleTransform):
         super().__init__(keys, allow_missing_keys)
         self.converter = RGBToYIQ()
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
-        return d
-
     def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
@@ -183,7 +189,7 @@ class RGBToYIQd(MapTransform, InvertibleTransform):
         return d
 
 
-class YIQToRGBd(MapTransform):
+class YIQToRGBd(_PerKeyd):
     """
     Dictionary-based wrapper of :py:class:`YIQToRGB`.
 
@@ -198,12 +204,6 @@ class YIQToRGBd(MapTransform):
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.converter = YIQToRGB()
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
-        return d
 
 
 class ToLuminance(Transform):
@@ -228,7 +228,7 @@ class ToLuminance(Transform):
         return out
 
 
-class ToLuminanced(MapTransform):
+class ToLuminanced(_PerKeyd):
     """
     Dictionary-based wrapper of :py:class:`ToLuminance`.
 
@@ -243,9 +243,3 @@ class ToLuminanced(MapTransform):
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.converter = ToLuminance()
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
-        return d
