@@ -1,0 +1,40 @@
+"""MONAI's bundle tools on the MMIF-Net bundle: the declared input/output format and TorchScript export."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mmif_monai.networks.pretrained import load_mmif_net
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundles" / "mmif_net"
+CONFIG_ARGS = [
+    "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+    "--config_file", str(BUNDLE / "configs" / "train.json"),
+    "--bundle_root", str(BUNDLE),
+]  # fmt: skip
+
+
+def _bundle(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_verify_net_in_out_accepts_the_declared_format():
+    result = _bundle("verify_net_in_out", "network_def", *CONFIG_ARGS, "--n", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "verified with no error" in result.stdout + result.stderr
+
+
+def test_ckpt_export_gives_torchscript_equal_to_the_eager_model(tmp_path):
+    exported = tmp_path / "model.ts"
+    result = _bundle(
+        "ckpt_export", "network_def", "--filepath", str(exported), "--ckpt_file", str(BUNDLE / "models" / "model.pt"), *CONFIG_ARGS
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    scripted = torch.jit.load(str(exported))
+    eager = load_mmif_net().network
+    x = torch.rand(2, 2, 96, 112)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), eager(x), atol=1e-6)
