@@ -23,4 +23,5 @@ def test_fusing_an_image_with_itself_returns_it_closely():
             fused = net(x, x)
         mse = float(torch.mean((fused - x) ** 2))
         psnr = 10 * torch.log10(torch.tensor(1.0 / mse))
+        print(f"self-fusion PSNR {name}: {float(psnr):.1f} dB")
         assert psnr > 25.0, f"{name}: self-fusion PSNR {float(psnr):.1f} dB"
