@@ -29,8 +29,10 @@ from mmif_monai.decomposition.projection import (
     default_projection_path,
 )
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, list_pairs, split_pairs
+from mmif_monai.transforms.color import YIQ_FROM_RGB
 
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+# the luminance the network fuses: the Y row of the YIQ matrix
+LUMA_WEIGHTS = YIQ_FROM_RGB[0]
 
 
 def load_grey(path: Path) -> np.ndarray:

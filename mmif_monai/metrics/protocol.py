@@ -13,10 +13,13 @@ import torch
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
+from mmif_monai.transforms.color import YIQ_FROM_RGB
+
 __all__ = ["LUMA_WEIGHTS", "to_uint8_grey", "stretch_to_uint8_range"]
 
-#: Y of YIQ / ITU-R BT.601 luma: Y = 0.299 R + 0.587 G + 0.114 B.
-LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+#: Y of YIQ / ITU-R BT.601 luma (Y = 0.299 R + 0.587 G + 0.114 B): the row of the YIQ matrix the fusion uses,
+#: so colour images are scored on exactly the luminance that was fused.
+LUMA_WEIGHTS: tuple[float, float, float] = tuple(float(w) for w in YIQ_FROM_RGB[0])
 
 
 def _luminance(img: torch.Tensor) -> torch.Tensor:
