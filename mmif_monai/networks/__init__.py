@@ -8,3 +8,4 @@ from .blocks import (
     conv_bn_relu,
 )
 from .mmif_net import MMIFNet, init_weights
+from .densefuse import DenseFuse
