@@ -14,12 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 
 
-def _train(ckpt_dir: Path, epochs: int) -> subprocess.CompletedProcess:
+def _train(ckpt_dir: Path, epochs: int, *extra: str, configs: tuple[str, ...] = ("train.json",)) -> subprocess.CompletedProcess:
+    config_files = [str(BUNDLE / "configs" / name) for name in configs]
     cmd = [
         sys.executable, "-m", "monai.bundle", "run", "training",
         "--bundle_root", str(BUNDLE),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
-        "--config_file", str(BUNDLE / "configs" / "train.json"),
+        "--config_file", str(config_files) if len(config_files) > 1 else config_files[0],
         "--dataset_dir", str(ROOT / "data" / "samples"),
         "--validation_cases", "[37]",
         "--ckpt_dir", str(ckpt_dir),
@@ -28,6 +29,7 @@ def _train(ckpt_dir: Path, epochs: int) -> subprocess.CompletedProcess:
         "--batch_size", "2",
         "--crop_size", "[64, 64]",
         "--num_workers", "0",
+        *extra,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
 
@@ -62,3 +64,14 @@ def test_training_resumes_from_the_last_checkpoint(trained):
     # Ignite stores the trainer's progress as its iteration count: 2 iterations per epoch
     assert before["trainer"]["iteration"] == 2 and after["trainer"]["iteration"] == 4
     assert latest_checkpoint(ckpt).name == "checkpoint_epoch=2.pt"  # the next resume starts from here
+
+
+def test_fusion_finetuning_trains_only_the_learned_fusion_modules(tmp_path):
+    pretrained = BUNDLE / "models" / "model.pt"
+    result = _train(tmp_path, 1, configs=("train.json", "train_fusion.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = torch.load(pretrained, weights_only=True)
+    after = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert before.keys() == after.keys()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all(key.startswith("fusions.") for key in changed)  # batch-norm statistics included

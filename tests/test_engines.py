@@ -1,9 +1,10 @@
+import pytest
 import torch
 
-from mmif_monai.engines import ReconstructionTask, image_items, latest_checkpoint
+from mmif_monai.engines import FusionTask, ReconstructionTask, image_items, latest_checkpoint
 from mmif_monai.io.aanlib import list_pairs
 from mmif_monai.fusion.samples import SAMPLES_DIR
-from mmif_monai.losses import ReconstructionLoss
+from mmif_monai.losses import FusionLoss, ReconstructionLoss, gradient_magnitude
 from mmif_monai.networks import MMIFNet
 
 
@@ -42,3 +43,45 @@ def test_latest_checkpoint_picks_the_highest_epoch(tmp_path):
     for epoch in (2, 10, 9):
         (tmp_path / f"checkpoint_epoch={epoch}.pt").write_bytes(b"")
     assert latest_checkpoint(tmp_path).name == "checkpoint_epoch=10.pt"
+
+
+def test_fusion_loss_prefers_the_brighter_sharper_source_over_either_source_alone():
+    torch.manual_seed(0)
+    sources = torch.zeros(1, 2, 48, 48)
+    sources[:, 0, 8:24, 8:40] = 1.0  # "bone" only the first source shows
+    sources[:, 1, 28:44, 8:40] = 0.8  # "uptake" only the second shows
+    loss = FusionLoss()
+    both = sources.amax(dim=1, keepdim=True)
+    assert float(loss(both, sources)) < float(loss(sources[:, :1], sources))
+    assert float(loss(both, sources)) < float(loss(sources[:, 1:], sources))
+    assert float(loss(both, sources)) < float(loss(sources.mean(dim=1, keepdim=True), sources))
+
+
+def test_fusion_loss_checks_shapes():
+    with pytest.raises(ValueError, match="expected fused"):
+        FusionLoss()(torch.rand(1, 2, 16, 16), torch.rand(1, 2, 16, 16))
+
+
+def test_gradient_magnitude_is_sobel_l1_and_zero_on_flat_images():
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1.0
+    magnitude = gradient_magnitude(step)[0, 0]
+    assert torch.all(magnitude[:, 3:5] == 4.0) and magnitude[:, :3].abs().sum() == 0 and magnitude[:, 5:].abs().sum() == 0
+    assert gradient_magnitude(torch.full((2, 3, 8, 8), 0.3)).abs().max() == 0
+
+
+def test_fusion_task_trains_only_the_named_modules_and_keeps_the_rest_in_eval_mode():
+    net = MMIFNet(fa=True)
+    task = FusionTask(net, trainable=["fusions"]).train()
+    trainable = {id(p) for p in task.trainable_parameters()}
+    assert trainable == {id(p) for p in net.fusions.parameters()}
+    assert not net.training and not net.stem.training and net.fusions.training
+    sources = torch.rand(2, 2, 64, 64)
+    FusionLoss()(task(sources), sources).backward()
+    assert all(p.grad is None for p in net.stem.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.fusions.parameters())
+
+
+def test_fusion_task_rejects_unknown_modules():
+    with pytest.raises(ValueError, match="no submodule"):
+        FusionTask(MMIFNet(), trainable=["encoder_that_does_not_exist"])

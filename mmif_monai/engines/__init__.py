@@ -1,3 +1,3 @@
 from .checkpoints import attach_checkpointing, latest_checkpoint
 from .data import image_items
-from .tasks import ReconstructionTask
+from .tasks import FusionTask, ReconstructionTask

@@ -1,1 +1,2 @@
 from .reconstruction import ReconstructionLoss
+from .fusion import FusionLoss, gradient_magnitude
