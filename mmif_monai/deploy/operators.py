@@ -1,0 +1,179 @@
+"""MONAI Deploy operators of the fusion app: select the two series, load and align them, fuse, write the series.
+
+The study is loaded by the SDK's own ``DICOMDataLoaderOperator`` and the selection reuses the matching of its
+``DICOMSeriesSelectorOperator`` (subclassed here for the study checks and the anatomical/functional pairing).
+Volumes, alignment, fusion and the DICOM writer are the library's (:mod:`mmif_monai.io.volumes`,
+:mod:`mmif_monai.registration`, :mod:`mmif_monai.fusion.volumes`, :mod:`mmif_monai.io.dicom_series`): the app
+adds no second implementation of any of them. Volumes travel between operators as MONAI ``MetaTensor``s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from monai.deploy.core import Fragment, Operator, OperatorSpec
+from monai.deploy.core.domain.dicom_series_selection import SelectedSeries, StudySelectedSeries
+from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
+
+from mmif_monai.deploy.selection import (
+    ANATOMICAL,
+    FUNCTIONAL,
+    ROLES,
+    check_single_study,
+    choose_pair,
+    describe_series,
+    load_rules,
+    series_folder,
+    series_order,
+)
+from mmif_monai.io.dicom_series import write_fused_series
+from mmif_monai.io.volumes import load_volume
+from mmif_monai.registration import align_volumes
+
+__all__ = [
+    "FusionSeriesSelectorOperator",
+    "AlignedVolumesOperator",
+    "FusionInferenceOperator",
+    "FusedSeriesWriterOperator",
+]
+
+#: user-facing progress (which series, which model, what was written); the app prints this logger to stdout
+logger = logging.getLogger("mmif_monai.deploy")
+
+_SELECTED_PORT = "study_selected_series_list"  # the SDK selector's output name, kept for its consumers
+
+
+class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
+    """Checks the loaded study and selects its anatomical and functional series by rules.
+
+    Named input:
+        dicom_study_list: the list of ``DICOMStudy`` from ``DICOMDataLoaderOperator``.
+
+    Named output:
+        study_selected_series_list: one ``StudySelectedSeries`` with two ``SelectedSeries`` named
+        ``anatomical`` and ``functional``.
+
+    The rules and the pairing are described in :mod:`mmif_monai.deploy.selection`; the condition matching is
+    the SDK selector's (``filter``), run once per selection so that the order of selections is the preference.
+    """
+
+    def __init__(self, fragment: Fragment, *args, study_folder: str | Path, rules: Mapping[str, Any] | None = None, **kwargs):
+        self._study_folder = Path(study_folder)
+        self._selection_rules = dict(rules) if rules is not None else load_rules()
+        super().__init__(fragment, *args, rules=json.dumps(self._selection_rules), all_matched=True, **kwargs)
+
+    def compute(self, op_input, op_output, context):
+        studies = op_input.receive(self.input_name_study_list)
+        op_output.emit(self.select_pair(studies), self.output_name_selected_series)
+
+    def select_pair(self, studies) -> StudySelectedSeries:
+        """Raises ValueError naming the study folder: several patients or studies, or a role without a series."""
+        study = check_single_study(studies, self._study_folder)
+        candidates: dict[str, list] = {role: [] for role in ROLES}
+        for selection in self._selection_rules["selections"]:
+            matched = self.filter({"selections": [selection]}, [study], all_matched=True)
+            series = [chosen.series for study_series in matched for chosen in study_series.selected_series]
+            candidates[selection["name"]].extend(sorted(series, key=series_order))
+        anatomical, functional = choose_pair(candidates, study, self._study_folder, self._selection_rules)
+        logger.info("anatomical: %s; functional: %s", describe_series(anatomical), describe_series(functional))
+        selected = StudySelectedSeries(study)
+        selected.add_selected_series(SelectedSeries(ANATOMICAL, anatomical, None))
+        selected.add_selected_series(SelectedSeries(FUNCTIONAL, functional, None))
+        return selected
+
+
+class AlignedVolumesOperator(Operator):
+    """Loads the two selected series as volumes and resamples the functional one onto the anatomical grid.
+
+    Named input:
+        study_selected_series_list: the ``StudySelectedSeries`` of :class:`FusionSeriesSelectorOperator`.
+
+    Named outputs:
+        anatomical: the anatomical ``MetaTensor`` (1, X, Y, Z) from ``load_volume`` (DICOM identity in its meta).
+        functional: the functional ``MetaTensor`` on the anatomical grid (``align_volumes``).
+    """
+
+    def __init__(self, fragment: Fragment, *args, study_folder: str | Path, register: bool | str = False, **kwargs):
+        self._study_folder = Path(study_folder)
+        self._register = register
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input(_SELECTED_PORT)
+        spec.output(ANATOMICAL)
+        spec.output(FUNCTIONAL)
+
+    def compute(self, op_input, op_output, context):
+        selected = op_input.receive(_SELECTED_PORT)
+        by_role = {chosen.selection_name: chosen.series for chosen in selected.selected_series}
+        volumes = {
+            role: load_volume(series_folder(by_role[role], self._study_folder), series=str(by_role[role].SeriesInstanceUID))
+            for role in ROLES
+        }
+        functional, report = align_volumes(volumes[ANATOMICAL], volumes[FUNCTIONAL], register=self._register)
+        logger.info("alignment: %s", report.summary())
+        op_output.emit(volumes[ANATOMICAL], ANATOMICAL)
+        op_output.emit(functional, FUNCTIONAL)
+
+
+class FusionInferenceOperator(Operator):
+    """Fuses the aligned volumes slice by slice with the bundle's network (or a classical method).
+
+    Named inputs: anatomical, functional (one grid). Named output: fused, a ``MetaTensor`` (C, X, Y, Z) in [0, 1].
+    The model is loaded on the first call, from ``model_path`` (a state dict file).
+    """
+
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        model_path: str | Path | None,
+        method: str = "mmif-net",
+        device: str = "cpu",
+        **kwargs,
+    ):
+        self._model_path = model_path
+        self._method = method
+        self._device = device
+        self._fuse_fn = None
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input(ANATOMICAL)
+        spec.input(FUNCTIONAL)
+        spec.output("fused")
+
+    def compute(self, op_input, op_output, context):
+        from mmif_monai.fusion.methods import load_fusion_method
+        from mmif_monai.fusion.volumes import fuse_volume
+
+        anatomical, functional = op_input.receive(ANATOMICAL), op_input.receive(FUNCTIONAL)
+        if self._fuse_fn is None:
+            self._fuse_fn, description = load_fusion_method(self._method, self._model_path, self._device)
+            logger.info("model: %s", description)
+        op_output.emit(fuse_volume(self._fuse_fn, anatomical, functional), "fused")
+
+
+class FusedSeriesWriterOperator(Operator):
+    """Writes the fused volume as a new DICOM series of the anatomical series' patient and study.
+
+    Named inputs: fused, anatomical (the reference whose DICOM identity the series keeps).
+    """
+
+    def __init__(self, fragment: Fragment, *args, output_folder: str | Path, overwrite: bool = False, **kwargs):
+        self._output_folder = Path(output_folder)
+        self._overwrite = overwrite
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("fused")
+        spec.input(ANATOMICAL)
+
+    def compute(self, op_input, op_output, context):
+        fused, anatomical = op_input.receive("fused"), op_input.receive(ANATOMICAL)
+        written = write_fused_series(fused, anatomical, self._output_folder, overwrite=self._overwrite)
+        logger.info("wrote %d DICOM files to %s", len(written), self._output_folder)
