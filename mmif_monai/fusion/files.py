@@ -12,8 +12,12 @@ from tqdm import tqdm
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.images import check_output_path, read_slice, write_image_atomic
 from mmif_monai.io.paths import IMAGE_SUFFIXES
+from mmif_monai.transforms import MODALITY_ALIASES, modality_from_meta
 
 __all__ = ["FileJob", "match_pair_folders", "fuse_files"]
+
+# DICOM Modality codes of functional imaging (PET, nuclear medicine / SPECT): never the anatomical side
+_FUNCTIONAL_MODALITIES = ("PT", "NM")
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,15 @@ def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, o
     """Jobs for the files with the same name in both folders; outputs keep the input names.
 
     Raises:
-        FileNotFoundError: a folder is missing. ValueError: no names in common, or names present in one only.
+        FileNotFoundError: a folder is missing. ValueError: no names in common, or names present in one only,
+        or the output folder is an existing file.
     """
     dirs = [Path(anatomical_dir), Path(functional_dir)]
     for folder in dirs:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder")
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"{output_dir}: the output folder is an existing file")
     names = [{p.name for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} for d in dirs]
     if names[0] != names[1]:
         unmatched = sorted(names[0] ^ names[1])[:3]
@@ -49,6 +56,16 @@ def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
     anatomical, functional = read_slice(job.anatomical), read_slice(job.functional)
     if anatomical.shape[0] != 1:
         raise ValueError(f"{job.anatomical}: the anatomical image must be grey, got a colour image")
+    modality = modality_from_meta(getattr(anatomical, "meta", {}))
+    if modality is not None and MODALITY_ALIASES.get(modality.upper()) in _FUNCTIONAL_MODALITIES:
+        raise ValueError(
+            f"{job.anatomical}: the anatomical image is {modality} (functional imaging) by its header; "
+            "expected CT or MR. Are --anatomical and --functional swapped?"
+        )
+    for path, image in ((job.anatomical, anatomical), (job.functional, functional)):
+        # an empty or blank export: fusing it would give the other image back and hide the mistake
+        if bool(image.amax() == image.amin()):
+            raise ValueError(f"{path}: image is constant (every pixel the same value); nothing to fuse")
     if anatomical.shape[-2:] != functional.shape[-2:]:
         raise ValueError(
             f"{job.functional}: size {tuple(functional.shape[-2:])} differs from the anatomical image "
@@ -57,6 +74,25 @@ def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
     if min(anatomical.shape[-2:]) < 64:
         raise ValueError(f"{job.anatomical}: images must be at least 64x64, got {tuple(anatomical.shape[-2:])}")
     return anatomical, functional
+
+
+def _check_outputs(jobs: Sequence[FileJob], overwrite: bool) -> None:
+    """Refuse outputs that exist (unless ``overwrite``), that are not ``.png``, that are symbolic links
+    (which could lead outside the output folder), that are one of the jobs' input files, or that two jobs share
+    (``a.png`` and ``a.tif`` in one folder)."""
+    inputs = {path.resolve() for job in jobs for path in (job.anatomical, job.functional)}
+    claimed: dict[Path, Path] = {}
+    for job in jobs:
+        other = claimed.setdefault(job.output.resolve(), job.anatomical)
+        if other != job.anatomical:
+            raise ValueError(f"{job.output}: both {other.name} and {job.anatomical.name} would be fused into this file")
+        if job.output.suffix.lower() != ".png":
+            raise ValueError(f"{job.output}: fused slices are written as PNG; give an output ending in .png")
+        if job.output.is_symlink():
+            raise ValueError(f"{job.output}: output is a symbolic link (to {job.output.readlink()}); refusing to write")
+        if job.output.resolve() in inputs:
+            raise ValueError(f"{job.output}: output is one of the input files; inputs are never overwritten")
+        check_output_path(job.output, overwrite)
 
 
 def fuse_files(
@@ -72,8 +108,7 @@ def fuse_files(
     Every input is read and checked, and every output path checked, before anything is written, so bad
     input anywhere leaves no output behind. Images of one size and colour kind are fused in batches.
     """
-    for job in jobs:
-        check_output_path(job.output, overwrite)
+    _check_outputs(jobs, overwrite)
     loaded = [_load_job(job) for job in tqdm(jobs, desc="reading", disable=None if progress else True, leave=False)]
     # batch together what stacks: same size and same number of functional channels
     groups: dict[tuple[int, ...], list[int]] = {}

@@ -13,9 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmif_monai.transforms import LoadModality
+from mmif_monai.transforms import SOURCE_DTYPE_KEY, LoadModality, ModalityNormalize, modality_from_meta
 
-__all__ = ["read_slice", "atomic_output", "write_image_atomic", "check_output_path"]
+__all__ = ["MAX_SLICE_PIXELS", "read_slice", "atomic_output", "write_image_atomic", "check_output_path"]
+
+#: the largest slice accepted, in pixels: above any CT, MR, PET or SPECT slice matrix (512 to 1024 a side),
+#: and already several GB of MMIF-Net feature maps at full resolution
+MAX_SLICE_PIXELS = 2048 * 2048
 
 
 @lru_cache(maxsize=1)
@@ -27,17 +31,41 @@ def _slice_loader() -> LoadModality:
 def read_slice(path: str | Path) -> torch.Tensor:
     """A 2D slice as a float (C, H, W) tensor in [0, 1]: C = 1 for grey, 3 for colour.
 
+    Intensities are scaled by what the file holds (the dtype :class:`LoadModality` recorded before its cast,
+    and the modality in a DICOM header):
+
+    - 8-bit data: ``/ 255``, whatever the modality (display grey levels, already windowed);
+    - a known modality (CT, MR, PT, NM): :class:`ModalityNormalize`'s rule (CT window, MR percentiles, SUV);
+    - float data in [0, 1] and no modality: kept as it is (an image already normalised, e.g. our own exports);
+    - anything else (16-bit or other integers, floats outside [0, 1], no modality): the 0.5/99.5 percentiles
+      mapped to [0, 1], the rule for intensities without a physical unit. Dividing by the type's maximum
+      would leave 12-bit data in a 16-bit file 16 times too dark, and a min-max stretch lets one outlier
+      pixel black out the rest.
+
     Raises:
-        FileNotFoundError / ValueError naming the file: missing, unreadable, not 2D, or not finite.
+        FileNotFoundError / ValueError naming the file: missing, unreadable, not 2D, larger than
+        :data:`MAX_SLICE_PIXELS`, not finite, or of a modality this scaling does not know (e.g. US).
     """
-    img = torch.as_tensor(_slice_loader()(str(path))).float()
+    img = _slice_loader()(str(path))
     if img.dim() != 3 or img.shape[0] not in (1, 3, 4):
         raise ValueError(f"{path}: expected a 2D grey or RGB image, got shape {tuple(img.shape)}")
+    if img.shape[1] * img.shape[2] > MAX_SLICE_PIXELS:
+        raise ValueError(
+            f"{path}: image of {img.shape[1]}x{img.shape[2]} pixels is larger than the {MAX_SLICE_PIXELS} "
+            "pixels accepted; downsample it first"
+        )
     img = img[:3]  # drop an alpha channel
     if img.shape[0] == 3 and bool((img[0] == img[1]).all() and (img[1] == img[2]).all()):
         img = img[:1]  # a grey image stored as RGB
-    scale = 255.0 if img.max() <= 255 else float(np.iinfo(np.uint16).max)
-    return (img / scale).clamp(0.0, 1.0)
+    modality = modality_from_meta(img.meta)
+    if modality is None:
+        if img.meta[SOURCE_DTYPE_KEY].startswith("float") and img.min() >= 0 and img.max() <= 1:
+            return img
+        modality = "MR"  # no physical unit known: MR's percentile rule
+    try:
+        return ModalityNormalize()(img, modality=modality)
+    except ValueError as error:  # an unknown modality name; the file is what the user needs to hear about
+        raise ValueError(f"{path}: {error}") from error
 
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:

@@ -1,0 +1,465 @@
+"""The bad-input catalogue of `mmif fuse` (docs/reliability.md lists the same cases and their behaviour).
+
+Every bad input must give exit status 1, exactly one stderr line ``mmif: error: ...`` that names the file and
+the problem, no traceback, and leave the folder it ran in exactly as it was: nothing written (no output, no
+temporary file, no new folder) and no input touched. Each case builds its own inputs in ``tmp_path``.
+``test_bad_input`` runs each case in-process (an unexpected exception type would propagate, i.e. a traceback);
+``test_catalogue_in_a_real_process`` runs them all once more in one fresh interpreter, so logging and warning
+set-up are those users get. The inputs that are accepted, and what is done with them, are tested at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from mmif_monai.cli.main import main
+from mmif_monai.fusion.samples import SAMPLES_DIR
+from mmif_monai.io.images import MAX_SLICE_PIXELS, read_slice
+
+MRI, CT = SAMPLES_DIR / "mri_ct" / "MRI" / "37010.png", SAMPLES_DIR / "mri_ct" / "CT" / "37010.png"
+PET = SAMPLES_DIR / "mri_pet" / "PET" / "30061.png"
+SIZE = Image.open(MRI).size[::-1]  # (rows, columns) of the sample slices
+
+
+@dataclass(frozen=True)
+class Case:
+    """``mmif fuse`` arguments, the file the error must name, and a pattern for the problem it must state."""
+
+    args: list[str]
+    culprit: Path
+    problem: str
+
+
+CASES: dict[str, Callable[[Path], Case]] = {}
+
+
+def case(name: str) -> Callable[[Callable[[Path], Case]], Callable[[Path], Case]]:
+    def register(build: Callable[[Path], Case]) -> Callable[[Path], Case]:
+        CASES[name] = build
+        return build
+
+    return register
+
+
+# ----------------------------------------------------------------------------------------------- input builders
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def _good_pair(root: Path) -> tuple[Path, Path]:
+    return _copy(MRI, root / "in" / "mri.png"), _copy(CT, root / "in" / "ct.png")
+
+
+def _fuse_one(root: Path, anatomical: Path, functional: Path, *extra: str) -> list[str]:
+    return ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(root / "out" / "fused.png"), *extra]
+
+
+def _with_bad_functional(root: Path, bad: Path, problem: str) -> Case:
+    anatomical, _ = _good_pair(root)
+    return Case(_fuse_one(root, anatomical, bad), bad, problem)
+
+
+def _grey(root: Path, name: str, array: np.ndarray, **save) -> Path:
+    path = root / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **save)
+    return path
+
+
+def _dicom_slice(path: Path, stored: np.ndarray, modality: str | None) -> Path:
+    """A single-frame DICOM file holding ``stored`` (uint16), with ``modality`` in (0008,0060) unless None."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
+    if modality is not None:
+        ds.Modality = modality
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing = [0, 0, 0], [1, 0, 0, 0, 1, 0], [1, 1]
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _twelve_bit(seed: int = 0) -> np.ndarray:
+    """A sample-sized slice with 12-bit values, as CT/MR scanners store them."""
+    return np.asarray(Image.open(MRI), dtype=np.uint16) * 16 + np.random.default_rng(seed).integers(0, 16, SIZE).astype(np.uint16)
+
+
+# ------------------------------------------------------------------------------------------------- missing / unreadable
+
+
+@case("missing anatomical file")
+def _(root: Path) -> Case:
+    _, functional = _good_pair(root)
+    missing = root / "in" / "nowhere.png"
+    return Case(_fuse_one(root, missing, functional), missing, "No such file")
+
+
+@case("missing functional file")
+def _(root: Path) -> Case:
+    return _with_bad_functional(root, root / "in" / "nowhere.png", "No such file")
+
+
+@case("empty file (0 bytes)")
+def _(root: Path) -> Case:
+    empty = root / "in" / "empty.png"
+    empty.parent.mkdir(parents=True)
+    empty.touch()
+    return _with_bad_functional(root, empty, "cannot read")
+
+
+@case("truncated PNG")
+def _(root: Path) -> Case:
+    data = CT.read_bytes()
+    truncated = root / "in" / "truncated.png"
+    truncated.parent.mkdir(parents=True)
+    truncated.write_bytes(data[: len(data) // 2])
+    return _with_bad_functional(root, truncated, "cannot read")
+
+
+@case("not an image (garbage with a .png name)")
+def _(root: Path) -> Case:
+    corrupt = root / "in" / "corrupt.png"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"\x89PNG not really a png")
+    return _with_bad_functional(root, corrupt, "cannot read")
+
+
+@case("unsupported file type")
+def _(root: Path) -> Case:
+    notes = root / "in" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("not an image")
+    return _with_bad_functional(root, notes, "unsupported image format")
+
+
+# ------------------------------------------------------------------------------------------------------- DICOM
+
+
+@case("corrupted DICOM (valid preamble, garbage body)")
+def _(root: Path) -> Case:
+    corrupt = root / "in" / "corrupt.dcm"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"\0" * 128 + b"DICM" + np.random.default_rng(0).bytes(512))
+    return _with_bad_functional(root, corrupt, "cannot read")
+
+
+@case("truncated DICOM (pixel data cut short)")
+def _(root: Path) -> Case:
+    path = _dicom_slice(root / "in" / "truncated.dcm", _twelve_bit(), "MR")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - SIZE[0] * SIZE[1]])
+    return _with_bad_functional(root, path, "cannot read")
+
+
+@case("DICOM without pixel data")
+def _(root: Path) -> Case:
+    path = _dicom_slice(root / "in" / "nopixels.dcm", _twelve_bit(), "MR")
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(path, enforce_file_format=True)
+    return _with_bad_functional(root, path, "cannot read")
+
+
+@case("wrong modality tag: a PET slice given as the anatomical image")
+def _(root: Path) -> Case:
+    pet = _dicom_slice(root / "in" / "pet.dcm", _twelve_bit(), "PT")
+    _, functional = _good_pair(root)
+    return Case(_fuse_one(root, pet, functional), pet, "PT .*expected CT or MR")
+
+
+@case("unknown modality tag (US) on 16-bit data")
+def _(root: Path) -> Case:
+    return _with_bad_functional(root, _dicom_slice(root / "in" / "us.dcm", _twelve_bit(), "US"), "unknown modality 'US'")
+
+
+# ---------------------------------------------------------------------------------------------- size and content
+
+
+@case("size mismatch")
+def _(root: Path) -> Case:
+    return _with_bad_functional(root, _grey(root, "small.png", np.random.default_rng(4).integers(0, 255, (128, 128), dtype=np.uint8)), r"size \(128, 128\) differs")
+
+
+@case("images smaller than 64x64")
+def _(root: Path) -> Case:
+    rng = np.random.default_rng(1)
+    small_a = _grey(root, "a.png", rng.integers(0, 255, (32, 32), dtype=np.uint8))
+    small_b = _grey(root, "b.png", rng.integers(0, 255, (32, 32), dtype=np.uint8))
+    return Case(_fuse_one(root, small_a, small_b), small_a, "at least 64x64")
+
+
+@case("huge image")
+def _(root: Path) -> Case:
+    side = int(MAX_SLICE_PIXELS**0.5) + 1
+    return _with_bad_functional(root, _grey(root, "huge.png", np.zeros((side, side), np.uint8)), "larger than")
+
+
+@case("colour (RGB) image where grey is expected: the anatomical image")
+def _(root: Path) -> Case:
+    colour = _copy(PET, root / "in" / "pet.png")
+    _, functional = _good_pair(root)
+    return Case(_fuse_one(root, colour, functional), colour, "must be grey")
+
+
+@case("NaN values")
+def _(root: Path) -> Case:
+    array = np.full(SIZE, 0.5, np.float32)
+    array[10, 10] = np.nan
+    return _with_bad_functional(root, _grey(root, "nan.tif", array), "NaN")
+
+
+@case("Inf values")
+def _(root: Path) -> Case:
+    array = np.random.default_rng(2).random(SIZE, dtype=np.float32)
+    array[5, 7] = np.inf
+    return _with_bad_functional(root, _grey(root, "inf.tif", array), "Inf")
+
+
+@case("constant image")
+def _(root: Path) -> Case:
+    return _with_bad_functional(root, _grey(root, "flat.png", np.full(SIZE, 128, np.uint8)), "constant")
+
+
+@case("empty (all-black) image")
+def _(root: Path) -> Case:
+    return _with_bad_functional(root, _grey(root, "black.png", np.zeros(SIZE, np.uint8)), "constant")
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+
+
+@case("output exists (no --overwrite)")
+def _(root: Path) -> Case:
+    anatomical, functional = _good_pair(root)
+    existing = root / "out" / "fused.png"
+    existing.parent.mkdir()
+    existing.write_bytes(b"an earlier result")
+    return Case(_fuse_one(root, anatomical, functional), existing, "--overwrite")
+
+
+def _pair_folders(root: Path, names: list[str]) -> tuple[Path, Path]:
+    for name in names:
+        _copy(MRI, root / "A" / name)
+        _copy(CT, root / "B" / name)
+    return root / "A", root / "B"
+
+
+@case("--pairs: one of several outputs exists (no --overwrite)")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["1.png", "2.png", "3.png"])
+    existing = root / "out" / "3.png"
+    existing.parent.mkdir()
+    existing.write_bytes(b"an earlier result")
+    return Case(["--pairs", str(a), str(b), "-o", str(root / "out")], existing, "--overwrite")
+
+
+@case("--pairs: output would escape the output folder through a symlink (even with --overwrite)")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["1.png", "2.png"])
+    outside = root / "elsewhere" / "precious.png"
+    _copy(MRI, outside)
+    (root / "out").mkdir()
+    link = root / "out" / "2.png"
+    link.symlink_to(outside)
+    return Case(["--pairs", str(a), str(b), "-o", str(root / "out"), "--overwrite"], link, "symbolic link")
+
+
+@case("output is one of the inputs (even with --overwrite)")
+def _(root: Path) -> Case:
+    anatomical, functional = _good_pair(root)
+    return Case(["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(anatomical), "--overwrite"], anatomical, "input")
+
+
+@case("--pairs: output folder is the input folder (even with --overwrite)")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["1.png"])
+    return Case(["--pairs", str(a), str(b), "-o", str(a), "--overwrite"], a / "1.png", "input")
+
+
+@case("--pairs: two inputs would be fused into one output (a.png and a.tif)")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["scan.png"])
+    for folder in (a, b):
+        Image.open(folder / "scan.png").save(folder / "scan.tif")
+    return Case(["--pairs", str(a), str(b), "-o", str(root / "out")], root / "out" / "scan.png", "both")
+
+
+@case("output is not a .png file")
+def _(root: Path) -> Case:
+    anatomical, functional = _good_pair(root)
+    jpeg = root / "out" / "fused.jpg"
+    return Case(["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(jpeg)], jpeg, r"\.png")
+
+
+@case("--pairs: output folder is an existing file")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["1.png"])
+    file = _copy(MRI, root / "out.png")
+    return Case(["--pairs", str(a), str(b), "-o", str(file)], file, "existing file")
+
+
+@case("--pairs: a file without a partner")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["1.png"])
+    _copy(MRI, a / "orphan.png")
+    return Case(["--pairs", str(a), str(b), "-o", str(root / "out")], a / "orphan.png", "without a partner")
+
+
+@case("--pairs: one bad file among good ones writes nothing")
+def _(root: Path) -> Case:
+    a, b = _pair_folders(root, ["1.png", "2.png", "3.png"])
+    (b / "3.png").write_bytes(b"\x89PNG broken")
+    return Case(["--pairs", str(a), str(b), "-o", str(root / "out")], b / "3.png", "cannot read")
+
+
+# -------------------------------------------------------------------------------------------------------- checks
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every path under ``root``: a folder, a symlink's target, or a file's content hash and modification time."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            state[key] = f"link -> {os.readlink(path)}"
+        elif path.is_dir():
+            state[key] = "folder"
+        else:
+            state[key] = f"{hashlib.sha256(path.read_bytes()).hexdigest()} {path.stat().st_mtime_ns}"
+    return state
+
+
+def _check_error(case_: Case, code: int, stderr: str) -> None:
+    assert code == 1, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmif: error: "), stderr
+    assert case_.culprit.name in lines[0], lines[0]
+    assert re.search(case_.problem, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, tmp_path, capfd):
+    bad = CASES[name](tmp_path)
+    before = _snapshot(tmp_path)
+    code = main(["fuse", "--method", "average", *bad.args])
+    _check_error(bad, code, capfd.readouterr().err)
+    assert _snapshot(tmp_path) == before  # nothing written, nothing touched
+
+
+_DRIVER = """
+import json, sys
+from mmif_monai.cli.main import main
+for args in json.load(open(sys.argv[1])):
+    print("@@case", file=sys.stderr, flush=True)
+    print("@@exit", main(args), flush=True)
+"""
+
+
+def test_catalogue_in_a_real_process(tmp_path):
+    """All cases in one fresh interpreter (one start-up, not one per case): the stderr users see, per case."""
+    cases = {name: CASES[name](tmp_path / f"case{i}") for i, name in enumerate(CASES)}
+    before = _snapshot(tmp_path)
+    argv_file = tmp_path.parent / f"{tmp_path.name}-argv.json"
+    argv_file.write_text(json.dumps([["fuse", "--method", "average", *c.args] for c in cases.values()]))
+    result = subprocess.run([sys.executable, "-c", _DRIVER, str(argv_file)], capture_output=True, text=True, timeout=300)
+    codes = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("@@exit")]
+    stderrs = result.stderr.split("@@case\n")[1:]
+    assert len(codes) == len(stderrs) == len(cases), result.stderr[-3000:]
+    for (name, bad), code, stderr in zip(cases.items(), codes, stderrs):
+        try:
+            _check_error(bad, code, stderr)
+        except AssertionError as error:
+            raise AssertionError(f"case {name!r}: {error}") from error
+    assert _snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------------- accepted inputs, defined scaling
+
+
+def test_sixteen_bit_images_use_their_range_not_the_type_maximum(tmp_path):
+    twelve = _twelve_bit()
+    a = read_slice(_grey(tmp_path, "twelve.png", twelve))
+    # /65535 would leave 12-bit data below 1/16; the percentile rule spans [0, 1]
+    assert a.max() == 1.0 and float(torch.quantile(a.flatten(), 0.99)) > 0.5
+    # the scaling does not depend on how many of the 16 bits the data uses
+    b = read_slice(_grey(tmp_path, "sixteen.png", twelve * 16))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_float_images_in_unit_range_are_kept_others_use_percentiles(tmp_path):
+    unit = np.random.default_rng(3).random(SIZE, dtype=np.float32)
+    np.testing.assert_array_equal(read_slice(_grey(tmp_path, "unit.tif", unit))[0].numpy(), unit)
+    hounsfield = unit * 3000 - 1000  # a float slice in CT units, without a header to say so
+    scaled = read_slice(_grey(tmp_path, "hu.tif", hounsfield))
+    assert scaled.min() == 0 and scaled.max() == 1
+    low, high = np.percentile(hounsfield, [0.5, 99.5])
+    np.testing.assert_allclose(scaled[0].numpy(), np.clip((hounsfield - low) / (high - low), 0, 1), atol=1e-5)
+
+
+def test_dicom_slices_scale_by_their_modality_and_without_one_by_percentiles(tmp_path):
+    stored = _twelve_bit()
+    ct = read_slice(_dicom_slice(tmp_path / "ct.dcm", stored, "CT"))  # stored values are HU here: window [-100, 1500]
+    np.testing.assert_allclose(ct[0].numpy().T, np.clip((stored + 100.0) / 1600.0, 0, 1), atol=1e-6)
+    untagged = read_slice(_dicom_slice(tmp_path / "untagged.dcm", stored, None))
+    assert untagged.min() == 0 and untagged.max() == 1
+    out = tmp_path / "fused.png"
+    untagged_file = tmp_path / "untagged.dcm"
+    assert main(["fuse", "--method", "average", "--anatomical", str(untagged_file), "--functional", str(tmp_path / "ct.dcm"), "-o", str(out)]) == 0
+    assert Image.open(out).size == SIZE[::-1]
+
+
+def test_rgba_and_grey_as_rgb_inputs_are_accepted(tmp_path):
+    rgba = Image.open(PET).convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(tmp_path / "pet_rgba.png")
+    grey_as_rgb = Image.open(MRI).convert("RGB")
+    grey_as_rgb.save(tmp_path / "mri_rgb.png")
+    assert read_slice(tmp_path / "mri_rgb.png").shape[0] == 1  # three equal channels: grey
+    torch.testing.assert_close(read_slice(tmp_path / "pet_rgba.png"), read_slice(PET))  # alpha dropped
+    out = tmp_path / "fused.png"
+    assert main(["fuse", "--method", "average", "--anatomical", str(tmp_path / "mri_rgb.png"), "--functional", str(tmp_path / "pet_rgba.png"), "-o", str(out)]) == 0
+    assert Image.open(out).mode == "RGB"
+
+
+def test_a_failed_write_leaves_the_earlier_output_and_no_temporary_file(tmp_path, monkeypatch, capfd):
+    anatomical, functional = _good_pair(tmp_path)
+    out = tmp_path / "out" / "fused.png"
+    out.parent.mkdir()
+    out.write_bytes(b"an earlier result")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional, "--overwrite")]) == 1
+    assert "No space left" in capfd.readouterr().err
+    assert out.read_bytes() == b"an earlier result"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fused.png"]
