@@ -75,3 +75,20 @@ def test_fusion_finetuning_trains_only_the_learned_fusion_modules(tmp_path):
     assert before.keys() == after.keys()
     changed = {key for key in before if not torch.equal(before[key], after[key])}
     assert changed and all(key.startswith("fusions.") for key in changed)  # batch-norm statistics included
+
+
+def test_mlflow_tracking_records_params_metrics_samples_and_model(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    out = tmp_path / "out"
+    result = _train(tmp_path / "ckpt", 1, "--output_dir", str(out), "--tracking", "mlflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")  # MONAI's default store under output_dir
+    runs = [run for exp in client.search_experiments() for run in client.search_runs(exp.experiment_id)]
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["learning_rate"] == "0.002" and run.data.params["network"] == "MMIFNet"
+    assert {"train_loss", "val_qabf", "VIF"} <= set(run.data.metrics)
+    artifacts = {a.path for folder in ("samples", "model", "config") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"samples/fused_epoch_001.png", "model/model.pt"} <= artifacts
+    assert any(path.startswith("config/config_") for path in artifacts)
