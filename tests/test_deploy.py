@@ -1,0 +1,123 @@
+"""The MONAI Deploy app, run as users run it, on a phantom PET/CT DICOM study; and its series selection.
+
+Skipped only where the ``[deploy]`` extra (MONAI Deploy App SDK) is not installed; a broken install (e.g. the
+SDK without highdicom, which breaks ``import monai``) fails instead of skipping.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pydicom
+import pytest
+
+pytest.importorskip("monai.deploy.core", reason="needs the [deploy] extra", exc_type=ModuleNotFoundError)
+
+from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL, choose_pair, load_rules  # noqa: E402
+from mmif_monai.phantoms import write_phantom_dicom_study  # noqa: E402
+
+# small grids keep the run to seconds: CT 24 x 24 x 16 voxels, PET 12 x 12 x 8 (the phantom halves its grid)
+SHAPE = (24, 24, 16)
+
+
+def _run_app(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mmif_monai.deploy.app", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def _series_uid(folder: Path) -> str:
+    return pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).SeriesInstanceUID
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return write_phantom_dicom_study(tmp_path_factory.mktemp("study"), shape=SHAPE)
+
+
+def test_fuses_the_phantom_study_into_a_new_series_of_the_same_patient_and_study(study, tmp_path):
+    out = tmp_path / "out"
+    result = _run_app("-i", str(study.ct_dir.parent), "-o", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "anatomical: CT" in result.stdout and "functional: PT" in result.stdout, result.stdout
+
+    files = sorted((out / "fused").iterdir())
+    fused = [pydicom.dcmread(path) for path in files]
+    ct = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(study.ct_dir.iterdir())]
+    # one fused image per anatomical slice, on the anatomical grid
+    assert len(fused) == len(ct)
+    position = lambda ds: tuple(round(float(v), 2) for v in ds.ImagePositionPatient)  # noqa: E731
+    assert {position(ds) for ds in fused} == {position(ds) for ds in ct}
+    assert {(ds.Rows, ds.Columns) for ds in fused} == {(ct[0].Rows, ct[0].Columns)}
+    # same patient and study, a new series marked as derived
+    sources = {_series_uid(study.ct_dir), _series_uid(study.pt_dir)}
+    assert {ds.PatientID for ds in fused} == {study.patient_id}
+    assert {ds.StudyInstanceUID for ds in fused} == {study.study_instance_uid}
+    assert {ds.FrameOfReferenceUID for ds in fused} == {study.frame_of_reference_uid}
+    series_uids = {ds.SeriesInstanceUID for ds in fused}
+    assert len(series_uids) == 1 and not series_uids & sources
+    assert all("DERIVED" in ds.ImageType for ds in fused)
+    assert len({ds.SOPInstanceUID for ds in fused}) == len(fused)
+    # real images: the head shows, not a constant
+    assert max(int(ds.pixel_array.max()) for ds in fused) > min(int(ds.pixel_array.min()) for ds in fused)
+
+
+@pytest.fixture
+def study_of_two_patients(tmp_path):
+    write_phantom_dicom_study(tmp_path / "a", shape=(16, 16, 16), patient_id="PHANTOM-001")
+    write_phantom_dicom_study(tmp_path / "b", shape=(16, 16, 16), patient_id="PHANTOM-002")
+    return tmp_path
+
+
+@pytest.fixture
+def study_without_functional_series(tmp_path):
+    phantom = write_phantom_dicom_study(tmp_path / "study", shape=(16, 16, 16))
+    shutil.rmtree(phantom.pt_dir)
+    return tmp_path / "study"
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("study_of_two_patients", ["2 patients", "PHANTOM-001", "PHANTOM-002"]),
+        ("study_without_functional_series", ["no functional series", "CT 'CT HEAD PHANTOM'"]),
+    ],
+)
+def test_bad_study_is_a_one_line_error_naming_the_folder_and_nothing_is_written(request, tmp_path, case, expected):
+    folder = request.getfixturevalue(case)
+    out = tmp_path / "out"
+    result = _run_app("-i", str(folder), "-o", str(out))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmif-deploy: error:"), result.stderr[-3000:]
+    assert str(folder) in lines[0] and all(text in lines[0] for text in expected), lines[0]
+    assert not out.exists()
+
+
+def _series(uid: str, modality: str, number: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        SeriesInstanceUID=uid, Modality=modality, SeriesDescription="", SeriesNumber=number, get_sop_instances=lambda: []
+    )
+
+
+def test_two_mr_series_pair_up_and_one_mr_alone_is_refused():
+    rules = load_rules()
+    first, second = _series("1.1", "MR", 1), _series("1.2", "MR", 2)
+    # both MR series match the anatomical and the functional MR selections: the functional one is the other one
+    assert choose_pair({ANATOMICAL: [first, second], FUNCTIONAL: [first, second]}, None, "study", rules) == (first, second)
+    study = SimpleNamespace(get_all_series=lambda: [first])
+    with pytest.raises(ValueError, match="no functional series other than the anatomical one"):
+        choose_pair({ANATOMICAL: [first], FUNCTIONAL: [first]}, study, "study", rules)
+
+
+def test_rules_must_name_both_roles(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"selections": [{"name": "anatomical", "conditions": {"Modality": "CT"}}]}))
+    with pytest.raises(ValueError, match="rules.json: no selection named 'functional'"):
+        load_rules(rules)
+    rules.write_text(json.dumps({"selections": [{"name": "pet", "conditions": {"Modality": "PT"}}]}))
+    with pytest.raises(ValueError, match="named 'pet'"):
+        load_rules(rules)
