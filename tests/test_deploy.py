@@ -121,3 +121,21 @@ def test_rules_must_name_both_roles(tmp_path):
     rules.write_text(json.dumps({"selections": [{"name": "pet", "conditions": {"Modality": "PT"}}]}))
     with pytest.raises(ValueError, match="named 'pet'"):
         load_rules(rules)
+
+
+def test_map_requirements_pin_what_pyproject_pins():
+    from packaging.requirements import Requirement
+
+    from mmif_monai.io.paths import REPO_ROOT
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {
+        Requirement(line).name.lower(): Requirement(line).specifier
+        for line in project["dependencies"] + project["optional-dependencies"]["deploy"]
+    }
+    lines = [line.strip() for line in (REPO_ROOT / "mmif_monai/deploy/requirements.txt").read_text().splitlines()]
+    for line in (line for line in lines if line and not line.startswith("#")):
+        requirement = Requirement(line)
+        assert requirement.name.lower() in pinned, f"{line}: not a dependency in pyproject.toml"
+        assert requirement.specifier == pinned[requirement.name.lower()], f"{line}: pyproject.toml pins {pinned[requirement.name.lower()]}"
