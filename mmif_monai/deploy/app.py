@@ -24,15 +24,21 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-with warnings.catch_warnings():
-    # Holoscan warns at import when the stack limit is under 32 MB; its logger repeats the warning when the app
-    # starts (shown with --debug), so the import-time copy would only break the one-line error output
-    warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
-    from holoscan.conditions import CountCondition
-    from holoscan.logger import LogLevel, set_log_level
-    from monai.deploy.core import Application, RuntimeEnv
-    from monai.deploy.exceptions import MONAIAppSdkError
-    from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
+try:
+    with warnings.catch_warnings():
+        # Holoscan warns at import when the stack limit is under 32 MB; its logger repeats the warning when the
+        # app starts (shown with --debug), so the import-time copy would only break the one-line error output
+        warnings.filterwarnings("ignore", message="Current stack size", category=RuntimeWarning)
+        from holoscan.conditions import CountCondition
+        from holoscan.logger import LogLevel, set_log_level
+        from monai.deploy.core import Application, RuntimeEnv
+        from monai.deploy.exceptions import MONAIAppSdkError
+        from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
+except ModuleNotFoundError as error:
+    raise ModuleNotFoundError(
+        f"{error}: the deploy app needs the MONAI Deploy App SDK, the [deploy] extra: pip install -e '.[deploy]'",
+        name=error.name,
+    ) from error
 
 from mmif_monai.deploy.operators import (
     AlignedVolumesOperator,
