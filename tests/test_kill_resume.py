@@ -1,0 +1,96 @@
+"""Training survives a kill: SIGKILL the bundle's training mid-epoch, start it again, and it resumes from the
+last per-epoch checkpoint (losing only the epoch in progress) and finishes.
+
+Tiny on purpose: 32x32 crops, 10 iterations an epoch, two epochs, no validation run, one torch thread (on a
+shared CPU more threads only contend); what is tested is the checkpoint mechanism, not learning.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundles" / "mmif_net"
+ITERATIONS_PER_EPOCH = 10
+EPOCHS = 2
+
+
+def _training_command(ckpt_dir: Path, output_dir: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "monai.bundle", "run", "training",
+        "--bundle_root", str(BUNDLE),
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--config_file", str(BUNDLE / "configs" / "train.json"),
+        "--dataset_dir", str(ROOT / "data" / "samples"),
+        "--validation_cases", "[37]",
+        "--ckpt_dir", str(ckpt_dir),
+        "--output_dir", str(output_dir),
+        "--epochs", str(EPOCHS),
+        "--val_interval", str(EPOCHS + 1),
+        "--max_iterations_per_epoch", str(ITERATIONS_PER_EPOCH),
+        "--batch_size", "2",
+        "--crop_size", "[32, 32]",
+        "--num_workers", "0",
+    ]  # fmt: skip
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _checkpoints(ckpt_dir: Path) -> dict[int, dict]:
+    return {
+        int(path.stem.rsplit("=", 1)[-1]): torch.load(path, weights_only=True)
+        for path in ckpt_dir.glob("checkpoint_epoch=*.pt")
+    }
+
+
+def _run_until_killed_in_epoch(command: list[str], epoch: int, timeout: float = 300) -> tuple[int, str]:
+    """Start ``command``, SIGKILL it as soon as it logs its first iteration of ``epoch``; (exit status, log)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_environment())
+    watchdog = threading.Timer(timeout, process.kill)  # a hung run must not hang the test suite
+    watchdog.start()
+    log = []
+    try:
+        for line in process.stdout:
+            log.append(line)
+            if f"Epoch: {epoch}/{EPOCHS}, Iter: 1/" in line:
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.stdout.close()
+        status = process.wait(timeout=60)
+    return status, "".join(log)
+
+
+def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path):
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    command = _training_command(ckpt, out)
+
+    status, log = _run_until_killed_in_epoch(command, epoch=2)
+    assert status == -signal.SIGKILL, log[-3000:]
+    # killed inside epoch 2: epoch 1's checkpoint is there, complete and loadable; epoch 2's is not
+    saved = _checkpoints(ckpt)
+    assert list(saved) == [1], log[-3000:]
+    # Ignite stores progress as the iteration count: one epoch done
+    assert saved[1]["trainer"]["iteration"] == ITERATIONS_PER_EPOCH
+
+    resumed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=_environment(), timeout=300)
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    # restored from epoch 1's checkpoint, so only the interrupted epoch is trained again
+    assert f"Restored all variables from {ckpt / 'checkpoint_epoch=1.pt'}" in log
+    assert f"Epoch: 1/{EPOCHS}," not in log
+    assert f"Epoch: 2/{EPOCHS}, Iter: {ITERATIONS_PER_EPOCH}/{ITERATIONS_PER_EPOCH}" in log
+    saved = _checkpoints(ckpt)
+    assert max(saved) == 2
+    assert saved[2]["trainer"]["iteration"] == EPOCHS * ITERATIONS_PER_EPOCH
