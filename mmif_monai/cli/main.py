@@ -49,6 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", type=Path, default=Path("outputs/evaluate"), help="folder for CSV, table, plot")
     evaluate.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if present)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+
+    compare = commands.add_parser(
+        "compare", help="train/load DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN; compare with MMIF-Net -> docs/results.md"
+    )
+    compare.add_argument("-o", "--output", type=Path, default=Path("outputs/compare"), help="checkpoints, fused images, metrics")
+    compare.add_argument("--doc", type=Path, default=Path("docs/results.md"), help="the results document to write")
+    compare.add_argument("--figure", type=Path, default=Path("docs/results_grid.png"), help="the figure it shows")
+    compare.add_argument("--dataset-dir", type=Path, help="AANLIB-style folder (default: ../shared/data/aanlib)")
+    compare.add_argument("--methods", nargs="+", help="compared networks (default: all five)")
+    compare.add_argument("--weights", nargs="+", default=[], metavar="METHOD=FILE", help="load instead of training")
+    compare.add_argument("--epochs", type=int, default=4, help="training budget: epochs (same for every network)")
+    compare.add_argument("--iterations-per-epoch", type=int, default=25, help="training budget: iterations per epoch")
+    compare.add_argument("--batch-size", type=int, default=8, help="training budget: batch size")
+    compare.add_argument("--crop-size", type=int, default=96, help="training budget: square random crop side")
+    compare.add_argument("--learning-rate", type=float, default=1e-3, help="training budget: Adam learning rate")
+    compare.add_argument("--limit", type=int, help="only the first N validation pairs of each type (smoke runs)")
+    compare.add_argument("--validation-cases", type=int, nargs="+", help="held-out atlas cases (default: the split's)")
+    compare.add_argument("--timing-threads", type=int, default=1, help="torch threads for the CPU ms/pair timing")
+    compare.add_argument("--timing-repeats", type=int, default=5, help="timed fusions per method (median reported)")
+    compare.add_argument("--device", default="cpu", help="torch device for training, fusion and metrics")
     return parser
 
 
@@ -90,7 +110,36 @@ def _evaluate(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in written))
 
 
-COMMANDS = {"fuse": _fuse, "demo": _demo, "evaluate": _evaluate}
+def _compare(args: argparse.Namespace) -> None:
+    from mmif_monai.comparison import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
+    from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
+    from mmif_monai.io.paths import DEFAULT_DATASET_DIR
+
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--weights expects METHOD=FILE, got {item!r}")
+        weights[name] = Path(path)
+    budget = TrainingBudget(args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate)
+    settings = ComparisonSettings(
+        out_dir=args.output,
+        doc=args.doc,
+        figure=args.figure,
+        dataset_dir=args.dataset_dir or DEFAULT_DATASET_DIR,
+        budget=budget,
+        methods=args.methods or list(COMPARISON_METHODS),
+        weights=weights,
+        limit=args.limit,
+        validation_cases=tuple(args.validation_cases or DEFAULT_VALIDATION_CASES),
+        timing_threads=args.timing_threads,
+        timing_repeats=args.timing_repeats,
+        device=args.device,
+    )
+    run_comparison(settings)
+
+
+COMMANDS = {"fuse": _fuse, "demo": _demo, "evaluate": _evaluate, "compare": _compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

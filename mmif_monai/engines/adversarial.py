@@ -27,8 +27,7 @@ class AdversarialTrainer(SupervisedTrainer):
     these updates) against channel ``real_channel`` of the input batch - the source whose appearance the
     generator should adopt (FusionGAN: the visible image; here the anatomical one). ``d_loss_function`` takes
     ``(fused_score, real_score)``. The generator's ``loss_function`` sees ``(pred, label)`` as usual and asks
-    the discriminator itself (e.g. :class:`mmif_monai.losses.FusionGANLoss`). The state
-    ``output["d_loss"]`` holds the last discriminator loss.
+    the discriminator itself (e.g. :class:`mmif_monai.losses.comparison.FusionGANLoss`).
 
     Args:
         discriminator, d_optimizer, d_loss_function: the discriminator, its optimizer and loss.
@@ -66,9 +65,6 @@ class AdversarialTrainer(SupervisedTrainer):
             fused = engine.inferer(inputs, engine.network)
         for _ in range(self.d_train_steps):
             self.d_optimizer.zero_grad(set_to_none=True)
-            d_loss = self.d_loss_function(self.discriminator(fused), self.discriminator(real))
-            d_loss.backward()
+            self.d_loss_function(self.discriminator(fused), self.discriminator(real)).backward()
             self.d_optimizer.step()
-        output = super()._iteration(engine, batchdata)
-        output["d_loss"] = d_loss.detach()
-        return output
+        return super()._iteration(engine, batchdata)

@@ -1,0 +1,111 @@
+"""The methods MMIF-Net is compared with (its paper's Tables 2 and 3): networks, bundle overrides, loading.
+
+Every method trains through the MMIF-Net bundle's ``train.json`` with a small override file from
+``bundles/comparison/configs`` layered on top (autoencoders directly, end-to-end fusion methods on top of
+the bundle's paired-data ``train_fusion.json`` as well).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
+from mmif_monai.networks import IFCNN, DenseFuse, FusionDN, FusionGAN, NestFuse
+from mmif_monai.networks.conversion import AUTHOR_CONVERTERS
+
+__all__ = [
+    "COMPARISON_CONFIG_DIR",
+    "ComparisonMethod",
+    "COMPARISON_METHODS",
+    "bundle_config_files",
+    "read_state_dict",
+    "load_comparison_network",
+]
+
+COMPARISON_CONFIG_DIR = REPO_ROOT / "bundles" / "comparison" / "configs"
+
+
+@dataclass(frozen=True)
+class ComparisonMethod:
+    """One compared network: how to build it, how it trains, and where it comes from."""
+
+    name: str
+    title: str
+    build: Callable[[], nn.Module]
+    #: trained on (anatomical, functional) pairs with a fusion loss, else as an autoencoder on single images
+    paired: bool
+    reference: str
+
+
+COMPARISON_METHODS: dict[str, ComparisonMethod] = {
+    m.name: m
+    for m in (
+        ComparisonMethod("densefuse", "DenseFuse", DenseFuse, False, "Li & Wu, IEEE TIP 2019"),
+        ComparisonMethod("ifcnn", "IFCNN", IFCNN, False, "Zhang et al., Information Fusion 2020"),
+        ComparisonMethod("nestfuse", "NestFuse", NestFuse, False, "Li, Wu & Durrani, IEEE TIM 2020"),
+        ComparisonMethod("fusiondn", "FusionDN", FusionDN, True, "Xu et al., AAAI 2020"),
+        ComparisonMethod("fusiongan", "FusionGAN", FusionGAN, True, "Ma et al., Information Fusion 2019"),
+    )
+}
+
+
+def bundle_config_files(name: str) -> list[Path]:
+    """The config files, in merge order, that train ``name`` through the MMIF-Net bundle."""
+    method = COMPARISON_METHODS[name]
+    files = [BUNDLE_DIR / "configs" / "train.json"]
+    if method.paired:
+        files.append(BUNDLE_DIR / "configs" / "train_fusion.json")
+    return [*files, COMPARISON_CONFIG_DIR / f"{name}.json"]
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """Parameters stored in ``path``: a ``.npz`` of TensorFlow variables, a training checkpoint (its
+    ``"model"``), or a plain state dict. Loaded with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: if the file does not exist. ValueError: if it holds no dictionary of parameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict or a checkpoint with a 'model' entry")
+    return state
+
+
+def load_comparison_network(name: str, weights: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Method ``name``'s network in eval mode with the parameters in ``weights``.
+
+    ``weights`` may be this package's own (a bundle checkpoint or state dict) or the original authors'
+    release, converted by :data:`mmif_monai.networks.conversion.AUTHOR_CONVERTERS` (keys: docs/comparison.md).
+
+    Raises:
+        ValueError: unknown method, or parameters that match neither key layout (the message names the file).
+    """
+    if name not in COMPARISON_METHODS:
+        raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
+    network = COMPARISON_METHODS[name].build()
+    state = read_state_dict(weights)
+    own_keys = set(network.state_dict())
+    if not own_keys.issuperset(state) or not set(state).issuperset(k for k in own_keys if "num_batches" not in k):
+        try:
+            state = AUTHOR_CONVERTERS[name](state)
+        except ValueError as error:
+            raise ValueError(f"{weights}: neither {name} parameters of this package nor of its release: {error}") from None
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{weights}: does not fit {COMPARISON_METHODS[name].title}: {str(error).splitlines()[0]}") from None
+    return network.to(device).eval()

@@ -1,0 +1,118 @@
+"""Training a comparison method through the MMIF-Net bundle, under one budget shared by every method."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mmif_monai.comparison.methods import COMPARISON_METHODS, bundle_config_files
+from mmif_monai.engines import latest_checkpoint
+from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
+from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
+
+__all__ = ["TrainingBudget", "bundle_command", "train_method"]
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """What every compared network gets: the same iterations, batch, crop, optimiser (Adam) and schedule
+    (cosine over the epochs; the learning rate steps once per epoch)."""
+
+    epochs: int = 4
+    iterations_per_epoch: int = 25
+    batch_size: int = 8
+    crop_size: int = 96
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.iterations_per_epoch, self.batch_size) < 1:
+            raise ValueError(f"training budget needs positive epochs, iterations and batch size, got {self}")
+        if self.crop_size < 64:
+            raise ValueError(f"crop_size must be >= 64 (FusionGAN's discriminator and MMIF-Net), got {self.crop_size}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    @property
+    def iterations(self) -> int:
+        return self.epochs * self.iterations_per_epoch
+
+    def describe(self) -> str:
+        return (
+            f"{self.iterations} iterations ({self.epochs} epochs x {self.iterations_per_epoch}) of batch "
+            f"{self.batch_size}, {self.crop_size}x{self.crop_size} random crops, Adam, learning rate "
+            f"{self.learning_rate:g} with cosine decay per epoch"
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def bundle_command(
+    name: str,
+    ckpt_dir: Path,
+    budget: TrainingBudget,
+    dataset_dir: Path,
+    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
+    device: str = "cpu",
+) -> list[str]:
+    """The ``python -m monai.bundle run training`` command that trains ``name`` (as a user would run it).
+
+    Validation during training is switched off (interval beyond the last epoch) and nothing is cached for it:
+    the comparison keeps the last checkpoint instead of selecting one on the split it reports.
+    """
+    files = [str(f) for f in bundle_config_files(name)]
+    return [
+        sys.executable, "-m", "monai.bundle", "run", "training",
+        "--bundle_root", str(BUNDLE_DIR),
+        "--meta_file", str(BUNDLE_DIR / "configs" / "metadata.json"),
+        "--config_file", json.dumps(files),
+        "--dataset_dir", str(dataset_dir),
+        "--validation_cases", json.dumps(list(validation_cases)),
+        "--ckpt_dir", str(ckpt_dir),
+        "--output_dir", str(ckpt_dir / "eval"),
+        "--device", f"$torch.device('{device}')",
+        "--epochs", str(budget.epochs),
+        "--max_iterations_per_epoch", str(budget.iterations_per_epoch),
+        "--batch_size", str(budget.batch_size),
+        "--crop_size", json.dumps([budget.crop_size, budget.crop_size]),
+        "--learning_rate", str(budget.learning_rate),
+        "--val_interval", str(budget.epochs + 1),
+        "--validate#dataset#cache_rate", "0.0",
+        "--num_workers", "0",
+    ]  # fmt: skip
+
+
+def train_method(
+    name: str,
+    ckpt_dir: str | Path,
+    budget: TrainingBudget,
+    dataset_dir: str | Path,
+    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
+    device: str = "cpu",
+) -> tuple[Path, float]:
+    """Train ``name`` into ``ckpt_dir`` (resuming a killed run) and return its final checkpoint and the
+    seconds this call spent. A finished run is not repeated. The bundle's log goes to ``ckpt_dir/train.log``.
+
+    Raises:
+        ValueError: unknown method. RuntimeError: training failed (the message names the log file).
+    """
+    if name not in COMPARISON_METHODS:
+        raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
+    ckpt_dir = Path(ckpt_dir)
+    final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
+    if final.is_file():
+        return final, 0.0
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    log = ckpt_dir / "train.log"
+    command = bundle_command(name, ckpt_dir, budget, Path(dataset_dir), validation_cases, device)
+    start = time.perf_counter()
+    with open(log, "a") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
+        raise RuntimeError(f"training {name} failed (exit code {result.returncode}); see {log}")
+    return final, seconds
