@@ -5,11 +5,13 @@ All blocks are TorchScript-scriptable so the bundle's ``ckpt_export`` can script
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
-from monai.networks.blocks import ChannelSELayer, Convolution
+from monai.networks.blocks import ADN, ChannelSELayer, Convolution
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = [
     "conv_bn_relu",
@@ -19,6 +21,7 @@ __all__ = [
     "SpatialAttention",
     "HybridAttention",
     "NonLocalSelfAttention",
+    "fold_batch_norm",
 ]
 
 
@@ -33,6 +36,28 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stri
         norm="batch",
         act="relu",
     )
+
+
+def fold_batch_norm(module: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``module`` in which each MONAI ``Convolution``'s batch norm is folded into its conv.
+
+    In eval mode batch norm is a per-channel affine map, so ``BN(conv(x))`` is one convolution with rescaled
+    weights and a shifted bias: the same function (to float rounding) with one full pass over the feature map
+    fewer per convolution. The copy is for inference only (its batch norms are gone, so it neither trains nor
+    loads the original state dict); ``module`` itself is left unchanged.
+    """
+    folded = copy.deepcopy(module).eval()
+    for unit in folded.modules():
+        if not (isinstance(unit, Convolution) and isinstance(getattr(unit, "adn", None), ADN)):
+            continue
+        norm = getattr(unit.adn, "N", None)
+        if isinstance(norm, nn.BatchNorm2d) and isinstance(unit.conv, nn.Conv2d):
+            unit.conv = fuse_conv_bn_eval(unit.conv, norm)
+            unit.adn.N = nn.Identity()
+        act = getattr(unit.adn, "A", None)
+        if isinstance(act, nn.ReLU):
+            act.inplace = True  # the conv output is a fresh tensor, nothing else reads it
+    return folded
 
 
 class DenseBlock(nn.Module):
@@ -80,10 +105,18 @@ class MultiScaleLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.squeeze(x)
-        feats = torch.stack([branch(x) for branch in self.branches], dim=1)  # (N, B, C, H, W)
-        descriptor = feats.sum(dim=1).mean(dim=(2, 3))  # (N, C)
+        feats = [branch(x) for branch in self.branches]
+        # the pooled sum of the branches is the sum of their pooled maps: no (N, B, C, H, W) stack is built,
+        # which at full resolution cost more than the three convolutions (docs/benchmarks.md)
+        descriptor = feats[0].mean(dim=(2, 3))
+        for feat in feats[1:]:
+            descriptor = descriptor + feat.mean(dim=(2, 3))
         logits = self.attention(descriptor).view(x.shape[0], self.num_branches, self.out_channels, 1, 1)
-        return (feats * torch.softmax(logits, dim=1)).sum(dim=1)
+        weights = torch.softmax(logits, dim=1)
+        out = feats[0] * weights[:, 0]
+        for b in range(1, self.num_branches):
+            out.addcmul_(feats[b], weights[:, b])
+        return out
 
 
 class BottleneckResidual(nn.Module):

@@ -172,14 +172,15 @@ class MMIFNet(nn.Module):
             raise ValueError(f"MMIF-Net needs H, W >= 64, got {height}x{width}")
 
         if self.decompose:
-            low_a, salient_a = self.decomposition(anatomical)
-            low_f, salient_f = self.decomposition(functional)
-            # both parts in one batch: the fused parts are summed afterwards
-            first, second = torch.cat([low_a, salient_a]), torch.cat([low_f, salient_f])
+            # both sources in one decomposition call, then both parts in one batch: (low a, salient a, low f,
+            # salient f); the fused parts are summed afterwards
+            n = anatomical.shape[0]
+            low, salient = self.decomposition(torch.cat([anatomical, functional]))
+            sources = torch.cat([low[:n], salient[:n], low[n:], salient[n:]])
         else:
-            first, second = anatomical, functional
-        batch = first.shape[0]
-        padded, pads = self._pad(torch.cat([first, second]))
+            sources = torch.cat([anatomical, functional])
+        batch = sources.shape[0] // 2
+        padded, pads = self._pad(sources)
         feats = self.encode(padded)
         fused_feats = self.fuse_features([t[:batch] for t in feats], [t[batch:] for t in feats])
         fused = self._crop(self.decode(fused_feats), pads, height, width)
