@@ -1,0 +1,316 @@
+"""Loading 3D clinical volumes (NIfTI, ITK formats, DICOM series) with checks, and staging multi-file outputs.
+
+Every volume comes back as a ``MetaTensor`` (1, X, Y, Z) with its RAS affine, through MONAI's readers
+(:class:`~mmif_monai.transforms.io.LoadModality`: ``NibabelReader`` for NIfTI, ``ITKReader`` for
+``.mha .mhd .nrrd .nhdr``, ``PydicomReader`` for DICOM). For a DICOM folder the headers are scanned first with
+pydicom, so that a study folder holding several series can be narrowed to one (``series=`` a Modality,
+SeriesDescription or SeriesInstanceUID), and so that a series MONAI would stack wrongly is refused with a message
+naming the folder: mixed patients, mixed orientations or sizes, several images at one position (4D), gaps
+(missing slices), uneven spacing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import torch
+from pydicom.errors import InvalidDicomError
+
+from monai.data import PydicomReader
+from monai.data.meta_tensor import MetaTensor
+from monai.utils import ImageMetaKey
+
+from mmif_monai.transforms import LoadModality
+
+__all__ = [
+    "VOLUME_SUFFIXES",
+    "DICOM_IDENTITY_KEY",
+    "DicomSeries",
+    "is_volume_path",
+    "find_dicom_series",
+    "select_series",
+    "check_series",
+    "load_volume",
+    "volume_name",
+    "staged_outputs",
+]
+
+#: single-file 3D formats: NIfTI (``NibabelReader``) and ITK's MetaImage and NRRD (``ITKReader``)
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+
+#: meta key of a DICOM-loaded volume holding its source's identity (keyword -> str), kept by derived series
+DICOM_IDENTITY_KEY = "dicom_identity"
+
+# identity attributes recorded at load time (the writer keeps the patient/study/frame-of-reference ones)
+_RECORDED_KEYWORDS = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyDescription",
+    "FrameOfReferenceUID",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "Modality",
+)
+# slice spacings may differ by this fraction of the median before a series is called uneven
+_SPACING_TOLERANCE = 0.1
+
+
+def is_volume_path(path: str | Path) -> bool:
+    """Whether ``path`` names a 3D input: a file with a volume suffix, or a folder (a DICOM series or study)."""
+    path = Path(path)
+    return path.is_dir() or path.name.lower().endswith(VOLUME_SUFFIXES)
+
+
+def volume_name(img: torch.Tensor) -> str:
+    """The file or folder a volume came from, for messages."""
+    meta = img.meta if isinstance(img, MetaTensor) else {}
+    return str(meta.get(ImageMetaKey.FILENAME_OR_OBJ, "volume"))
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """The files of one DICOM series in a folder, and the header of each (read without pixel data)."""
+
+    folder: Path
+    uid: str
+    modality: str
+    description: str
+    files: tuple[Path, ...]
+    headers: tuple[pydicom.Dataset, ...]
+
+    def label(self) -> str:
+        return f"{self.modality or '?'} {self.description!r} ({len(self.files)} images, {self.uid})"
+
+
+def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
+    """The DICOM series among the files directly in ``folder`` (subfolders are not searched), by SeriesInstanceUID.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist. ValueError: it holds no DICOM file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(folder))
+    groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError):
+            continue  # not DICOM: a README, a thumbnail; PydicomReader is only given the series' files
+        groups.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
+    if not groups:
+        raise ValueError(f"{folder}: no DICOM files in this folder (subfolders are not searched)")
+    series = []
+    for uid, members in groups.items():
+        first = members[0][1]
+        series.append(
+            DicomSeries(
+                folder=folder,
+                uid=uid,
+                modality=str(first.get("Modality", "")),
+                description=str(first.get("SeriesDescription", "")),
+                files=tuple(path for path, _ in members),
+                headers=tuple(header for _, header in members),
+            )
+        )
+    return series
+
+
+def select_series(
+    series: Sequence[DicomSeries], selector: str | None, preferred_modalities: Sequence[str] = ()
+) -> DicomSeries:
+    """The one series matching ``selector`` (Modality, SeriesDescription or SeriesInstanceUID, case-insensitive).
+
+    Without a selector: the only series, or else the only series of the first of ``preferred_modalities`` that
+    the folder holds exactly one series of (e.g. ``("CT", "MR")`` picks the CT of a PET/CT study folder).
+
+    Raises:
+        ValueError: naming the folder and listing its series, when none or several match.
+    """
+    folder = series[0].folder
+    listing = "; ".join(s.label() for s in series)
+    if selector is None:
+        if len(series) == 1:
+            return series[0]
+        for modality in preferred_modalities:
+            candidates = [s for s in series if s.modality.upper() == modality.upper()]
+            if len(candidates) == 1:
+                return candidates[0]
+        raise ValueError(f"{folder}: holds {len(series)} series, choose one with --series: {listing}")
+    wanted = selector.strip().lower()
+    matches = [s for s in series if wanted in (s.modality.lower(), s.description.lower(), s.uid.lower())]
+    if len(matches) != 1:
+        problem = "no series matches" if not matches else f"{len(matches)} series match"
+        raise ValueError(f"{folder}: {problem} {selector!r} (Modality, SeriesDescription or UID): {listing}")
+    return matches[0]
+
+
+def _float_list(header: pydicom.Dataset, keyword: str, path: Path) -> np.ndarray:
+    value = header.get(keyword)
+    if value is None:
+        raise ValueError(f"{path}: no {keyword}; a volume needs the slice geometry of every image")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def check_series(series: DicomSeries) -> float:
+    """Check that ``series`` stacks into one 3D volume; returns its slice spacing in mm.
+
+    Raises:
+        ValueError: naming the folder: mixed PatientIDs, multi-frame or colour images, mixed orientation or
+            size, fewer than two slices, several images at one position (4D), missing slices, uneven spacing,
+            or InstanceNumbers out of step with the positions (MONAI's reader stacks by InstanceNumber).
+    """
+    where = series.folder
+    headers, files = series.headers, series.files
+    patients = sorted({str(h.get("PatientID", "")) for h in headers})
+    if len(patients) > 1:
+        raise ValueError(f"{where}: one series holds several PatientIDs: {', '.join(map(repr, patients))}")
+    for path, header in zip(files, headers):
+        if int(header.get("NumberOfFrames", 1) or 1) > 1:
+            raise ValueError(f"{path}: multi-frame (enhanced) DICOM images are not supported; export single-frame")
+        if not str(header.get("PhotometricInterpretation", "MONOCHROME2")).startswith("MONOCHROME"):
+            raise ValueError(f"{path}: colour DICOM images cannot be a source volume (grey MONOCHROME expected)")
+    if len(files) < 2:
+        raise ValueError(f"{where}: the series has {len(files)} image; a volume needs at least two slices")
+    orientation = _float_list(headers[0], "ImageOrientationPatient", files[0])
+    size = (headers[0].get("Rows"), headers[0].get("Columns"))
+    for path, header in zip(files, headers):
+        if not np.allclose(_float_list(header, "ImageOrientationPatient", path), orientation, atol=1e-4):
+            raise ValueError(f"{where}: images have different ImageOrientationPatient ({path.name})")
+        if (header.get("Rows"), header.get("Columns")) != size:
+            raise ValueError(f"{where}: images have different sizes ({path.name})")
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.array([_float_list(h, "ImagePositionPatient", p) @ normal for p, h in zip(files, headers)])
+    order = np.argsort(positions)
+    steps = np.diff(positions[order])
+    spacing = float(np.median(steps))
+    if spacing <= 1e-6 or steps.min() <= 1e-3 * spacing:
+        repeated = len(positions) - len(np.unique(np.round(positions, 3)))
+        raise ValueError(
+            f"{where}: {repeated + 1 if spacing > 1e-6 else len(positions)} images share slice positions: a 4D "
+            "series (time frames or repeated acquisitions); one 3D volume is expected"
+        )
+    if steps.max() > (1 + _SPACING_TOLERANCE) * spacing:
+        gap = int(np.argmax(steps))
+        kind = "missing slices" if steps[gap] > 1.5 * spacing else "uneven slice spacing"
+        raise ValueError(
+            f"{where}: {kind}: {steps[gap]:.2f} mm between slice positions {positions[order][gap]:.2f} and "
+            f"{positions[order][gap + 1]:.2f} mm, where the spacing is {spacing:.2f} mm"
+        )
+    numbers = np.array([int(h.get("InstanceNumber", -1)) for h in headers])[order]
+    if not (np.all(np.diff(numbers) > 0) or np.all(np.diff(numbers) < 0)):
+        raise ValueError(f"{where}: InstanceNumbers do not follow the slice positions; the series cannot be stacked")
+    return spacing
+
+
+def _load_dicom_series(
+    folder: Path, selector: str | None, modality: str | None, preferred_modalities: Sequence[str]
+) -> MetaTensor:
+    series = select_series(find_dicom_series(folder), selector, preferred_modalities)
+    spacing = check_series(series)
+    # PydicomReader reads every matching file of a folder as one series: match exactly this series' files
+    only_these = "|".join(re.escape(os.path.join(str(folder), path.name)) + "$" for path in series.files)
+    reader = PydicomReader(prune_metadata=False, fname_regex=only_these)
+    img = LoadModality(reader=reader, modality=modality or series.modality or None)(folder)
+    stacked = float(np.linalg.norm(np.asarray(img.affine)[:3, 2]))
+    if not np.isclose(stacked, spacing, rtol=_SPACING_TOLERANCE):
+        raise ValueError(f"{folder}: stacked slice spacing {stacked:.3f} mm differs from the headers' {spacing:.3f} mm")
+    first = series.headers[0]
+    img.meta[DICOM_IDENTITY_KEY] = {k: str(first.get(k)) for k in _RECORDED_KEYWORDS if first.get(k) is not None}
+    return img
+
+
+def load_volume(
+    path: str | Path,
+    series: str | None = None,
+    modality: str | None = None,
+    preferred_modalities: Sequence[str] = (),
+) -> MetaTensor:
+    """Load a 3D volume as a float32 ``MetaTensor`` (1, X, Y, Z) with its RAS affine.
+
+    Args:
+        path: a NIfTI (``.nii``, ``.nii.gz``) or ITK (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``) file, or a folder of
+            DICOM files.
+        series: for a folder holding several series, the one to load: its Modality (``CT``, ``PT``...),
+            SeriesDescription or SeriesInstanceUID.
+        modality: the modality (``CT``, ``MR``, ``PT``, ``NM`` or an alias) written to ``meta["modality"]``;
+            None keeps the DICOM Modality (NIfTI and ITK files carry none).
+        preferred_modalities: without ``series``, in a folder of several series, take the only series of the
+            first of these DICOM modalities found once (:func:`select_series`).
+
+    The meta of a DICOM volume also holds the full header of its first image (DICOM JSON model, for the SUV
+    attributes) and, under :data:`DICOM_IDENTITY_KEY`, its patient, study, series and frame-of-reference identity.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: naming ``path``: an unsupported format, unreadable data, NaN/Inf, 4D data or several
+            channels, fewer than two voxels along an axis, or a DICOM series that fails :func:`check_series`.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_dir():
+        img = _load_dicom_series(path, series, modality, preferred_modalities)
+    elif path.name.lower().endswith(VOLUME_SUFFIXES):
+        img = LoadModality(modality=modality)(path)
+    else:
+        raise ValueError(
+            f"{path}: not a volume; expected a DICOM folder or one of {' '.join(VOLUME_SUFFIXES)}"
+        )
+    if img.dim() != 4 or min(img.shape[1:]) < 2:
+        raise ValueError(f"{path}: not a 3D volume (channel-first shape {tuple(img.shape)})")
+    if img.shape[0] != 1:
+        raise ValueError(
+            f"{path}: 4D data ({img.shape[0]} volumes or channels, shape {tuple(img.shape)}); one 3D volume is expected"
+        )
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise ValueError(f"{path}: the header's voxel-to-world affine is singular or not finite")
+    return img
+
+
+@contextmanager
+def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
+    """Yield staging paths (files or folders) for ``paths``; on success move each onto its final path.
+
+    The staging paths sit in hidden temporary folders beside the outputs (same file system, so the moves are
+    renames); a failure while writing removes them and leaves any earlier outputs untouched. An existing output
+    is replaced (callers check ``overwrite`` first).
+    """
+    targets = [Path(p) for p in paths]
+    staging_dirs: dict[Path, Path] = {}
+    for target in targets:
+        if target.parent not in staging_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging_dirs[target.parent] = Path(tempfile.mkdtemp(prefix=".mmif-staging-", dir=target.parent))
+    staged = [staging_dirs[t.parent] / t.name for t in targets]
+    try:
+        yield staged
+        for source, target in zip(staged, targets):
+            if target.exists() or target.is_symlink():
+                # move the old output aside first: a rename cannot replace a folder, or a file by a folder
+                os.replace(target, staging_dirs[target.parent] / f".replaced-{target.name}")
+            os.replace(source, target)
+    finally:
+        for folder in staging_dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)
