@@ -267,7 +267,8 @@ def write_phantom_nifti(
     anatomical_path = folder / f"{anatomical_modality.lower()}.nii.gz"
     functional_path = folder / "pet.nii.gz"
     stored = anatomical.round().astype(np.int16) if anatomical_modality.upper() == "CT" else anatomical
-    for data, affine, path in ((stored, anatomical_affine, anatomical_path), (functional, functional_affine, functional_path)):
+    pairs = ((stored, anatomical_affine, anatomical_path), (functional, functional_affine, functional_path))
+    for data, affine, path in pairs:
         image = nib.Nifti1Image(data, affine)
         image.header.set_xyzt_units("mm")
         nib.save(image, path)

@@ -28,11 +28,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     fuse = commands.add_parser("fuse", help="fuse an anatomical image with a functional one (or folders of pairs)")
     inputs = fuse.add_mutually_exclusive_group(required=True)
-    inputs.add_argument("--anatomical", type=Path, help="grey anatomical image (MRI or CT)")
+    inputs.add_argument("--anatomical", type=Path, help="grey anatomical image (MRI, CT) or 3D volume")
     inputs.add_argument("--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"), help="folders of pairs matched by name")
     fuse.add_argument("--functional", type=Path, help="functional image (PET/SPECT colour, or grey CT/MRI)")
-    fuse.add_argument("-o", "--output", type=Path, required=True, help="output PNG, or folder with --pairs")
+    fuse.add_argument(
+        "-o", "--output", type=Path, required=True, help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)"
+    )
     fuse.add_argument("--batch-size", type=int, default=8)
+    volumes = fuse.add_argument_group(
+        "3D volumes", "used when --anatomical is a .nii/.nii.gz/.mha/.nrrd file or a DICOM folder (docs/volumes.md)"
+    )
+    volumes.add_argument("--format", choices=["nifti", "dicom"], help="output: NIfTI file (default) or DICOM folder")
+    volumes.add_argument("--axis", help="slicing axis: axial (default), coronal, sagittal, or voxel axis 0/1/2")
+    volumes.add_argument(
+        "--register", nargs="?", const="rigid", choices=["rigid", "affine"], help="ITK Mattes-MI registration (rigid)"
+    )
+    pair = ("ANATOMICAL", "FUNCTIONAL")
+    volumes.add_argument("--series", nargs=2, metavar=pair, help="series of study folders: Modality, SeriesDescription, UID")
+    volumes.add_argument("--modalities", nargs=2, metavar=pair, help="e.g. CT PT; overrides the headers")
     _add_method_args(fuse)
 
     demo = commands.add_parser("demo", help="fuse the shipped sample pairs and write a preview")
@@ -76,6 +89,12 @@ def _fuse(args: argparse.Namespace) -> None:
     from mmif_monai.fusion.files import FileJob, fuse_files, match_pair_folders
     from mmif_monai.fusion.methods import load_fusion_method
 
+    from mmif_monai.io.volumes import is_volume_path
+
+    if args.anatomical is not None and is_volume_path(args.anatomical):
+        return _fuse_volumes(args)
+    if any(getattr(args, name) is not None for name in ("format", "axis", "register", "series", "modalities")):
+        raise ValueError("--format, --axis, --register, --series and --modalities apply to 3D volumes only")
     if args.pairs:
         jobs = match_pair_folders(args.pairs[0], args.pairs[1], args.output)
     else:
@@ -86,6 +105,30 @@ def _fuse(args: argparse.Namespace) -> None:
     print(f"model: {description}")
     written = fuse_files(fuse, jobs, overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
     print(f"wrote {len(written)} fused image(s) to {args.output}")
+
+
+def _fuse_volumes(args: argparse.Namespace) -> None:
+    from mmif_monai.fusion.volumes import fuse_volume_files
+
+    if args.functional is None:
+        raise ValueError("--anatomical needs --functional")
+    written = fuse_volume_files(
+        args.anatomical,
+        args.functional,
+        args.output,
+        output_format=args.format or "nifti",
+        method=args.method,
+        weights=args.weights,
+        device=args.device,
+        register=args.register or False,
+        axis=args.axis or "axial",
+        overwrite=args.overwrite,
+        series=args.series,
+        batch_size=args.batch_size,
+        modalities=args.modalities or (None, None),
+        report=print,
+    )
+    print("wrote " + ", ".join(str(path) for path in written))
 
 
 def _demo(args: argparse.Namespace) -> None:

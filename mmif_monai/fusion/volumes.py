@@ -292,7 +292,7 @@ def fuse_volume_files(
     normalise = ModalityNormalize()
     anatomical_norm = normalise(anatomical_volume, modality=anatomical_modality)
     functional_norm = normalise(functional_volume, modality=functional_modality)
-    rules = [op["extra_info"]["rule"] for op in (anatomical_norm.applied_operations[-1], functional_norm.applied_operations[-1])]
+    rules = [volume.applied_operations[-1]["extra_info"]["rule"] for volume in (anatomical_norm, functional_norm)]
     say(f"anatomical {anatomical_modality} ({rules[0]}), functional {functional_modality} ({rules[1]})")
     lap("normalise")
 

@@ -148,7 +148,7 @@ def _fused_base(identity: Mapping[str, str], description: str) -> Dataset:
     for keyword in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
                     "ReferringPhysicianName"):
         if keyword not in ds:
-            setattr(ds, keyword, "")  # type 2 attributes of the Patient and General Study modules: present, may be empty
+            setattr(ds, keyword, "")  # type 2 attributes (Patient, General Study modules): present, may be empty
     ds.SOPClassUID = SecondaryCaptureImageStorage
     ds.Modality = "OT"  # "other": a fusion is neither of its sources' modalities
     ds.ConversionType = "WSD"  # workstation (SC Equipment module)
