@@ -10,6 +10,7 @@ set-up are those users get. The inputs that are accepted, and what is done with 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -463,3 +464,45 @@ def test_a_failed_write_leaves_the_earlier_output_and_no_temporary_file(tmp_path
     assert "No space left" in capfd.readouterr().err
     assert out.read_bytes() == b"an earlier result"
     assert sorted(p.name for p in out.parent.iterdir()) == ["fused.png"]
+
+
+# ------------------------------------------------------------------------------------------------ loading safety
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _torch_load_calls(source: str) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "load"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "torch"
+    ]
+
+
+def _config_expressions(value) -> list[str]:
+    """The Python expressions (``"$..."`` strings) anywhere in a parsed bundle config."""
+    if isinstance(value, str):  # "@id#key" references become a plain name so that the expression parses
+        return [re.sub(r"@[\w#]+", "reference", value[1:])] if value.startswith("$") else []
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [expression for child in children for expression in _config_expressions(child)]
+
+
+def test_every_torch_load_in_the_repository_passes_weights_only_true():
+    """A pickle can run code when loaded; weights_only=True restricts torch.load to tensors and plain data."""
+    sources = {path: path.read_text() for path in ROOT.rglob("*.py") if ".git" not in path.parts}
+    for config in ROOT.glob("bundles/*/configs/*.json"):
+        for i, expression in enumerate(_config_expressions(json.loads(config.read_text()))):
+            sources[Path(f"{config}#{i}")] = expression
+    calls = {path: _torch_load_calls(source) for path, source in sources.items()}
+    assert sum(map(len, calls.values())) >= 3  # the audit sees the loads it is meant to see
+    unsafe = [
+        f"{path}:{call.lineno}"
+        for path, found in calls.items()
+        for call in found
+        if not any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
+    ]
+    assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
