@@ -19,8 +19,9 @@ pytest.importorskip("monai.deploy.core", reason="needs the [deploy] extra", exc_
 from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL, choose_pair, load_rules  # noqa: E402
 from mmif_monai.phantoms import write_phantom_dicom_study  # noqa: E402
 
-# small grids keep the run to seconds: CT 24 x 24 x 16 voxels, PET 12 x 12 x 8 (the phantom halves its grid)
-SHAPE = (24, 24, 16)
+# a small study keeps the run short: CT 64 x 64 x 12 voxels (MMIF-Net needs slices of at least 64 x 64),
+# PET 32 x 32 x 8 on another grid (the phantom halves the grid, at least 8 voxels per axis)
+SHAPE = (64, 64, 12)
 
 
 def _run_app(*args: str) -> subprocess.CompletedProcess:

@@ -126,7 +126,7 @@ class FusionApp(Application):
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
         self.add_flow(selector, aligner, {("study_selected_series_list", "study_selected_series_list")})
         self.add_flow(aligner, fusion, {(ANATOMICAL, ANATOMICAL), (FUNCTIONAL, FUNCTIONAL)})
-        self.add_flow(fusion, writer, {("fused", "fused")})
+        self.add_flow(fusion, writer, {("fused", "fused"), ("description", "description")})
         self.add_flow(aligner, writer, {(ANATOMICAL, ANATOMICAL)})
 
 

@@ -30,9 +30,12 @@ from mmif_monai.deploy.selection import (
     series_folder,
     series_order,
 )
+from mmif_monai.fusion.methods import load_fusion_method
+from mmif_monai.fusion.volumes import fuse_volume
 from mmif_monai.io.dicom_series import write_fused_series
-from mmif_monai.io.volumes import load_volume
+from mmif_monai.io.volumes import load_volume, volume_name
 from mmif_monai.registration import align_volumes
+from mmif_monai.transforms import ModalityNormalize, canonical_modality, modality_from_meta
 
 __all__ = [
     "FusionSeriesSelectorOperator",
@@ -87,14 +90,18 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
 
 
 class AlignedVolumesOperator(Operator):
-    """Loads the two selected series as volumes and resamples the functional one onto the anatomical grid.
+    """Loads the two selected series, normalises each, and resamples the functional one onto the anatomical grid.
+
+    The same steps as ``mmif fuse`` on volumes (:func:`~mmif_monai.fusion.volumes.fuse_volume_files`): each volume
+    is normalised from its own units on its own grid (``ModalityNormalize``: CT window, MR percentiles, PET SUV
+    from the DICOM header...), and the registration, when asked for, sees the anatomical volume in its own units.
 
     Named input:
         study_selected_series_list: the ``StudySelectedSeries`` of :class:`FusionSeriesSelectorOperator`.
 
     Named outputs:
-        anatomical: the anatomical ``MetaTensor`` (1, X, Y, Z) from ``load_volume`` (DICOM identity in its meta).
-        functional: the functional ``MetaTensor`` on the anatomical grid (``align_volumes``).
+        anatomical: the anatomical ``MetaTensor`` (1, X, Y, Z) in [0, 1]; its meta keeps the DICOM identity.
+        functional: the functional ``MetaTensor`` in [0, 1] on the anatomical grid.
     """
 
     def __init__(self, fragment: Fragment, *args, study_folder: str | Path, register: bool | str = False, **kwargs):
@@ -114,16 +121,28 @@ class AlignedVolumesOperator(Operator):
             role: load_volume(series_folder(by_role[role], self._study_folder), series=str(by_role[role].SeriesInstanceUID))
             for role in ROLES
         }
-        functional, report = align_volumes(volumes[ANATOMICAL], volumes[FUNCTIONAL], register=self._register)
+        normalise = ModalityNormalize()
+        normalised = {
+            role: normalise(volume, modality=canonical_modality(modality_from_meta(volume.meta)))
+            for role, volume in volumes.items()
+        }
+        functional, report = align_volumes(volumes[ANATOMICAL], normalised[FUNCTIONAL], register=self._register)
         logger.info("alignment: %s", report.summary())
-        op_output.emit(volumes[ANATOMICAL], ANATOMICAL)
+        op_output.emit(normalised[ANATOMICAL], ANATOMICAL)
         op_output.emit(functional, FUNCTIONAL)
 
 
 class FusionInferenceOperator(Operator):
     """Fuses the aligned volumes slice by slice with the bundle's network (or a classical method).
 
-    Named inputs: anatomical, functional (one grid). Named output: fused, a ``MetaTensor`` (C, X, Y, Z) in [0, 1].
+    Named inputs:
+        anatomical, functional: normalised volumes on one grid (:class:`AlignedVolumesOperator`).
+
+    Named outputs:
+        fused: a ``MetaTensor`` (C, X, Y, Z) in [0, 1] with the anatomical affine; C = 3 when the functional
+            series is PT or NM (coloured as in ``mmif fuse``), else 1.
+        description: what was fused with what, for the fused series' SeriesDescription.
+
     The model is loaded on the first call, from ``model_path`` (a state dict file).
     """
 
@@ -146,22 +165,28 @@ class FusionInferenceOperator(Operator):
         spec.input(ANATOMICAL)
         spec.input(FUNCTIONAL)
         spec.output("fused")
+        spec.output("description")
 
     def compute(self, op_input, op_output, context):
-        from mmif_monai.fusion.methods import load_fusion_method
-        from mmif_monai.fusion.volumes import fuse_volume
-
         anatomical, functional = op_input.receive(ANATOMICAL), op_input.receive(FUNCTIONAL)
         if self._fuse_fn is None:
             self._fuse_fn, description = load_fusion_method(self._method, self._model_path, self._device)
             logger.info("model: %s", description)
-        op_output.emit(fuse_volume(self._fuse_fn, anatomical, functional), "fused")
+        try:
+            fused = fuse_volume(self._fuse_fn, anatomical, functional, device=self._device)
+        except ValueError as error:  # e.g. slices smaller than the network accepts: say which series
+            raise ValueError(f"{volume_name(anatomical)}: {error}") from error
+        modalities = "+".join(modality_from_meta(volume.meta) or "?" for volume in (anatomical, functional))
+        op_output.emit(fused, "fused")
+        op_output.emit(f"MMIF fused {modalities} ({self._method}) DERIVED", "description")
 
 
 class FusedSeriesWriterOperator(Operator):
     """Writes the fused volume as a new DICOM series of the anatomical series' patient and study.
 
-    Named inputs: fused, anatomical (the reference whose DICOM identity the series keeps).
+    Named inputs:
+        fused, description: from :class:`FusionInferenceOperator`.
+        anatomical: the reference whose DICOM identity the series keeps (PatientID, StudyInstanceUID...).
     """
 
     def __init__(self, fragment: Fragment, *args, output_folder: str | Path, overwrite: bool = False, **kwargs):
@@ -171,9 +196,11 @@ class FusedSeriesWriterOperator(Operator):
 
     def setup(self, spec: OperatorSpec):
         spec.input("fused")
+        spec.input("description")
         spec.input(ANATOMICAL)
 
     def compute(self, op_input, op_output, context):
-        fused, anatomical = op_input.receive("fused"), op_input.receive(ANATOMICAL)
-        written = write_fused_series(fused, anatomical, self._output_folder, overwrite=self._overwrite)
+        fused, description = op_input.receive("fused"), op_input.receive("description")
+        reference = op_input.receive(ANATOMICAL)
+        written = write_fused_series(fused, reference, self._output_folder, self._overwrite, description)
         logger.info("wrote %d DICOM files to %s", len(written), self._output_folder)
