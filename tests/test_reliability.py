@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -32,6 +33,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.images import MAX_SLICE_PIXELS, read_slice
+from mmif_monai.phantoms import write_phantom_dicom_study, write_phantom_nifti
 
 MRI, CT = SAMPLES_DIR / "mri_ct" / "MRI" / "37010.png", SAMPLES_DIR / "mri_ct" / "CT" / "37010.png"
 PET = SAMPLES_DIR / "mri_pet" / "PET" / "30061.png"
@@ -340,6 +342,221 @@ def _(root: Path) -> Case:
     return Case(["--pairs", str(a), str(b), "-o", str(root / "out")], b / "3.png", "cannot read")
 
 
+# ------------------------------------------------------------------------------------------------- 3D volumes
+
+
+def _study(root: Path) -> tuple[Path, Path]:
+    """A small PET/CT phantom study: the CT and the PET series folders (distinctive names for the messages)."""
+    study = write_phantom_dicom_study(root / "study", shape=(24, 24, 16))
+    return study.ct_dir.rename(root / "study" / "ct-series"), study.pt_dir.rename(root / "study" / "pet-series")
+
+
+def _nifti(root: Path) -> tuple[Path, Path]:
+    files = write_phantom_nifti(root / "nii", shape=(24, 24, 16))
+    return files.anatomical, files.functional
+
+
+def _fuse_volumes(root: Path, anatomical: Path, functional: Path, *extra: str) -> list[str]:
+    return ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(root / "out" / "fused.nii.gz"), *extra]
+
+
+def _edit_series(folder: Path, edit: Callable[[int, pydicom.Dataset], None]) -> None:
+    """Apply ``edit(index, dataset)`` to every file of a series folder, in slice order, and save it back."""
+    datasets = sorted(((path, pydicom.dcmread(path)) for path in folder.iterdir()), key=lambda p: int(p[1].InstanceNumber))
+    for index, (path, ds) in enumerate(datasets):
+        edit(index, ds)
+        ds.save_as(path)
+
+
+def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), path)
+    return path
+
+
+@case("3D: missing slice in a DICOM series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    sorted(ct.iterdir())[8].unlink()
+    return Case(_fuse_volumes(root, ct, pet), ct, "missing slices")
+
+
+@case("3D: corrupted file in a DICOM series (garbage after the DICM marker)")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    sorted(ct.iterdir())[5].write_bytes(b"\0" * 128 + b"DICM" + np.random.default_rng(0).bytes(300))
+    return Case(_fuse_volumes(root, ct, pet), ct, "missing slices")  # the file does not parse as a slice: a gap
+
+
+@case("3D: truncated pixel data in a DICOM series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    path = sorted(ct.iterdir())[5]
+    path.write_bytes(path.read_bytes()[:-200])
+    return Case(_fuse_volumes(root, ct, pet), ct, "cannot read")
+
+
+@case("3D: two PatientIDs in one series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    _edit_series(ct, lambda i, ds: setattr(ds, "PatientID", "OTHER-002") if i == 3 else None)
+    return Case(_fuse_volumes(root, ct, pet), ct, "several PatientIDs")
+
+
+@case("3D: anatomical and functional series of two patients")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    _edit_series(pet, lambda i, ds: setattr(ds, "PatientID", "OTHER-002"))
+    return Case(_fuse_volumes(root, ct, pet), pet, "two patients")
+
+
+@case("3D: uneven slice spacing in a series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+
+    def shift(index: int, ds: pydicom.Dataset) -> None:
+        if index > 8:  # every later slice 1.5 mm further: one step of 15 mm among steps of 13.5 mm
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) - 1.5]
+
+    _edit_series(ct, shift)
+    return Case(_fuse_volumes(root, ct, pet), ct, "uneven slice spacing")
+
+
+@case("3D: 4D DICOM series (two images at every position)")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    for path in sorted(pet.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID, ds.InstanceNumber = generate_uid(), int(ds.InstanceNumber) + 100
+        ds.save_as(pet / f"frame2-{path.name}")
+    return Case(_fuse_volumes(root, ct, pet), pet, "4D series")
+
+
+@case("3D: 4D NIfTI")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    image = nib.load(functional)
+    frames = _save_nifti(root / "nii" / "frames.nii.gz", np.stack([image.get_fdata()] * 3, axis=-1), image.affine)
+    return Case(_fuse_volumes(root, anatomical, frames), frames, "4D data")
+
+
+@case("3D: single-slice NIfTI")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    flat = _save_nifti(root / "nii" / "flat.nii.gz", np.random.default_rng(5).random((24, 24, 1)), np.eye(4))
+    return Case(_fuse_volumes(root, anatomical, flat), flat, "not a 3D volume")
+
+
+@case("3D: truncated NIfTI")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    truncated = root / "nii" / "truncated.nii.gz"
+    data = functional.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    return Case(_fuse_volumes(root, anatomical, truncated), truncated, "cannot read")
+
+
+@case("3D: fields of view that do not overlap")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    image = nib.load(functional)
+    moved = image.affine.copy()
+    moved[:3, 3] += 1000.0  # a metre away
+    far = _save_nifti(root / "nii" / "far.nii.gz", image.get_fdata(), moved)
+    return Case(_fuse_volumes(root, anatomical, far), far, "does not overlap")
+
+
+@case("3D: NaN in a NIfTI volume")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    image = nib.load(functional)
+    data = image.get_fdata()
+    data[3, 3, 3] = np.nan
+    return Case(_fuse_volumes(root, anatomical, _save_nifti(root / "nii" / "nan.nii.gz", data, image.affine)), root / "nii" / "nan.nii.gz", "NaN")
+
+
+@case("3D: constant volume")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    image = nib.load(functional)
+    blank = _save_nifti(root / "nii" / "blank.nii.gz", np.zeros(image.shape), image.affine)
+    return Case(_fuse_volumes(root, anatomical, blank), blank, "constant")
+
+
+@case("3D: wrong modality tag: the PET series given as the anatomical volume")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    return Case(_fuse_volumes(root, pet, ct), pet, "functional, not anatomical")
+
+
+@case("3D: unknown modality tag (US) on a series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    _edit_series(pet, lambda i, ds: setattr(ds, "Modality", "US"))
+    return Case(_fuse_volumes(root, ct, pet), pet, "'US' is not one of")
+
+
+@case("3D: a folder without DICOM files")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    empty = root / "empty-folder"
+    empty.mkdir()
+    return Case(_fuse_volumes(root, empty, functional), empty, "no DICOM files")
+
+
+@case("3D: a folder with two series of one modality and no --series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    uid = generate_uid()
+    for path in sorted(ct.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesDescription = uid, generate_uid(), "CT second"
+        ds.save_as(ct / f"second-{path.name}")
+    return Case(_fuse_volumes(root, ct, pet), ct, "choose one with --series")
+
+
+@case("3D: a 2D image as the functional input of a volume")
+def _(root: Path) -> Case:
+    anatomical, _ = _nifti(root)
+    slice_png = _copy(PET, root / "in" / "slice.png")
+    return Case(_fuse_volumes(root, anatomical, slice_png), slice_png, "not a volume")
+
+
+@case("3D: NIfTI output not ending in .nii/.nii.gz")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    png = root / "out" / "fused.png"
+    return Case(["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(png)], png, r"\.nii")
+
+
+@case("3D: one of the outputs (a preview) exists (no --overwrite)")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    preview = root / "out" / "fused_axial.png"
+    preview.parent.mkdir()
+    preview.write_bytes(b"an earlier preview")
+    return Case(_fuse_volumes(root, anatomical, functional), preview, "--overwrite")
+
+
+@case("3D: output is the anatomical input file (even with --overwrite)")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    return Case(["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(anatomical), "--overwrite"], anatomical, "modify the input")
+
+
+@case("3D: DICOM output folder is the input series folder (even with --overwrite)")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    args = ["--anatomical", str(ct), "--functional", str(pet), "--format", "dicom", "-o", str(ct), "--overwrite"]
+    return Case(args, ct, "modify the input")
+
+
+@case("3D: DICOM output folder holds the inputs (even with --overwrite)")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    args = ["--anatomical", str(ct), "--functional", str(pet), "--format", "dicom", "-o", str(ct.parent), "--overwrite"]
+    return Case(args, ct.parent, "modify the input")
+
+
 # -------------------------------------------------------------------------------------------------------- checks
 
 
@@ -506,3 +723,17 @@ def test_every_torch_load_in_the_repository_passes_weights_only_true():
         if not any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
     ]
     assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
+
+
+def test_volumes_on_other_grids_and_without_a_modality_tag_are_accepted(tmp_path, capfd):
+    """Different grids and spacings are resampled (world coordinates); a series without its Modality tag is
+    taken for CT when it reaches into air's Hounsfield units. Inputs stay untouched."""
+    ct, pet = _study(tmp_path)
+    _edit_series(ct, lambda i, ds: delattr(ds, "Modality"))
+    before = _snapshot(tmp_path / "study")
+    out = tmp_path / "out" / "fused.nii.gz"
+    assert main(["fuse", "--method", "average", "--anatomical", str(ct), "--functional", str(pet), "-o", str(out)]) == 0
+    assert "anatomical CT (ct_window), functional PT (suv)" in capfd.readouterr().out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fused.nii.gz", "fused_axial.png", "fused_coronal.png", "fused_sagittal.png"]
+    assert nib.load(out).shape[:3] == (24, 24, 16)  # the CT grid; the PET (12 x 12 x 8, other origin) resampled onto it
+    assert _snapshot(tmp_path / "study") == before

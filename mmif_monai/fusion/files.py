@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
-from mmif_monai.io.images import check_output_path, read_slice, write_image_atomic
+from mmif_monai.io.images import check_output_path, check_outputs_spare_inputs, read_slice, write_image_atomic
 from mmif_monai.io.paths import IMAGE_SUFFIXES
 from mmif_monai.transforms import MODALITY_ALIASES, modality_from_meta
 
@@ -77,10 +77,10 @@ def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _check_outputs(jobs: Sequence[FileJob], overwrite: bool) -> None:
-    """Refuse outputs that exist (unless ``overwrite``), that are not ``.png``, that are symbolic links
-    (which could lead outside the output folder), that are one of the jobs' input files, or that two jobs share
-    (``a.png`` and ``a.tif`` in one folder)."""
-    inputs = {path.resolve() for job in jobs for path in (job.anatomical, job.functional)}
+    """Refuse outputs that are inputs, that two jobs share (``a.png`` and ``a.tif`` in one folder), that are not
+    ``.png``, that are symbolic links (which could lead outside the output folder), or that exist (unless
+    ``overwrite``)."""
+    check_outputs_spare_inputs([job.output for job in jobs], [path for job in jobs for path in (job.anatomical, job.functional)])
     claimed: dict[Path, Path] = {}
     for job in jobs:
         other = claimed.setdefault(job.output.resolve(), job.anatomical)
@@ -90,8 +90,6 @@ def _check_outputs(jobs: Sequence[FileJob], overwrite: bool) -> None:
             raise ValueError(f"{job.output}: fused slices are written as PNG; give an output ending in .png")
         if job.output.is_symlink():
             raise ValueError(f"{job.output}: output is a symbolic link (to {job.output.readlink()}); refusing to write")
-        if job.output.resolve() in inputs:
-            raise ValueError(f"{job.output}: output is one of the input files; inputs are never overwritten")
         check_output_path(job.output, overwrite)
 
 

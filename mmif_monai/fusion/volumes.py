@@ -28,7 +28,7 @@ from monai.transforms import Orientation
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.dicom_series import fused_series_datasets, save_series
-from mmif_monai.io.images import check_output_path, write_image_atomic
+from mmif_monai.io.images import check_output_path, check_outputs_spare_inputs, write_image_atomic
 from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, staged_outputs, volume_name
 from mmif_monai.registration import align_volumes
 from mmif_monai.transforms import MODALITY_KEY, ModalityNormalize, canonical_modality, modality_from_meta
@@ -209,6 +209,10 @@ def _check_pair(anatomical: MetaTensor, functional: MetaTensor) -> None:
             f"{volume_name(functional)}: PatientID {ids[1]!r} differs from {ids[0]!r} of {volume_name(anatomical)}; "
             "refusing to fuse two patients"
         )
+    for volume in (anatomical, functional):
+        # an empty or blank export: fusing it would give the other volume back and hide the mistake
+        if bool(volume.max() == volume.min()):
+            raise ValueError(f"{volume_name(volume)}: the volume is constant (every voxel the same value); nothing to fuse")
     anatomical_modality = modality_from_meta(anatomical.meta)
     if anatomical_modality is not None and canonical_modality(anatomical_modality) in _COLOUR_MODALITIES:
         raise ValueError(f"{volume_name(anatomical)}: a {anatomical_modality} volume is functional, not anatomical")
@@ -278,6 +282,7 @@ def fuse_volume_files(
     paths = output_paths(output, output_format, register)
     for path in paths.values():
         check_output_path(path, overwrite)
+    check_outputs_spare_inputs(list(paths.values()), [anatomical, functional])
     if len(modalities) != 2 or (series is not None and len(series) != 2):
         raise ValueError("modalities and series take one entry for the anatomical and one for the functional input")
     selectors = tuple(series) if series is not None else (None, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +15,14 @@ from PIL import Image
 
 from mmif_monai.transforms import SOURCE_DTYPE_KEY, LoadModality, ModalityNormalize, modality_from_meta
 
-__all__ = ["MAX_SLICE_PIXELS", "read_slice", "atomic_output", "write_image_atomic", "check_output_path"]
+__all__ = [
+    "MAX_SLICE_PIXELS",
+    "read_slice",
+    "atomic_output",
+    "write_image_atomic",
+    "check_output_path",
+    "check_outputs_spare_inputs",
+]
 
 #: the largest slice accepted, in pixels: above any CT, MR, PET or SPECT slice matrix (512 to 1024 a side),
 #: and already several GB of MMIF-Net feature maps at full resolution
@@ -74,6 +81,21 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
     return path
+
+
+def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path]) -> None:
+    """Refuse, even with ``--overwrite``, an output that is an input, lies inside an input folder (a DICOM
+    series), or is a folder holding an input: writing it would modify or delete the input.
+
+    Raises:
+        ValueError: naming the output and the input.
+    """
+    sources = [Path(path).resolve() for path in inputs]
+    for output in outputs:
+        target = Path(output).resolve()
+        for source in sources:
+            if target == source or source in target.parents or target in source.parents:
+                raise ValueError(f"{output}: writing this output would modify the input {source}; inputs are never modified")
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from monai.data import PydicomReader
 from monai.data.meta_tensor import MetaTensor
 from monai.utils import ImageMetaKey
 
-from mmif_monai.transforms import LoadModality
+from mmif_monai.transforms import MODALITY_ALIASES, LoadModality
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -227,6 +227,10 @@ def _load_dicom_series(
     folder: Path, selector: str | None, modality: str | None, preferred_modalities: Sequence[str]
 ) -> MetaTensor:
     series = select_series(find_dicom_series(folder), selector, preferred_modalities)
+    if modality is None and series.modality and series.modality.upper() not in MODALITY_ALIASES:
+        raise ValueError(
+            f"{folder}: series modality {series.modality!r} is not one of CT, MR, PT, NM; give --modalities to override"
+        )
     spacing = check_series(series)
     # PydicomReader reads every matching file of a folder as one series: match exactly this series' files
     only_these = "|".join(re.escape(os.path.join(str(folder), path.name)) + "$" for path in series.files)
