@@ -28,16 +28,17 @@ def latest_checkpoint(ckpt_dir: str | Path, pattern: str = "checkpoint_epoch=*.p
 
 
 def attach_checkpointing(
-    trainer: Engine, ckpt_dir: str | Path, objects: Mapping[str, Any], map_location: Any = None
+    trainer: Engine, ckpt_dir: str | Path, objects: Mapping[str, Any], map_location: Any = None, save: bool = True
 ) -> Path | None:
     """Save ``objects`` plus the trainer's state to ``ckpt_dir`` after every epoch (the last one kept, written
     atomically by Ignite's disk saver), and resume from the newest checkpoint there if one exists.
 
     Returns the checkpoint training resumes from, or None for a fresh start. A killed run therefore loses at
-    most the epoch in progress.
+    most the epoch in progress. In distributed training every rank resumes but only one should ``save``.
     """
     state = {**objects, "trainer": trainer}
-    CheckpointSaver(save_dir=str(ckpt_dir), save_dict=state, save_interval=1, n_saved=1).attach(trainer)
+    if save:
+        CheckpointSaver(save_dir=str(ckpt_dir), save_dict=state, save_interval=1, n_saved=1).attach(trainer)
     path = latest_checkpoint(ckpt_dir)
     if path is not None:
         logger.info("resuming from %s", path)

@@ -1,0 +1,41 @@
+"""multi_gpu_train.json: two CPU processes (gloo) under torchrun train in step, the way users launch it on GPUs."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mmif_monai.networks import MMIFNet
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundles" / "mmif_net"
+
+
+def test_two_process_gloo_training_steps_on_both_ranks(tmp_path):
+    configs = [str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "multi_gpu_train.json")]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--tee", "3",
+        "-m", "monai.bundle", "run", "training",
+        "--bundle_root", str(BUNDLE),
+        "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+        "--config_file", str(configs),
+        "--dataset_dir", str(ROOT / "data" / "samples"),
+        "--validation_cases", "[37]",
+        "--ckpt_dir", str(tmp_path),
+        "--epochs", "1",
+        "--max_iterations_per_epoch", "2",
+        "--batch_size", "2",
+        "--crop_size", "[64, 64]",
+        "--num_workers", "0",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    for rank in (0, 1):  # torchrun's --tee prefixes each rank's lines with [default<rank>]
+        assert re.search(rf"\[default{rank}\]:.*Epoch: 1/1, Iter: 2/2 -- train_loss", log), f"rank {rank} did not step"
+        assert re.search(rf"\[default{rank}\]:.*val_qabf", log), f"rank {rank} did not validate"
+    # rank 0 alone wrote the checkpoint and the best model, a plain MMIF-Net state dict
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=1.pt", "model.pt"]
+    MMIFNet().load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
