@@ -72,11 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--dataset-dir", type=Path, help="AANLIB-style folder (default: ../shared/data/aanlib)")
     compare.add_argument("--methods", nargs="+", help="compared networks (default: all five)")
     compare.add_argument("--weights", nargs="+", default=[], metavar="METHOD=FILE", help="load instead of training")
-    compare.add_argument("--epochs", type=int, default=4, help="training budget: epochs (same for every network)")
-    compare.add_argument("--iterations-per-epoch", type=int, default=25, help="training budget: iterations per epoch")
-    compare.add_argument("--batch-size", type=int, default=8, help="training budget: batch size")
-    compare.add_argument("--crop-size", type=int, default=96, help="training budget: square random crop side")
-    compare.add_argument("--learning-rate", type=float, default=1e-3, help="training budget: Adam learning rate")
+    # the training budget, one for every compared network; unset options keep TrainingBudget's defaults
+    compare.add_argument("--epochs", type=int, help="training budget: epochs")
+    compare.add_argument("--iterations-per-epoch", type=int, help="training budget: iterations per epoch")
+    compare.add_argument("--batch-size", type=int, help="training budget: batch size")
+    compare.add_argument("--crop-size", type=int, help="training budget: side of the square random crops")
+    compare.add_argument("--learning-rate", type=float, help="training budget: Adam learning rate")
     compare.add_argument("--limit", type=int, help="only the first N validation pairs of each type (smoke runs)")
     compare.add_argument("--validation-cases", type=int, nargs="+", help="held-out atlas cases (default: the split's)")
     compare.add_argument("--timing-threads", type=int, default=1, help="torch threads for the CPU ms/pair timing")
@@ -164,7 +165,14 @@ def _compare(args: argparse.Namespace) -> None:
         if not sep or not path:
             raise ValueError(f"--weights expects METHOD=FILE, got {item!r}")
         weights[name] = Path(path)
-    budget = TrainingBudget(args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate)
+    given = {
+        "epochs": args.epochs,
+        "iterations_per_epoch": args.iterations_per_epoch,
+        "batch_size": args.batch_size,
+        "crop_size": args.crop_size,
+        "learning_rate": args.learning_rate,
+    }
+    budget = TrainingBudget(**{name: value for name, value in given.items() if value is not None})
     settings = ComparisonSettings(
         out_dir=args.output,
         doc=args.doc,

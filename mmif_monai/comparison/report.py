@@ -22,6 +22,7 @@ from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.comparison import fuse_with_methods, stage_sources
 from mmif_monai.fusion.files import FileJob, fuse_files
 from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
+from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair, list_pairs, split_pairs
 from mmif_monai.io.images import atomic_output, read_slice
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
@@ -171,22 +172,16 @@ def _figure(pairs: Mapping[str, Sequence[FusionPair]], folders: Mapping[str, Map
 
 
 def _timing_table(networks: Mapping[str, Path], seconds: Mapping[str, float], settings: ComparisonSettings) -> list[str]:
-    fusers = {name: CLASSICAL_METHODS[name] for name in CLASSICAL_METHODS}
-    fusers.update({COMPARISON_METHODS[n].title: load_comparison_network(n, w, "cpu") for n, w in networks.items()})
-    fusers[MMIF_NET_TITLE] = load_fusion_method(NETWORK_METHOD, device="cpu")[0]
-    trained = {COMPARISON_METHODS[n].title: s for n, s in seconds.items()}
+    """Parameters, CPU ms/pair and training time of every method, one Markdown row each (printed as measured)."""
+    fusers: dict[str, tuple[FuseFn, str]] = {name: (fuse, "none (classical)") for name, fuse in CLASSICAL_METHODS.items()}
+    for name, weights in networks.items():
+        trained = f"{seconds[name] / 60:.1f} min" if name in seconds else "given weights"
+        fusers[COMPARISON_METHODS[name].title] = (load_comparison_network(name, weights, "cpu"), trained)
+    fusers[MMIF_NET_TITLE] = (load_fusion_method(NETWORK_METHOD, device="cpu")[0], "shipped weights (other budget)")
     lines = ["| method | parameters | CPU ms/pair (median) | training time in this run |", "| --- | --- | --- | --- |"]
-    for title, fuse in fusers.items():
+    for title, (fuse, trained) in fusers.items():
         ms = cpu_ms_per_pair(fuse, threads=settings.timing_threads, repeats=settings.timing_repeats)
-        if title in trained:
-            train = f"{trained[title] / 60:.1f} min" if trained[title] else "(reused checkpoint)"
-        elif title == MMIF_NET_TITLE:
-            train = "shipped weights (other budget)"
-        elif title in [COMPARISON_METHODS[n].title for n in networks]:
-            train = "given weights"
-        else:
-            train = "none (classical)"
-        lines.append(f"| {title} | {parameter_count(fuse):,} | {ms:.1f} | {train} |")
+        lines.append(f"| {title} | {parameter_count(fuse):,} | {ms:.1f} | {trained} |")
         print(lines[-1], flush=True)
     return lines
 
@@ -270,7 +265,7 @@ def _document(
         f" median of {settings.timing_repeats} fusions of one 256×256 grey pair after one warm-up, "
         f"{settings.timing_threads} torch thread(s), on this machine ({cpu}, {os.cpu_count()} cores, shared with"
         " other work, so timings are indicative); file I/O and colour conversion excluded. Training time: wall"
-        " time of this run's bundle training.",
+        " time of the bundle training (kept with the checkpoints when a later run reuses them).",
         "",
         timing,
         "",

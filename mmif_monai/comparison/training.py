@@ -23,9 +23,9 @@ class TrainingBudget:
     (cosine over the epochs; the learning rate steps once per epoch)."""
 
     epochs: int = 4
-    iterations_per_epoch: int = 25
-    batch_size: int = 8
-    crop_size: int = 96
+    iterations_per_epoch: int = 15
+    batch_size: int = 4
+    crop_size: int = 64
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -94,8 +94,9 @@ def train_method(
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
     device: str = "cpu",
 ) -> tuple[Path, float]:
-    """Train ``name`` into ``ckpt_dir`` (resuming a killed run) and return its final checkpoint and the
-    seconds this call spent. A finished run is not repeated. The bundle's log goes to ``ckpt_dir/train.log``.
+    """Train ``name`` into ``ckpt_dir`` (resuming a killed run) and return its final checkpoint and the wall
+    seconds its training took (over all calls, kept in ``ckpt_dir/training_seconds.txt``). A finished run is
+    not repeated. The bundle's log goes to ``ckpt_dir/train.log``.
 
     Raises:
         ValueError: unknown method. RuntimeError: training failed (the message names the log file).
@@ -104,15 +105,18 @@ def train_method(
         raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
     ckpt_dir = Path(ckpt_dir)
     final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
+    record = ckpt_dir / "training_seconds.txt"
+    spent = float(record.read_text()) if record.is_file() else 0.0
     if final.is_file():
-        return final, 0.0
+        return final, spent
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     log = ckpt_dir / "train.log"
     command = bundle_command(name, ckpt_dir, budget, Path(dataset_dir), validation_cases, device)
     start = time.perf_counter()
     with open(log, "a") as handle:
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
-    seconds = time.perf_counter() - start
+    spent += time.perf_counter() - start
+    record.write_text(f"{spent!r}\n")
     if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
         raise RuntimeError(f"training {name} failed (exit code {result.returncode}); see {log}")
-    return final, seconds
+    return final, spent
