@@ -22,9 +22,3 @@ def test_validation_comparison_writes_a_table_per_pair_type(tmp_path):
     for pair_type in ("mri_ct", "mri_pet", "mri_spect"):
         assert f"## {pair_type} (1 pairs)" in text
     assert text.count("| mmif-net |") == 3
-
-
-def test_metrics_benchmark_smoke():
-    result = _script("scripts/benchmark_metrics.py", "--n", "4", "--repeats", "1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "total" in result.stdout

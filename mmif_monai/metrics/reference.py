@@ -2,8 +2,8 @@
 
 They restate the definitions of :mod:`mmif_monai.metrics.batched` the way fusion evaluation code usually writes
 them (2D ``scipy.signal.convolve2d``, ``numpy.histogram2d``, scikit-image's SSIM), independently of the torch
-code, so that tests and ``scripts/benchmark_metrics.py`` can check the vectorised versions against them and
-time the difference. Not part of the evaluation path.
+code, so that tests and the metrics section of ``scripts/benchmark.py`` can check the vectorised versions against
+them and time the difference. Not part of the evaluation path.
 """
 
 from __future__ import annotations

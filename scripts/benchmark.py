@@ -1,0 +1,691 @@
+"""Speed, memory and scale of MMIF-Net, side by side with a DenseFuse-shaped network, in one run.
+
+Sections (``--sections`` picks; all by default), each printed as a table of medians after warm-up:
+
+- ``matmul``: the machine's float32 matrix-multiply rate, the ceiling the FLOP floors below are taken against.
+- ``inference``: per-pair time and throughput of MMIF-Net (shipped weights) and
+  :class:`mmif_monai.networks.DenseFuse` at each ``--batch-sizes``, timed interleaved in this process so that
+  the ratio holds while the machine's load changes; parameters, GFLOP per pair (convolutions and matrix
+  products, ``torch.utils.flop_counter``), the floor = FLOPs / matmul rate, and peak memory. ``eager`` is the
+  network as shipped; ``optimised`` folds batch norm into the convolutions and runs channels-last (plus
+  ``--compile``, ``--dtype``, ``--cuda-graphs`` when asked). ``--sketches`` adds untrained faster
+  configurations (time only; their quality would need training).
+- ``latlrr``: the LatLRR decomposition of a pair: FFT (used), direct 31x31 convolution, explicit unfold/fold.
+- ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once.
+- ``metrics``: the batched torch fusion metrics against the numpy/scipy reference (``metrics/reference.py``);
+  the script exits with status 1 if any value disagrees by more than 1 %.
+- ``training``: reconstruction training steps (task + MSE/SSIM loss + Adam) per second.
+- ``quality`` (only with ``--quality-pairs N``): Qabf / VIF of the fast configuration against the paper's on the
+  first N validation pairs of each type, same shipped weights.
+
+Peak memory: on the CPU, the rise of the process's resident-set high-water mark (``VmHWM``, reset through
+``/proc/self/clear_refs`` after returning freed heap to the system with ``malloc_trim``) over the resident set
+before the call, so it counts every page the call touched, whatever allocated it; on CUDA, torch's allocator
+peak above what was allocated before. Results and the machine they came from: ``docs/benchmarks.md``.
+
+    python scripts/benchmark.py                                    # everything, CPU
+    OMP_WAIT_POLICY=passive python scripts/benchmark.py --threads 2 # on a machine shared with other jobs
+    python scripts/benchmark.py --device cuda --dtype bfloat16 --compile --batch-sizes 1 64 512
+    python scripts/benchmark.py --size 64 --batch-sizes 1 2 --repeats 1 --warmup 0 --metrics-n 2 \\
+        --train-batch 2 --train-crop 64 --volume-shape 64 64 4             # smoke run (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ctypes
+import gc
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmif_monai.decomposition.projection import decompose_explicit
+from mmif_monai.engines.tasks import ReconstructionTask
+from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR
+from mmif_monai.losses import ReconstructionLoss
+from mmif_monai.metrics import METRIC_NAMES, batched_metrics, image_files, image_names, load_grey
+from mmif_monai.metrics import stretch_to_uint8_range
+from mmif_monai.metrics.reference import reference_metrics
+from mmif_monai.networks import DenseFuse, MMIFNet
+from mmif_monai.networks.blocks import fold_batch_norm
+from mmif_monai.networks.pretrained import load_mmif_net
+
+SECTIONS = ("matmul", "inference", "latlrr", "volume", "metrics", "training", "quality")
+METRICS_TOLERANCE = 0.01
+#: the faster configuration that the shipped weights can run: the same network without the LatLRR split
+FAST_CONFIG = {"decompose": False}
+#: faster configurations that would need training (timed with random weights; docs/benchmarks.md)
+SKETCHES = {
+    "decompose=False, f0=16": {"decompose": False, "features": (16, 32, 48, 48, 64)},
+    "decompose=False, msl=False": {"decompose": False, "msl": False},
+    "decompose=False, msl=False, f0=16": {"decompose": False, "msl": False, "features": (16, 32, 48, 48, 64)},
+}
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    """A titled table of already formatted cells, printed as text and as Markdown."""
+
+    title: str
+    columns: Sequence[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *cells: object) -> None:
+        self.rows.append([str(c) for c in cells])
+
+    def text(self) -> str:
+        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c) for i, c in enumerate(self.columns)]
+        line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+        out = [f"== {self.title}", line(self.columns), "-" * (sum(widths) + 2 * (len(widths) - 1))]
+        out += [line(r) for r in self.rows] + [f"   {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        out = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(out + [""] + [f"- {n}" for n in self.notes] + [""])
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits (no exponent for ordinary magnitudes); ``n/a`` for None."""
+    if value is None:
+        return "n/a"
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(value))))) if value else 0
+        return f"{value:,.{decimals}f}"
+    return f"{value:.{digits - 1}e}"
+
+
+# ------------------------------------------------------------------------------------------ measurement
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for ``device`` (CUDA runs asynchronously; a timer must wait for it)."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], warmup: int, repeats: int, sync: Callable[[], None]
+) -> dict[str, list[float]]:
+    """Wall times (s) of each call, the calls run round-robin so that a change of machine load hits all alike."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(times: Sequence[float], reference: Sequence[float]) -> float:
+    """Median over rounds of the per-round time ratio: robust to load that changes between rounds."""
+    return statistics.median(t / r for t, r in zip(times, reference))
+
+
+def _proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status: no {key}")
+
+
+def _return_free_heap() -> None:
+    """Give freed heap pages back to the system (glibc), so the next peak is not hidden by reused pages."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def peak_memory_mib(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Peak memory (MiB) that one call of ``fn`` adds (see the module docstring); None where unmeasurable."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    try:
+        _return_free_heap()
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # reset VmHWM to the current resident set
+        base = _proc_status_kib("VmRSS")
+        fn()
+        return (_proc_status_kib("VmHWM") - base) / 1024
+    except OSError:
+        return None
+
+
+def available_memory_mib(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return free / 2**20
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def gflop_per_call(fn: Callable[[], object]) -> float:
+    """GFLOP of convolutions and matrix products in one call (element-wise work is not counted)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+def machine_description(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    text = (
+        f"CPU {cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, {torch.get_num_threads()} torch "
+        f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
+    if device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def measure_matmul(args: argparse.Namespace, device: torch.device) -> tuple[Table, float]:
+    """float32 (and ``--dtype``) GFLOP/s of an n x n matmul; returns the table and the float32 rate."""
+    n = args.matmul_size or (8192 if device.type == "cuda" else 2048)
+    table = Table("matmul rate (the ceiling)", ["operation", "GFLOP/s", "ms"])
+    rates = {}
+    dtypes = [torch.float32] + ([args.torch_dtype] if args.torch_dtype != torch.float32 else [])
+    for dtype in dtypes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        seconds = statistics.median(
+            time_interleaved({"mm": lambda: a @ b}, args.warmup + 1, max(args.repeats, 3), synchronizer(device))["mm"]
+        )
+        rates[dtype] = 2 * n**3 / seconds / 1e9
+        table.add(f"{n}x{n} @ {n}x{n} {str(dtype).removeprefix('torch.')}", fmt(rates[dtype]), fmt(seconds * 1e3))
+    return table, rates[torch.float32]
+
+
+def _pairs(batch: int, size: int, device: torch.device, dtype: torch.dtype, channels_last: bool, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    a, b = torch.rand(2, batch, 1, size, size, generator=generator)
+    fmt_ = torch.channels_last if channels_last else torch.contiguous_format
+    return tuple(t.to(device=device, dtype=dtype).contiguous(memory_format=fmt_) for t in (a, b))
+
+
+def optimise(network: nn.Module, args: argparse.Namespace, device: torch.device) -> nn.Module:
+    """The inference form: batch norm folded, channels-last, ``--dtype``, optionally ``torch.compile``."""
+    network = fold_batch_norm(network).to(device=device, dtype=args.torch_dtype)
+    if args.channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    if args.compile:
+        network = torch.compile(network, mode=args.compile_mode)
+    return network
+
+
+def cuda_graphed(network: nn.Module, a: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``network`` replayed from a captured CUDA graph for inputs shaped like ``a``, ``b`` (launch cost paid once)."""
+    static_a, static_b = a.clone(), b.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm-up on a side stream, as capture requires
+            network(static_a, static_b)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = network(static_a, static_b)
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        static_a.copy_(x)
+        static_b.copy_(y)
+        graph.replay()
+        return static_out
+
+    return run
+
+
+@dataclass
+class Candidate:
+    """A network to time: ``network`` runs, ``source`` (the plain float32 module) is counted."""
+
+    name: str
+    variant: str
+    network: nn.Module
+    source: nn.Module
+    optimised: bool
+    memory_per_pair_mib: float | None = None
+
+
+def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rate: float) -> list[Table]:
+    shipped = load_mmif_net(device=device).network
+    fast = load_mmif_net(device=device, **FAST_CONFIG).network
+    densefuse = DenseFuse().to(device).eval()
+    candidates = [
+        Candidate("DenseFuse", "eager", densefuse, densefuse, False),
+        Candidate("MMIF-Net", "eager", shipped, shipped, False),
+        Candidate("DenseFuse", "optimised", optimise(densefuse, args, device), densefuse, True),
+        Candidate("MMIF-Net", "optimised", optimise(shipped, args, device), shipped, True),
+        Candidate("MMIF-Net decompose=False", "optimised", optimise(fast, args, device), fast, True),
+    ]
+    if args.sketches:
+        for label, kwargs in SKETCHES.items():
+            sketch = MMIFNet(**kwargs).to(device).eval()
+            candidates.append(Candidate(f"sketch {label} (untrained)", "optimised", optimise(sketch, args, device), sketch, True))
+    one = _pairs(1, args.size, device, torch.float32, False)
+    counts = {}
+    for c in candidates:
+        if id(c.source) not in counts:
+            with torch.inference_mode():
+                counts[id(c.source)] = (gflop_per_call(lambda: c.source(*one)), parameter_count(c.source))
+
+    sync = synchronizer(device)
+    columns = ["model", "variant", "batch", "ms/pair", "pairs/s", "x DenseFuse", "params", "GFLOP/pair",
+               "floor ms", "floor/time", "peak MiB"]  # fmt: skip
+    table = Table(f"inference, {args.size}x{args.size} pairs on {device.type}", columns)
+    table.notes += [
+        "x DenseFuse: median over interleaved rounds of time / DenseFuse's time, same variant and batch",
+        f"floor = GFLOP / {fmt(matmul_rate)} GFLOP/s (the float32 matmul rate); floor/time = share of that ceiling",
+    ]
+    for batch in args.batch_sizes:
+        for variant_optimised in (False, True):
+            group = [c for c in candidates if c.optimised == variant_optimised]
+            if variant_optimised is False and batch > args.eager_max_batch:
+                table.notes.append(f"eager rows skipped at batch {batch} (> --eager-max-batch {args.eager_max_batch})")
+                continue
+            inputs = _pairs(batch, args.size, device, args.torch_dtype if variant_optimised else torch.float32,
+                            variant_optimised and args.channels_last)  # fmt: skip
+            runnable, peaks = {}, {}
+            for c in group:
+                available = available_memory_mib(device)
+                if c.memory_per_pair_mib and available and c.memory_per_pair_mib * batch > 0.5 * available:
+                    table.add(c.name, c.variant, batch, *["skipped"] * 8)
+                    table.notes.append(
+                        f"{c.name} {c.variant} batch {batch}: about {fmt(c.memory_per_pair_mib * batch)} MiB needed, "
+                        f"{fmt(available)} MiB available - skipped"
+                    )
+                    continue
+                fn = c.network
+                if args.cuda_graphs and device.type == "cuda" and c.optimised:
+                    with torch.inference_mode():
+                        fn = cuda_graphed(c.network, *inputs)
+                with torch.inference_mode():
+                    peaks[c.name] = peak_memory_mib(partial(fn, *inputs), device)  # also the first warm-up call
+                if peaks[c.name] is not None:
+                    c.memory_per_pair_mib = max(c.memory_per_pair_mib or 0.0, peaks[c.name] / batch)
+                runnable[c.name] = partial(fn, *inputs)
+            if not runnable:
+                continue
+            with torch.inference_mode():
+                times = time_interleaved(runnable, args.warmup, args.repeats, sync)
+            reference = times.get("DenseFuse")
+            for c in group:
+                if c.name not in times:
+                    continue
+                seconds = statistics.median(times[c.name]) / batch
+                gflop, params = counts[id(c.source)]
+                floor = gflop / matmul_rate
+                table.add(
+                    c.name, c.variant, batch, fmt(seconds * 1e3), fmt(1 / seconds),
+                    fmt(median_ratio(times[c.name], reference)) if reference else "n/a",
+                    f"{params:,}", fmt(gflop), fmt(floor * 1e3), f"{floor / seconds:.0%}", fmt(peaks[c.name]),
+                )  # fmt: skip
+    return [table]
+
+
+def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table]:
+    decomposition = load_mmif_net(device=device).network.decomposition
+    pair = torch.cat(_pairs(1, args.size, device, torch.float32, False))
+    pad = decomposition.patch_size - 1
+
+    def direct_convolution() -> torch.Tensor:
+        planes = F.pad(pair, [pad] * 4, mode="reflect")
+        return pair - F.conv2d(planes, decomposition.kernel())
+
+    calls = {
+        "FFT (used)": lambda: decomposition(pair),
+        "direct 31x31 convolution": direct_convolution,
+        "explicit unfold/project/fold": lambda: decompose_explicit(pair, decomposition.projection),
+    }
+    with torch.inference_mode():
+        reference = decompose_explicit(pair, decomposition.projection)[1]
+        errors = {
+            "FFT (used)": (decomposition(pair)[1] - reference).abs().max().item(),
+            "direct 31x31 convolution": (pair - direct_convolution() - reference).abs().max().item(),
+            "explicit unfold/project/fold": 0.0,
+        }
+        times = time_interleaved(calls, args.warmup, args.repeats, synchronizer(device))
+    table = Table(f"LatLRR decomposition of one {args.size}x{args.size} pair (both sources)",
+                  ["method", "ms/pair", "x FFT", "max |error| vs explicit"])  # fmt: skip
+    for name in calls:
+        table.add(name, fmt(statistics.median(times[name]) * 1e3), fmt(median_ratio(times[name], times["FFT (used)"])),
+                  f"{errors[name]:.1e}")  # fmt: skip
+    return [table]
+
+
+def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table]:
+    steps = ("load", "normalise", "align", "fuse", "write")
+    table = Table("3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run",
+                  ["method", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice"])  # fmt: skip
+    try:
+        from mmif_monai.fusion.volumes import fuse_volume_files
+        from mmif_monai.phantoms import write_phantom_nifti
+    except ImportError as error:
+        table.notes.append(f"not measured: the 3D API is not available here ({error})")
+        return [table]
+    shape = tuple(args.volume_shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        phantom = write_phantom_nifti(Path(tmp) / "phantom", shape=shape)
+        for method in ("mmif-net", "average"):
+            lines: list[str] = []
+            start = time.perf_counter()
+            fuse_volume_files(phantom.anatomical, phantom.functional, Path(tmp) / f"fused-{method}.nii.gz",
+                              method=method, device=str(device), report=lines.append)  # fmt: skip
+            seconds = time.perf_counter() - start
+            # the job reports "timing: load 1.23 s, normalise 0.45 s, ..."
+            timing = next((line.removeprefix("timing: ") for line in lines if line.startswith("timing: ")), "")
+            laps = dict(item.rsplit(" ", 2)[:2] for item in timing.split(", ") if item)
+            table.add(method, "x".join(map(str, shape)), fmt(seconds), *(laps.get(s, "n/a") for s in steps),
+                      fmt(seconds / shape[2] * 1e3))  # fmt: skip
+    table.notes.append(
+        "the job loads MMIF-Net as shipped (eager; no batch-norm folding or channels-last); method=average is the "
+        "same job with a free fusion rule, i.e. the cost of everything but the network"
+    )
+    return [table]
+
+
+# ---- metrics: the batched torch path against the numpy/scipy reference
+
+Triplet = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def load_metric_triplets(args: argparse.Namespace) -> list[Triplet]:
+    """(fused, a, b) float64 grey images: AANLIB pairs with their average as the "fused" image, or folders."""
+    if args.metrics_a is not None:
+        a_files, b_files = image_files(args.metrics_a), image_files(args.metrics_b)
+        f_files = image_files(args.metrics_fused)
+        names = image_names(args.metrics_a, args.metrics_b)[: args.metrics_n]
+        paths = [(f_files[n], a_files[n], b_files[n]) for n in names]
+    else:
+        pairs = list_pairs(args.dataset_dir, [args.metrics_pair_type])[: args.metrics_n]
+        paths = [(None, p.anatomical, p.functional) for p in pairs]
+    triplets = []
+    for fused_path, a_path, b_path in paths:
+        a, b = (load_grey(p).astype(np.float64) for p in (a_path, b_path))
+        fused = (a + b) / 2 if fused_path is None else load_grey(fused_path)
+        triplets.append((stretch_to_uint8_range(fused), a, b))
+    return triplets
+
+
+def max_relative_difference(got: np.ndarray, ref: np.ndarray) -> float:
+    """Largest |got - ref| / |ref|; equal values (infinite PSNR) and NaN on both sides (undefined) agree."""
+    agree = (got == ref) | (np.isnan(got) & np.isnan(ref))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)
+    return float(np.max(np.where(agree, 0.0, np.nan_to_num(rel, nan=np.inf))))
+
+
+def measure_metrics(args: argparse.Namespace, device: torch.device) -> tuple[list[Table], float]:
+    """Per-metric times of both paths and their largest disagreement; returns the tables and that worst value."""
+    triplets = load_metric_triplets(args)
+    if not triplets:
+        raise FileNotFoundError(f"{args.dataset_dir}: no {args.metrics_pair_type} pairs for the metrics benchmark")
+    batches = [
+        tuple(torch.from_numpy(np.stack([t[k] for t in triplets[i : i + args.metrics_batch]])[:, None]).to(device) for k in range(3))
+        for i in range(0, len(triplets), args.metrics_batch)
+    ]  # fmt: skip
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.metrics_threads)  # the reference is single-threaded numpy/scipy
+
+    def run_numpy(name: str) -> list[float]:
+        return [reference_metrics(f, a, b, [name], args.ssim_protocol)[name] for f, a, b in triplets]
+
+    def run_torch(name: str) -> list[float]:
+        # .tolist() copies to the host, which also waits for an asynchronous device
+        return [v for f, a, b in batches for v in batched_metrics(f, a, b, [name], args.ssim_protocol)[name].tolist()]
+
+    shape = "x".join(map(str, triplets[0][0].shape))
+    table = Table(
+        f"metrics: {len(triplets)} triplets of {shape}, torch on {device.type} ({args.metrics_threads} thread(s)) "
+        f"vs numpy/scipy, batch {args.metrics_batch}, SSIM protocol {args.ssim_protocol}",
+        ["metric", "numpy ms", "torch ms", "speed-up", "max rel diff"],
+    )
+    totals, worst = [0.0, 0.0], 0.0
+    try:
+        for name in METRIC_NAMES:
+            times = {}
+            for path, fn in (("numpy", run_numpy), ("torch", run_torch)):
+                for _ in range(args.warmup):
+                    fn(name)
+                runs = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    values = fn(name)
+                    runs.append(time.perf_counter() - start)
+                times[path] = (statistics.median(runs), values)
+            (t_np, ref), (t_torch, got) = times["numpy"], times["torch"]
+            diff = max_relative_difference(np.asarray(got), np.asarray(ref))
+            worst = max(worst, diff)
+            totals[0] += t_np
+            totals[1] += t_torch
+            table.add(name, fmt(t_np * 1e3), fmt(t_torch * 1e3), fmt(t_np / t_torch) + "x", f"{diff:.1e}")
+    finally:
+        torch.set_num_threads(previous)
+    table.add("total", fmt(totals[0] * 1e3), fmt(totals[1] * 1e3), fmt(totals[0] / totals[1]) + "x", f"{worst:.1e}")
+    return [table], worst
+
+
+def measure_training(args: argparse.Namespace, device: torch.device) -> list[Table]:
+    """Images per second of the reconstruction training step, MMIF-Net and DenseFuse side by side."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(args.train_batch, 1, args.train_crop, args.train_crop, generator=generator).to(device)
+    loss_fn = ReconstructionLoss().to(device)
+    projection = load_mmif_net(device="cpu").network.decomposition.projection
+    tasks = {
+        "MMIF-Net (ReconstructionTask)": ReconstructionTask(MMIFNet(projection=projection)).to(device),
+        "DenseFuse (reconstruct)": _Reconstruct(DenseFuse()).to(device),
+    }
+    steps = {}
+    for name, task in tasks.items():
+        optimizer = torch.optim.Adam(task.parameters(), lr=1e-4)
+
+        def step(task: nn.Module = task, optimizer: torch.optim.Optimizer = optimizer) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(task(images), images)
+            loss.backward()
+            optimizer.step()
+
+        task.train()
+        steps[name] = step
+    times = time_interleaved(steps, args.warmup, args.repeats, synchronizer(device))
+    table = Table(
+        f"training: reconstruction step (MSE + 10 (1 - SSIM), Adam), batch {args.train_batch} of "
+        f"{args.train_crop}x{args.train_crop} crops",
+        ["model", "ms/step", "images/s", "x DenseFuse"],
+    )
+    for name in tasks:
+        seconds = statistics.median(times[name])
+        table.add(name, fmt(seconds * 1e3), fmt(args.train_batch / seconds),
+                  fmt(median_ratio(times[name], times["DenseFuse (reconstruct)"])))  # fmt: skip
+    table.notes.append("one training sample is one image (the paper's autoencoder task), so images/s = pairs/s")
+    return [table]
+
+
+class _Reconstruct(nn.Module):
+    """A network's autoencoder pass as ``forward``, the form the training step calls."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.network.reconstruct(image)
+
+
+def measure_quality(args: argparse.Namespace, device: torch.device) -> list[Table]:
+    """Qabf / VIF of the fast configuration and the paper's on validation pairs, same shipped weights."""
+    from mmif_monai.fusion.comparison import stage_sources
+    from mmif_monai.fusion.files import FileJob, fuse_files
+    from mmif_monai.metrics.report import evaluate_folders
+
+    _, validation = split_pairs(list_pairs(args.dataset_dir), DEFAULT_VALIDATION_CASES)
+    configs = {"paper (decompose=True)": {}, "fast (decompose=False)": FAST_CONFIG}
+    table = Table(f"quality cost of the fast configuration (first {args.quality_pairs} validation pairs per type)",
+                  ["pair type", "configuration", "Qabf", "VIF"])  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair_type in PAIR_TYPES:
+            pairs = [p for p in validation if p.pair_type == pair_type][: args.quality_pairs]
+            if not pairs:
+                continue
+            anatomical, functional = stage_sources(pairs, Path(tmp) / pair_type / "sources")
+            folders = {}
+            for label, kwargs in configs.items():
+                network = load_mmif_net(device=device, **kwargs).network
+                folder = Path(tmp) / pair_type / label.split()[0]
+                fuse_files(network, [FileJob(p.anatomical, p.functional, folder / p.name) for p in pairs],
+                           device=device, progress=False)  # fmt: skip
+                folders[label] = folder
+            scores = evaluate_folders(folders, anatomical, functional, device=device, progress=False)
+            for label in configs:
+                table.add(pair_type, label, fmt(statistics.mean(scores[label]["Qabf"]), 4),
+                          fmt(statistics.mean(scores[label]["VIF"]), 4))  # fmt: skip
+    return [table]
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[s for s in SECTIONS if s != "quality"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (medians reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown to this file")
+    g = parser.add_argument_group("inference")
+    g.add_argument("--size", type=int, default=256, help="square image side")
+    g.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
+    g.add_argument("--eager-max-batch", type=int, default=8, help="largest batch also timed as shipped (eager)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    g.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    g.add_argument("--compile", action="store_true", help="torch.compile the optimised networks")
+    g.add_argument("--compile-mode", default="default", help="torch.compile mode, e.g. max-autotune")
+    g.add_argument("--cuda-graphs", action="store_true", help="replay the optimised networks from CUDA graphs")
+    g.add_argument("--sketches", action="store_true", help="also time untrained faster configurations")
+    g.add_argument("--matmul-size", type=int, help="matrix side for the matmul rate (default 2048 CPU, 8192 CUDA)")
+    g = parser.add_argument_group("volume")
+    g.add_argument("--volume-shape", type=int, nargs=3, default=[256, 256, 180])
+    g = parser.add_argument_group("metrics")
+    g.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
+    g.add_argument("--metrics-pair-type", default="mri_pet")
+    g.add_argument("--metrics-a", type=Path, help="first source folder (with --metrics-b, --metrics-fused)")
+    g.add_argument("--metrics-b", type=Path)
+    g.add_argument("--metrics-fused", type=Path)
+    g.add_argument("--metrics-n", type=int, default=32, help="number of triplets")
+    g.add_argument("--metrics-batch", type=int, default=16)
+    g.add_argument("--metrics-threads", type=int, default=1, help="torch threads; 1 matches the numpy reference")
+    g.add_argument("--ssim-protocol", default="literature", choices=("literature", "correct"))
+    g = parser.add_argument_group("training")
+    g.add_argument("--train-batch", type=int, default=16)
+    g.add_argument("--train-crop", type=int, default=128)
+    g = parser.add_argument_group("quality")
+    g.add_argument("--quality-pairs", type=int, default=0, help="validation pairs per type (adds the section)")
+    args = parser.parse_args(argv)
+    folders = (args.metrics_a, args.metrics_b, args.metrics_fused)
+    if any(folders) and not all(folders):
+        parser.error("--metrics-a, --metrics-b and --metrics-fused go together")
+    if min(args.repeats, *args.batch_sizes, args.size) < 1 or args.warmup < 0:
+        parser.error("--repeats, --batch-sizes and --size must be positive and --warmup >= 0")
+    if args.quality_pairs > 0 and "quality" not in args.sections:
+        args.sections.append("quality")
+    args.torch_dtype = getattr(torch, args.dtype)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("benchmark: error: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 1
+    if device.type != "cuda" and args.cuda_graphs:
+        print("benchmark: --cuda-graphs applies to CUDA only; ignored", file=sys.stderr)
+    load_before = os.getloadavg()
+    header = f"{machine_description(device)}; medians of {args.repeats} after {args.warmup} warm-up"
+    print(header, flush=True)
+    tables: list[Table] = []
+    status = 0
+
+    def emit(new: list[Table]) -> None:
+        for table in new:
+            print("\n" + table.text(), flush=True)
+        tables.extend(new)
+
+    matmul_table, rate = measure_matmul(args, device)
+    emit([matmul_table])
+    if "inference" in args.sections:
+        emit(measure_inference(args, device, rate))
+    if "latlrr" in args.sections:
+        emit(measure_latlrr(args, device))
+    if "volume" in args.sections:
+        emit(measure_volume(args, device))
+    if "metrics" in args.sections:
+        metric_tables, worst = measure_metrics(args, device)
+        emit(metric_tables)
+        if worst > METRICS_TOLERANCE:
+            print(f"metrics: torch and numpy disagree by {worst:.1e} > {METRICS_TOLERANCE:.0%}", file=sys.stderr)
+            status = 1
+    if "training" in args.sections:
+        emit(measure_training(args, device))
+    if "quality" in args.sections:
+        emit(measure_quality(args, device))
+    load_after = os.getloadavg()
+    footer = f"1-minute load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end"
+    print("\n" + footer)
+    if args.markdown:
+        args.markdown.write_text("\n".join([header, "", footer, ""] + [t.markdown() for t in tables]))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

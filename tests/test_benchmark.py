@@ -1,0 +1,60 @@
+"""Smoke run of scripts/benchmark.py at tiny sizes: every section prints the rows it should (no timings checked)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from mmif_monai.metrics import METRIC_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_ARGS = [
+    "--size", "64", "--batch-sizes", "1", "2", "--repeats", "1", "--warmup", "0", "--threads", "1",
+    "--matmul-size", "128", "--metrics-n", "1", "--train-batch", "2", "--train-crop", "64",
+    "--volume-shape", "64", "64", "4",
+]  # fmt: skip
+
+
+def _rows(text: str, title: str) -> list[list[str]]:
+    """The rows of the printed table whose title line starts with ``== title``, split into cells."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("== " + title))
+    rows = []
+    for line in lines[start + 3 :]:  # title, column header, rule
+        if not line.strip() or line.startswith(("==", "   ")):
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_benchmark_prints_every_section_with_its_rows(tmp_path):
+    markdown = tmp_path / "benchmarks.md"
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark.py", *SMOKE_ARGS, "--markdown", str(markdown)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "1 torch threads" in out and "load average" in out
+
+    assert len(_rows(out, "matmul rate")) == 1
+
+    inference = _rows(out, "inference, 64x64")
+    keys = {(" ".join(r[:-10]), r[-10], r[-9]) for r in inference}  # (model, variant, batch)
+    for batch in ("1", "2"):
+        for model in ("DenseFuse", "MMIF-Net"):
+            for variant in ("eager", "optimised"):
+                assert (model, variant, batch) in keys
+        assert ("MMIF-Net decompose=False", "optimised", batch) in keys
+    # DenseFuse is the reference of its own group, so its ratio column reads exactly 1
+    assert all(r[-6] == "1.00" for r in inference if r[0] == "DenseFuse")
+
+    assert [" ".join(r[:-3]) for r in _rows(out, "LatLRR")] == [
+        "FFT (used)", "direct 31x31 convolution", "explicit unfold/project/fold"
+    ]  # fmt: skip
+    assert [r[0] for r in _rows(out, "3D job")] == ["mmif-net", "average"]
+    assert [r[0] for r in _rows(out, "metrics:")] == [*METRIC_NAMES, "total"]
+    assert [r[0] for r in _rows(out, "training:")] == ["MMIF-Net", "DenseFuse"]
+
+    text = markdown.read_text()
+    for title in ("### matmul rate", "### inference", "### LatLRR", "### 3D job", "### metrics", "### training"):
+        assert title in text
