@@ -16,7 +16,13 @@ import pytest
 
 pytest.importorskip("monai.deploy.core", reason="needs the [deploy] extra", exc_type=ModuleNotFoundError)
 
-from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL, choose_pair, load_rules  # noqa: E402
+from mmif_monai.deploy.selection import (  # noqa: E402
+    ANATOMICAL,
+    FUNCTIONAL,
+    check_single_study,
+    choose_pair,
+    load_rules,
+)
 from mmif_monai.phantoms import write_phantom_dicom_study  # noqa: E402
 
 # a small study keeps the run short: CT 64 x 64 x 12 voxels (MMIF-Net needs slices of at least 64 x 64),
@@ -112,6 +118,15 @@ def test_two_mr_series_pair_up_and_one_mr_alone_is_refused():
     study = SimpleNamespace(get_all_series=lambda: [first])
     with pytest.raises(ValueError, match="no functional series other than the anatomical one"):
         choose_pair({ANATOMICAL: [first], FUNCTIONAL: [first]}, study, "study", rules)
+
+
+def test_two_studies_of_one_patient_are_refused_with_their_uids():
+    instance = SimpleNamespace(get_native_sop_instance=lambda: {"PatientID": "PHANTOM-001"})
+    series = SimpleNamespace(SeriesInstanceUID="1.1", get_sop_instances=lambda: [instance])
+    studies = [SimpleNamespace(StudyInstanceUID=uid, get_all_series=lambda: [series]) for uid in ("2.1", "2.2")]
+    with pytest.raises(ValueError, match=r"^study: holds 2 studies \(2.1, 2.2\)"):
+        check_single_study(studies, "study")
+    assert check_single_study(studies[:1], "study") is studies[0]
 
 
 def test_rules_must_name_both_roles(tmp_path):
