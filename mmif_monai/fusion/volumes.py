@@ -270,19 +270,22 @@ def fuse_volume_files(
             ``overwrite``. Nothing is written in any of these cases.
     """
     say = report or (lambda line: None)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    # wall and process CPU seconds per step: on a shared machine the CPU time is the steadier of the two
+    timings: dict[str, tuple[float, float]] = {}
+    clock = (time.perf_counter(), time.process_time())
 
     def lap(step: str) -> None:
         nonlocal clock
-        now = time.perf_counter()
-        timings[step] = now - clock
+        now = (time.perf_counter(), time.process_time())
+        timings[step] = (now[0] - clock[0], now[1] - clock[1])
         clock = now
 
     paths = output_paths(output, output_format, register)
     for path in paths.values():
         check_output_path(path, overwrite)
     check_outputs_spare_inputs(list(paths.values()), [anatomical, functional])
+    if isinstance(series, str) or isinstance(modalities, str):
+        raise ValueError("series and modalities take a pair: (anatomical, functional); use None for either")
     if len(modalities) != 2 or (series is not None and len(series) != 2):
         raise ValueError("modalities and series take one entry for the anatomical and one for the functional input")
     selectors = tuple(series) if series is not None else (None, None)
@@ -308,6 +311,7 @@ def fuse_volume_files(
 
     fuse_fn, description = load_fusion_method(method, weights, device)
     say(f"model: {description}")
+    lap("model")
     colour = functional_modality in _COLOUR_MODALITIES
     fused = fuse_volume(fuse_fn, anatomical_norm, aligned, axis, batch_size, colour=colour, device=device)
     lap("fuse")
@@ -325,5 +329,7 @@ def fuse_volume_files(
         if "transform" in targets:
             alignment.save_transform(targets["transform"])
     lap("write")
-    say("timing: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in timings.items()))
+    total_wall, total_cpu = (sum(t[i] for t in timings.values()) for i in (0, 1))
+    steps = ", ".join(f"{step} {wall:.2f} s (cpu {cpu:.2f})" for step, (wall, cpu) in timings.items())
+    say(f"timing: {steps}; total {total_wall:.2f} s (cpu {total_cpu:.2f})")
     return list(paths.values())
