@@ -14,7 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import torch
+from ignite.engine import Engine
+
+from mmif_monai.engines import attach_checkpointing, latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
@@ -94,3 +98,29 @@ def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path):
     saved = _checkpoints(ckpt)
     assert max(saved) == 2
     assert saved[2]["trainer"]["iteration"] == EPOCHS * ITERATIONS_PER_EPOCH
+
+
+def test_a_crash_while_saving_a_checkpoint_keeps_the_previous_one_whole(tmp_path, monkeypatch):
+    """The window a kill-timed test rarely hits: the process dies while epoch 2's checkpoint is being written."""
+    network = torch.nn.Linear(2, 1)
+    trainer = Engine(lambda engine, batch: None)
+    attach_checkpointing(trainer, tmp_path, {"model": network})
+    trainer.run([0, 1], max_epochs=1)
+    saved = tmp_path / "checkpoint_epoch=1.pt"
+    assert torch.load(saved, weights_only=True)["trainer"]["iteration"] == 2
+    real_save = torch.save
+
+    def dies_half_way(obj, file, *args, **kwargs):
+        real_save(obj, file, *args, **kwargs)
+        file.truncate(16) if hasattr(file, "truncate") else Path(file).write_bytes(b"PK\x03\x04 cut short")
+        raise KeyboardInterrupt  # a kill: nothing after this line of the saver runs
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    resumed = Engine(lambda engine, batch: None)
+    assert attach_checkpointing(resumed, tmp_path, {"model": network}) == saved
+    with pytest.raises(KeyboardInterrupt):
+        resumed.run([0, 1], max_epochs=2)
+    monkeypatch.undo()
+    # the next start resumes from a complete checkpoint: epoch 1's, untouched; no torn epoch-2 file in its way
+    assert latest_checkpoint(tmp_path) == saved
+    assert torch.load(saved, weights_only=True)["trainer"]["iteration"] == 2

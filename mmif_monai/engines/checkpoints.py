@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ignite.engine import Engine
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader
 
 __all__ = ["latest_checkpoint", "attach_checkpointing"]
 
@@ -30,15 +31,21 @@ def latest_checkpoint(ckpt_dir: str | Path, pattern: str = "checkpoint_epoch=*.p
 def attach_checkpointing(
     trainer: Engine, ckpt_dir: str | Path, objects: Mapping[str, Any], map_location: Any = None, save: bool = True
 ) -> Path | None:
-    """Save ``objects`` plus the trainer's state to ``ckpt_dir`` after every epoch (the last one kept, written
-    atomically by Ignite's disk saver), and resume from the newest checkpoint there if one exists.
+    """Save ``objects`` plus the trainer's state to ``ckpt_dir`` after every epoch, and resume from the newest
+    checkpoint there if one exists.
+
+    Each checkpoint is written to a temporary file and renamed (Ignite's ``DiskSaver(atomic=True)``; MONAI's
+    ``CheckpointSaver`` writes in place), and the last two are kept: Ignite deletes the oldest before writing
+    the next, so with one kept a kill during that write would leave no complete checkpoint at all.
 
     Returns the checkpoint training resumes from, or None for a fresh start. A killed run therefore loses at
     most the epoch in progress. In distributed training every rank resumes but only one should ``save``.
     """
     state = {**objects, "trainer": trainer}
     if save:
-        CheckpointSaver(save_dir=str(ckpt_dir), save_dict=state, save_interval=1, n_saved=1).attach(trainer)
+        saver = DiskSaver(str(ckpt_dir), require_empty=False, atomic=True)
+        checkpoint = Checkpoint(state, saver, score_function=lambda engine: engine.state.epoch, score_name="epoch", n_saved=2)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
     path = latest_checkpoint(ckpt_dir)
     if path is not None:
         logger.info("resuming from %s", path)
