@@ -737,3 +737,12 @@ def test_volumes_on_other_grids_and_without_a_modality_tag_are_accepted(tmp_path
     assert sorted(p.name for p in out.parent.iterdir()) == ["fused.nii.gz", "fused_axial.png", "fused_coronal.png", "fused_sagittal.png"]
     assert nib.load(out).shape[:3] == (24, 24, 16)  # the CT grid; the PET (12 x 12 x 8, other origin) resampled onto it
     assert _snapshot(tmp_path / "study") == before
+
+
+def test_every_catalogue_case_is_documented():
+    """docs/reliability.md's catalogue tables list exactly the cases above."""
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    catalogue = doc[doc.index("## The error contract") : doc.index("## Accepted inputs")]
+    rows = [line.split(" | ")[0].removeprefix("| ").strip() for line in catalogue.splitlines() if line.startswith("| ")]
+    documented = set(rows) - {"case", "---"}
+    assert documented == set(CASES), {"undocumented": sorted(set(CASES) - documented), "not in the catalogue": sorted(documented - set(CASES))}
