@@ -106,7 +106,8 @@ def test_bad_study_is_a_one_line_error_naming_the_folder_and_nothing_is_written(
 
 def _series(uid: str, modality: str, number: int) -> SimpleNamespace:
     return SimpleNamespace(
-        SeriesInstanceUID=uid, Modality=modality, SeriesDescription="", SeriesNumber=number, get_sop_instances=lambda: []
+        SeriesInstanceUID=uid, Modality=modality, SeriesDescription="", SeriesNumber=number,
+        get_sop_instances=lambda: [],
     )
 
 
@@ -114,7 +115,8 @@ def test_two_mr_series_pair_up_and_one_mr_alone_is_refused():
     rules = load_rules()
     first, second = _series("1.1", "MR", 1), _series("1.2", "MR", 2)
     # both MR series match the anatomical and the functional MR selections: the functional one is the other one
-    assert choose_pair({ANATOMICAL: [first, second], FUNCTIONAL: [first, second]}, None, "study", rules) == (first, second)
+    both = [first, second]
+    assert choose_pair({ANATOMICAL: both, FUNCTIONAL: both}, None, "study", rules) == (first, second)
     study = SimpleNamespace(get_all_series=lambda: [first])
     with pytest.raises(ValueError, match="no functional series other than the anatomical one"):
         choose_pair({ANATOMICAL: [first], FUNCTIONAL: [first]}, study, "study", rules)
@@ -154,4 +156,5 @@ def test_map_requirements_pin_what_pyproject_pins():
     for line in (line for line in lines if line and not line.startswith("#")):
         requirement = Requirement(line)
         assert requirement.name.lower() in pinned, f"{line}: not a dependency in pyproject.toml"
-        assert requirement.specifier == pinned[requirement.name.lower()], f"{line}: pyproject.toml pins {pinned[requirement.name.lower()]}"
+        expected = pinned[requirement.name.lower()]
+        assert requirement.specifier == expected, f"{line}: pyproject.toml pins {expected}"

@@ -40,6 +40,7 @@ except ModuleNotFoundError as error:
         name=error.name,
     ) from error
 
+from mmif_monai.decomposition.projection import default_projection_path
 from mmif_monai.deploy.operators import (
     AlignedVolumesOperator,
     FusedSeriesWriterOperator,
@@ -71,7 +72,8 @@ def resolve_model_path(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: model not found (set -m or HOLOSCAN_MODEL_PATH to the weights file)")
-    candidates = sorted(p for p in path.rglob("*.pt") if p.name != "latlrr_projection.pt")
+    # the bundle's models folder also ships the LatLRR projection, which is not a model
+    candidates = sorted(p for p in path.rglob("*.pt") if p.name != default_projection_path().name)
     if len(candidates) != 1:
         found = ", ".join(str(p.relative_to(path)) for p in candidates) or "none"
         raise ValueError(f"{path}: expected one model weights file (.pt) in this folder, found {found}")
@@ -118,7 +120,9 @@ class FusionApp(Application):
         device = self._device or ("cuda" if _cuda_available() else "cpu")
 
         loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=study_folder, name="study_loader")
-        selector = FusionSeriesSelectorOperator(self, study_folder=study_folder, rules=self._rules, name="series_selector")
+        selector = FusionSeriesSelectorOperator(
+            self, study_folder=study_folder, rules=self._rules, name="series_selector"
+        )
         aligner = AlignedVolumesOperator(self, study_folder=study_folder, register=self._register, name="aligner")
         fusion = FusionInferenceOperator(self, model_path=model_path, method=self._method, device=device, name="fusion")
         writer = FusedSeriesWriterOperator(self, output_folder=series_out, overwrite=self._overwrite, name="writer")
@@ -149,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "$HOLOSCAN_MODEL_PATH, else the bundle's models/model.pt)"
     )
     parser.add_argument("-w", "--workdir", help="SDK work folder (default: $HOLOSCAN_WORKDIR)")
-    parser.add_argument("--rules", help="series selection rules, MONAI Deploy selector JSON (default: series_rules.json)")
+    parser.add_argument(
+        "--rules", help="series selection rules, MONAI Deploy selector JSON (default: series_rules.json)"
+    )
     parser.add_argument("--method", default=NETWORK_METHOD, choices=available_methods(), help="fusion method")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--register", choices=("rigid", "affine"), help="register the functional series first (ITK)")

@@ -64,7 +64,9 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
     the SDK selector's (``filter``), run once per selection so that the order of selections is the preference.
     """
 
-    def __init__(self, fragment: Fragment, *args, study_folder: str | Path, rules: Mapping[str, Any] | None = None, **kwargs):
+    def __init__(
+        self, fragment: Fragment, *args, study_folder: str | Path, rules: Mapping[str, Any] | None = None, **kwargs
+    ):
         self._study_folder = Path(study_folder)
         self._selection_rules = dict(rules) if rules is not None else load_rules()
         super().__init__(fragment, *args, rules=json.dumps(self._selection_rules), all_matched=True, **kwargs)
@@ -117,10 +119,10 @@ class AlignedVolumesOperator(Operator):
     def compute(self, op_input, op_output, context):
         selected = op_input.receive(_SELECTED_PORT)
         by_role = {chosen.selection_name: chosen.series for chosen in selected.selected_series}
-        volumes = {
-            role: load_volume(series_folder(by_role[role], self._study_folder), series=str(by_role[role].SeriesInstanceUID))
-            for role in ROLES
-        }
+        volumes = {}
+        for role in ROLES:
+            series = by_role[role]
+            volumes[role] = load_volume(series_folder(series, self._study_folder), series=str(series.SeriesInstanceUID))
         normalise = ModalityNormalize()
         normalised = {
             role: normalise(volume, modality=canonical_modality(modality_from_meta(volume.meta)))

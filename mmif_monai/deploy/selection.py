@@ -126,7 +126,9 @@ def _conditions_text(rules: Mapping[str, Any], role: str) -> str:
     )
 
 
-def choose_pair(candidates: Mapping[str, Sequence], study, folder: str | Path, rules: Mapping[str, Any]) -> tuple[Any, Any]:
+def choose_pair(
+    candidates: Mapping[str, Sequence], study, folder: str | Path, rules: Mapping[str, Any]
+) -> tuple[Any, Any]:
     """The anatomical and functional series from the ``candidates`` each role's selections in ``rules`` matched
     (in preference order); the functional one must be another series than the anatomical one.
 
@@ -135,10 +137,8 @@ def choose_pair(candidates: Mapping[str, Sequence], study, folder: str | Path, r
             study holds.
     """
     anatomical = next(iter(candidates.get(ANATOMICAL, ())), None)
-    functional = next(
-        (s for s in candidates.get(FUNCTIONAL, ()) if anatomical is None or s.SeriesInstanceUID != anatomical.SeriesInstanceUID),
-        None,
-    )
+    anatomical_uid = anatomical.SeriesInstanceUID if anatomical is not None else None
+    functional = next((s for s in candidates.get(FUNCTIONAL, ()) if s.SeriesInstanceUID != anatomical_uid), None)
     for role, chosen in ((ANATOMICAL, anatomical), (FUNCTIONAL, functional)):
         if chosen is None:
             other = " other than the anatomical one" if role == FUNCTIONAL and candidates.get(FUNCTIONAL) else ""
@@ -155,7 +155,8 @@ def series_folder(series, folder: str | Path) -> Path:
     Raises:
         ValueError: naming ``folder``: the series' files lie in several folders.
     """
-    parents = sorted({Path(instance.get_native_sop_instance().filename).parent for instance in series.get_sop_instances()})
+    instances = series.get_sop_instances()
+    parents = sorted({Path(instance.get_native_sop_instance().filename).parent for instance in instances})
     if len(parents) != 1:
         raise ValueError(
             f"{folder}: the files of series {describe_series(series)} lie in {len(parents)} folders "
