@@ -82,6 +82,11 @@ def resolve_axis(axis: int | str, affine: np.ndarray | torch.Tensor) -> int:
     raise ValueError(f"axis must be 0, 1, 2 or one of {', '.join(AXIS_NAMES)}, got {axis!r}")
 
 
+def _plain(volume: torch.Tensor) -> torch.Tensor:
+    """The data without MetaTensor bookkeeping, which would otherwise follow every slicing step."""
+    return volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume)
+
+
 def _wants_colour(functional: torch.Tensor, colour: bool | None) -> bool:
     if colour is not None:
         return colour
@@ -126,11 +131,11 @@ def fuse_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     dim = 1 + resolve_axis(axis, anatomical.affine)
-    source = torch.as_tensor(functional).float()
+    source = _plain(functional).float()
     if source.shape[0] == 1 and _wants_colour(functional, colour):
         source = apply_colormap(source, colormap)
     # (C, X, Y, Z) -> (slices, C, H, W)
-    anatomical_slices = torch.movedim(torch.as_tensor(anatomical).float(), dim, 0)
+    anatomical_slices = torch.movedim(_plain(anatomical).float(), dim, 0)
     functional_slices = torch.movedim(source, dim, 0)
     fused = torch.empty((functional_slices.shape[0], functional_slices.shape[1], *anatomical_slices.shape[2:]))
     for start in range(0, fused.shape[0], batch_size):
@@ -150,7 +155,7 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
     sagittal with anterior on the left. Anisotropic voxels are stretched to square pixels.
     """
     ras = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(volume)
-    data = torch.as_tensor(ras).float()
+    data = _plain(ras).float()
     spacing = np.linalg.norm(np.asarray(ras.affine, dtype=np.float64)[:3, :3], axis=0)
     centre = [n // 2 for n in data.shape[1:]]
     # each view: (slice axis, the voxel axis shown across, the voxel axis shown down); RAS indices grow towards

@@ -201,15 +201,15 @@ def check_series(series: DicomSeries) -> float:
             raise ValueError(f"{where}: images have different sizes ({path.name})")
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.array([_float_list(h, "ImagePositionPatient", p) @ normal for p, h in zip(files, headers)])
+    distinct = len(np.unique(np.round(positions, 3)))
+    if distinct < len(positions):
+        raise ValueError(
+            f"{where}: {len(positions)} images at {distinct} slice positions: a 4D series (time frames or repeated "
+            "acquisitions); one 3D volume is expected"
+        )
     order = np.argsort(positions)
     steps = np.diff(positions[order])
     spacing = float(np.median(steps))
-    if spacing <= 1e-6 or steps.min() <= 1e-3 * spacing:
-        repeated = len(positions) - len(np.unique(np.round(positions, 3)))
-        raise ValueError(
-            f"{where}: {repeated + 1 if spacing > 1e-6 else len(positions)} images share slice positions: a 4D "
-            "series (time frames or repeated acquisitions); one 3D volume is expected"
-        )
     if steps.max() > (1 + _SPACING_TOLERANCE) * spacing:
         gap = int(np.argmax(steps))
         kind = "missing slices" if steps[gap] > 1.5 * spacing else "uneven slice spacing"
