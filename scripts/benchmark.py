@@ -43,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -294,7 +294,8 @@ class Candidate:
     memory_per_pair_mib: float | None = None
 
 
-def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rate: float) -> list[Table]:
+def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rate: float) -> Iterator[Table]:
+    """One table per batch size, yielded as soon as it is measured."""
     shipped = load_mmif_net(device=device).network
     fast = load_mmif_net(device=device, **FAST_CONFIG).network
     densefuse = DenseFuse().to(device).eval()
@@ -319,12 +320,12 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rat
     sync = synchronizer(device)
     columns = ["model", "variant", "batch", "ms/pair", "pairs/s", "x DenseFuse", "params", "GFLOP/pair",
                "floor ms", "floor/time", "peak MiB"]  # fmt: skip
-    table = Table(f"inference, {args.size}x{args.size} pairs on {device.type}", columns)
-    table.notes += [
-        "x DenseFuse: median over interleaved rounds of time / DenseFuse's time, same variant and batch",
-        f"floor = GFLOP / {fmt(matmul_rate)} GFLOP/s (the float32 matmul rate); floor/time = share of that ceiling",
-    ]
     for batch in args.batch_sizes:
+        table = Table(f"inference, {args.size}x{args.size} pairs on {device.type}, batch {batch}", columns)
+        table.notes += [
+            "x DenseFuse: median over interleaved rounds of time / DenseFuse's time, same variant and batch",
+            f"floor = GFLOP / {fmt(matmul_rate)} GFLOP/s (float32 matmul rate); floor/time = share of that ceiling",
+        ]
         for variant_optimised in (False, True):
             group = [c for c in candidates if c.optimised == variant_optimised]
             if variant_optimised is False and batch > args.eager_max_batch:
@@ -335,11 +336,11 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rat
             runnable, peaks = {}, {}
             for c in group:
                 available = available_memory_mib(device)
-                if c.memory_per_pair_mib and available and c.memory_per_pair_mib * batch > 0.5 * available:
+                if c.memory_per_pair_mib and available and c.memory_per_pair_mib * batch > args.memory_fraction * available:
                     table.add(c.name, c.variant, batch, *["skipped"] * 8)
                     table.notes.append(
                         f"{c.name} {c.variant} batch {batch}: about {fmt(c.memory_per_pair_mib * batch)} MiB needed, "
-                        f"{fmt(available)} MiB available - skipped"
+                        f"{fmt(available)} MiB available (--memory-fraction {args.memory_fraction}) - skipped"
                     )
                     continue
                 fn = c.network
@@ -367,7 +368,7 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rat
                     fmt(median_ratio(times[c.name], reference)) if reference else "n/a",
                     f"{params:,}", fmt(gflop), fmt(floor * 1e3), f"{floor / seconds:.0%}", fmt(peaks[c.name]),
                 )  # fmt: skip
-    return [table]
+        yield table
 
 
 def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table]:
@@ -604,6 +605,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--size", type=int, default=256, help="square image side")
     g.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
     g.add_argument("--eager-max-batch", type=int, default=8, help="largest batch also timed as shipped (eager)")
+    g.add_argument("--memory-fraction", type=float, default=0.25,
+                   help="skip a batch whose estimated peak exceeds this share of the available memory")  # fmt: skip
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     g.add_argument("--compile", action="store_true", help="torch.compile the optimised networks")
@@ -664,7 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     matmul_table, rate = measure_matmul(args, device)
     emit([matmul_table])
     if "inference" in args.sections:
-        emit(measure_inference(args, device, rate))
+        for table in measure_inference(args, device, rate):
+            emit([table])
     if "latlrr" in args.sections:
         emit(measure_latlrr(args, device))
     if "volume" in args.sections:

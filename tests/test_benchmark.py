@@ -38,7 +38,7 @@ def test_benchmark_prints_every_section_with_its_rows(tmp_path):
 
     assert len(_rows(out, "matmul rate")) == 1
 
-    inference = _rows(out, "inference, 64x64")
+    inference = [row for batch in (1, 2) for row in _rows(out, f"inference, 64x64 pairs on cpu, batch {batch}")]
     keys = {(" ".join(r[:-10]), r[-10], r[-9]) for r in inference}  # (model, variant, batch)
     for batch in ("1", "2"):
         for model in ("DenseFuse", "MMIF-Net"):
