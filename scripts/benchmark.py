@@ -226,21 +226,30 @@ def machine_description(device: torch.device) -> str:
     return text
 
 
-def measure_matmul(args: argparse.Namespace, device: torch.device) -> tuple[Table, float]:
-    """float32 (and ``--dtype``) GFLOP/s of an n x n matmul; returns the table and the float32 rate."""
+@dataclass
+class Matmul:
+    """An n x n float32 matrix product: the ceiling, re-timed inside every interleaved round of the inference
+    tables so that their floors use the rate of the same moment (the load of a shared machine changes)."""
+
+    call: Callable[[], object]
+    gflop: float
+
+
+def measure_matmul(args: argparse.Namespace, device: torch.device) -> tuple[Table, Matmul]:
+    """float32 (and ``--dtype``) GFLOP/s of an n x n matmul; returns the table and the float32 product."""
     n = args.matmul_size or (8192 if device.type == "cuda" else 2048)
     table = Table("matmul rate (the ceiling)", ["operation", "GFLOP/s", "ms"])
-    rates = {}
+    products = {}
     dtypes = [torch.float32] + ([args.torch_dtype] if args.torch_dtype != torch.float32 else [])
     for dtype in dtypes:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        seconds = statistics.median(
-            time_interleaved({"mm": lambda: a @ b}, args.warmup + 1, max(args.repeats, 3), synchronizer(device))["mm"]
-        )
-        rates[dtype] = 2 * n**3 / seconds / 1e9
-        table.add(f"{n}x{n} @ {n}x{n} {str(dtype).removeprefix('torch.')}", fmt(rates[dtype]), fmt(seconds * 1e3))
-    return table, rates[torch.float32]
+        products[dtype] = Matmul(partial(torch.matmul, a, b), 2 * n**3 / 1e9)
+        times = time_interleaved({"mm": products[dtype].call}, args.warmup + 1, max(args.repeats, 3), synchronizer(device))
+        seconds = statistics.median(times["mm"])
+        label = f"{n}x{n} @ {n}x{n} {str(dtype).removeprefix('torch.')}"
+        table.add(label, fmt(products[dtype].gflop / seconds), fmt(seconds * 1e3))
+    return table, products[torch.float32]
 
 
 def _pairs(batch: int, size: int, device: torch.device, dtype: torch.dtype, channels_last: bool, seed: int = 0):
@@ -294,7 +303,7 @@ class Candidate:
     memory_per_pair_mib: float | None = None
 
 
-def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rate: float) -> Iterator[Table]:
+def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Matmul) -> Iterator[Table]:
     """One table per batch size, yielded as soon as it is measured."""
     shipped = load_mmif_net(device=device).network
     fast = load_mmif_net(device=device, **FAST_CONFIG).network
@@ -324,7 +333,8 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rat
         table = Table(f"inference, {args.size}x{args.size} pairs on {device.type}, batch {batch}", columns)
         table.notes += [
             "x DenseFuse: median over interleaved rounds of time / DenseFuse's time, same variant and batch",
-            f"floor = GFLOP / {fmt(matmul_rate)} GFLOP/s (float32 matmul rate); floor/time = share of that ceiling",
+            "floor = GFLOP / float32 matmul rate, the matmul timed in the same rounds; floor/time = share of that "
+            "ceiling (median over rounds)",
         ]
         for variant_optimised in (False, True):
             group = [c for c in candidates if c.optimised == variant_optimised]
@@ -355,18 +365,23 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul_rat
             if not runnable:
                 continue
             with torch.inference_mode():
-                times = time_interleaved(runnable, args.warmup, args.repeats, sync)
+                times = time_interleaved({**runnable, "matmul": matmul.call}, args.warmup, args.repeats, sync)
+            rates = [matmul.gflop / t for t in times["matmul"]]
+            table.notes.append(f"{'optimised' if variant_optimised else 'eager'} rounds: matmul "
+                               f"{fmt(statistics.median(rates))} GFLOP/s (median; {fmt(min(rates))} to {fmt(max(rates))})")  # fmt: skip
             reference = times.get("DenseFuse")
             for c in group:
                 if c.name not in times:
                     continue
                 seconds = statistics.median(times[c.name]) / batch
                 gflop, params = counts[id(c.source)]
-                floor = gflop / matmul_rate
+                # the floor of each round at that round's matmul rate, as a share of the model's time
+                shares = [gflop / rate / t * batch for rate, t in zip(rates, times[c.name])]
+                floor = gflop / statistics.median(rates)
                 table.add(
                     c.name, c.variant, batch, fmt(seconds * 1e3), fmt(1 / seconds),
                     fmt(median_ratio(times[c.name], reference)) if reference else "n/a",
-                    f"{params:,}", fmt(gflop), fmt(floor * 1e3), f"{floor / seconds:.0%}", fmt(peaks[c.name]),
+                    f"{params:,}", fmt(gflop), fmt(floor * 1e3), f"{statistics.median(shares):.0%}", fmt(peaks[c.name]),
                 )  # fmt: skip
         yield table
 
@@ -664,10 +679,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n" + table.text(), flush=True)
         tables.extend(new)
 
-    matmul_table, rate = measure_matmul(args, device)
+    matmul_table, matmul = measure_matmul(args, device)
     emit([matmul_table])
     if "inference" in args.sections:
-        for table in measure_inference(args, device, rate):
+        for table in measure_inference(args, device, matmul):
             emit([table])
     if "latlrr" in args.sections:
         emit(measure_latlrr(args, device))
