@@ -39,6 +39,7 @@ import ctypes
 import gc
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -417,7 +418,7 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
 
 
 def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table]:
-    steps = ("load", "normalise", "align", "fuse", "write")
+    steps = ("load", "normalise", "align", "model", "fuse", "write")
     table = Table("3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run",
                   ["method", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice"])  # fmt: skip
     try:
@@ -435,9 +436,9 @@ def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table
             fuse_volume_files(phantom.anatomical, phantom.functional, Path(tmp) / f"fused-{method}.nii.gz",
                               method=method, device=str(device), report=lines.append)  # fmt: skip
             seconds = time.perf_counter() - start
-            # the job reports "timing: load 1.23 s, normalise 0.45 s, ..."
-            timing = next((line.removeprefix("timing: ") for line in lines if line.startswith("timing: ")), "")
-            laps = dict(item.rsplit(" ", 2)[:2] for item in timing.split(", ") if item)
+            # the job reports "timing: load 1.23 s (cpu 1.20), normalise 0.45 s (cpu 0.44), ...; total ..."
+            timing = next((line for line in lines if line.startswith("timing: ")), "")
+            laps = dict(re.findall(r"(\w+) ([\d.]+) s", timing.split(";")[0]))
             table.add(method, "x".join(map(str, shape)), fmt(seconds), *(laps.get(s, "n/a") for s in steps),
                       fmt(seconds / shape[2] * 1e3))  # fmt: skip
     table.notes.append(
