@@ -54,3 +54,21 @@ def test_evaluating_writes_the_fusion_metrics_of_the_shipped_model(tmp_path):
         metrics = {row[0]: float(row[1]) for row in csv.reader(f)}
     assert set(metrics) == {"val_qabf", "VIF", "SSIM", "MI", "PSNR"}
     assert 0 < metrics["val_qabf"] < 1 and 0 < metrics["SSIM"] <= 2 and metrics["PSNR"] > 0
+
+
+def test_volume_inference_fuses_a_phantom_study_into_a_nifti_on_the_anatomical_grid(tmp_path):
+    import nibabel as nib
+
+    from mmif_monai.phantoms import write_phantom_nifti
+
+    phantom = write_phantom_nifti(tmp_path / "study", shape=(64, 64, 8))
+    out = tmp_path / "fused.nii.gz"
+    result = _bundle(
+        "volume_inference", ["inference.json"],
+        "--anatomical_file", str(phantom.anatomical), "--functional_file", str(phantom.functional),
+        "--output_file", str(out), "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    fused, anatomical = nib.load(out), nib.load(phantom.anatomical)
+    assert fused.shape == (*anatomical.shape, 3)  # PET fused in colour, RGB as a 4th dimension
+    assert np.allclose(fused.affine, anatomical.affine)
