@@ -19,6 +19,7 @@ from mmif_monai.fusion.methods import NETWORK_METHOD
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+from mmif_monai.networks.pretrained import weights_digest
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,7 +52,8 @@ def main() -> None:
             continue
         out = args.out / pair_type
         anatomical, functional = stage_sources(pairs, out / "sources")
-        folders = fuse_with_methods(pairs, args.methods, out / "fused", device=args.device)
+        # fused images are reused when a run is repeated, so keep them per shipped weights
+        folders = fuse_with_methods(pairs, args.methods, out / f"fused-{weights_digest()}", device=args.device)
         results = evaluate_folders(folders, anatomical, functional, args.ssim_protocol, device=args.device)
         table, _ = write_evaluation(results, out / "metrics", anatomical, functional, args.ssim_protocol, overwrite=True)
         print(f"\n## {pair_type} ({len(pairs)} pairs)\n\n{table}")

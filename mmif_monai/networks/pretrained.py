@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,17 @@ from mmif_monai.decomposition.projection import default_projection_path, load_pr
 from mmif_monai.io.paths import BUNDLE_DIR
 from mmif_monai.networks.mmif_net import MMIFNet
 
-__all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net"]
+__all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net", "weights_digest"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = BUNDLE_DIR / "models" / "model.pt"
+
+
+def weights_digest(path: str | Path = DEFAULT_WEIGHTS) -> str:
+    """A short content hash of a weights file ("untrained" if absent): results cached per weights never go stale."""
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "untrained"
 
 
 @dataclass
