@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import ctypes
 import gc
 import os
@@ -95,8 +94,11 @@ class Table:
         self.rows.append([str(c) for c in cells])
 
     def text(self) -> str:
-        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c) for i, c in enumerate(self.columns)]
-        line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+        widths = [max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(self.columns)]
+
+        def line(cells: Sequence[str]) -> str:  # first column left-aligned, numbers right-aligned
+            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
         out = [f"== {self.title}", line(self.columns), "-" * (sum(widths) + 2 * (len(widths) - 1))]
         out += [line(r) for r in self.rows] + [f"   {n}" for n in self.notes]
         return "\n".join(out)
@@ -246,7 +248,8 @@ def measure_matmul(args: argparse.Namespace, device: torch.device) -> tuple[Tabl
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         products[dtype] = Matmul(partial(torch.matmul, a, b), 2 * n**3 / 1e9)
-        times = time_interleaved({"mm": products[dtype].call}, args.warmup + 1, max(args.repeats, 3), synchronizer(device))
+        calls = {"mm": products[dtype].call}
+        times = time_interleaved(calls, args.warmup + 1, max(args.repeats, 3), synchronizer(device))
         seconds = statistics.median(times["mm"])
         label = f"{n}x{n} @ {n}x{n} {str(dtype).removeprefix('torch.')}"
         table.add(label, fmt(products[dtype].gflop / seconds), fmt(seconds * 1e3))
@@ -270,7 +273,7 @@ def optimise(network: nn.Module, args: argparse.Namespace, device: torch.device)
     return network
 
 
-def cuda_graphed(network: nn.Module, a: torch.Tensor, b: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def cuda_graphed(network: nn.Module, a: torch.Tensor, b: torch.Tensor) -> Callable[..., torch.Tensor]:
     """``network`` replayed from a captured CUDA graph for inputs shaped like ``a``, ``b`` (launch cost paid once)."""
     static_a, static_b = a.clone(), b.clone()
     stream = torch.cuda.Stream()
@@ -319,7 +322,8 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
     if args.sketches:
         for label, kwargs in SKETCHES.items():
             sketch = MMIFNet(**kwargs).to(device).eval()
-            candidates.append(Candidate(f"sketch {label} (untrained)", "optimised", optimise(sketch, args, device), sketch, True))
+            name = f"sketch {label} (untrained)"
+            candidates.append(Candidate(name, "optimised", optimise(sketch, args, device), sketch, True))
     one = _pairs(1, args.size, device, torch.float32, False)
     counts = {}
     for c in candidates:
@@ -347,10 +351,11 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
             runnable, peaks = {}, {}
             for c in group:
                 available = available_memory_mib(device)
-                if c.memory_per_pair_mib and available and c.memory_per_pair_mib * batch > args.memory_fraction * available:
+                needed = (c.memory_per_pair_mib or 0.0) * batch
+                if available and needed > args.memory_fraction * available:
                     table.add(c.name, c.variant, batch, *["skipped"] * 8)
                     table.notes.append(
-                        f"{c.name} {c.variant} batch {batch}: about {fmt(c.memory_per_pair_mib * batch)} MiB needed, "
+                        f"{c.name} {c.variant} batch {batch}: about {fmt(needed)} MiB needed, "
                         f"{fmt(available)} MiB available (--memory-fraction {args.memory_fraction}) - skipped"
                     )
                     continue
@@ -368,8 +373,10 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
             with torch.inference_mode():
                 times = time_interleaved({**runnable, "matmul": matmul.call}, args.warmup, args.repeats, sync)
             rates = [matmul.gflop / t for t in times["matmul"]]
-            table.notes.append(f"{'optimised' if variant_optimised else 'eager'} rounds: matmul "
-                               f"{fmt(statistics.median(rates))} GFLOP/s (median; {fmt(min(rates))} to {fmt(max(rates))})")  # fmt: skip
+            table.notes.append(
+                f"{'optimised' if variant_optimised else 'eager'} rounds: matmul {fmt(statistics.median(rates))} "
+                f"GFLOP/s (median; {fmt(min(rates))} to {fmt(max(rates))})"
+            )
             reference = times.get("DenseFuse")
             for c in group:
                 if c.name not in times:
@@ -410,7 +417,7 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
         }
         times = time_interleaved(calls, args.warmup, args.repeats, synchronizer(device))
     table = Table(f"LatLRR decomposition of one {args.size}x{args.size} pair (both sources)",
-                  ["method", "ms/pair", "x FFT", "max |error| vs explicit"])  # fmt: skip
+                  ["method", "ms/pair", "x FFT", "max abs error vs explicit"])  # fmt: skip
     for name in calls:
         table.add(name, fmt(statistics.median(times[name]) * 1e3), fmt(median_ratio(times[name], times["FFT (used)"])),
                   f"{errors[name]:.1e}")  # fmt: skip
@@ -484,10 +491,10 @@ def measure_metrics(args: argparse.Namespace, device: torch.device) -> tuple[lis
     triplets = load_metric_triplets(args)
     if not triplets:
         raise FileNotFoundError(f"{args.dataset_dir}: no {args.metrics_pair_type} pairs for the metrics benchmark")
-    batches = [
-        tuple(torch.from_numpy(np.stack([t[k] for t in triplets[i : i + args.metrics_batch]])[:, None]).to(device) for k in range(3))
-        for i in range(0, len(triplets), args.metrics_batch)
-    ]  # fmt: skip
+    def as_batch(chunk: list[Triplet]) -> tuple[torch.Tensor, ...]:  # (fused, a, b) as (N, 1, H, W)
+        return tuple(torch.from_numpy(np.stack([t[k] for t in chunk])[:, None]).to(device) for k in range(3))
+
+    batches = [as_batch(triplets[i : i + args.metrics_batch]) for i in range(0, len(triplets), args.metrics_batch)]
     previous = torch.get_num_threads()
     torch.set_num_threads(args.metrics_threads)  # the reference is single-threaded numpy/scipy
 
