@@ -11,7 +11,7 @@ of the 65,536 of the explicit form). Reflect-padding the image by ``patch_size -
 ``P`` covering patches, so the identity holds at the border too.
 
 The 31x31 cross-correlation is evaluated by FFT (product of the image spectrum with the conjugate kernel
-spectrum): exact up to float rounding and about 20 times faster on the CPU than the direct convolution, whose
+spectrum): exact up to float rounding and about 14 times faster on the CPU than the direct convolution, whose
 single input channel leaves the convolution kernels little to vectorise (docs/benchmarks.md).
 """
 
