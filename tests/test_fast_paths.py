@@ -29,19 +29,25 @@ def test_folded_copy_computes_the_same_and_leaves_the_network_alone():
     folded = fold_batch_norm(net)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert list(net.state_dict()) == keys and any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
-    image = torch.rand(2, 1, 64, 80)
+    image = torch.rand(2, 1, 64, 80, generator=torch.Generator().manual_seed(1))
+    channels_last = fold_batch_norm(net).to(memory_format=torch.channels_last)
     with torch.no_grad():
         # the encoder is continuous in its weights: every level agrees to float rounding
-        for got, expected in zip(folded.encode(image), net.encode(image)):
+        expected_feats = net.encode(image)
+        for got, expected in zip(folded.encode(image), expected_feats):
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-        # the decoder's max-unpooling takes each 2x2 window's argmax, so a near-tie may flip to the neighbour:
-        # the output agrees almost everywhere, also in channels-last
+        # given the same features, the unpooling indices are the same, so the decoders agree to rounding too
+        expected = net.decode(expected_feats)
+        last_feats = [f.contiguous(memory_format=torch.channels_last) for f in expected_feats]
+        torch.testing.assert_close(folded.decode(expected_feats), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(channels_last.decode(last_feats), expected, atol=1e-5, rtol=1e-4)
+        # end to end, a rounding-level near-tie in a 2x2 window may flip an argmax to the neighbour,
+        # so the reconstructions agree almost everywhere rather than everywhere
         expected = net.reconstruct(image)
-        channels_last = fold_batch_norm(net).to(memory_format=torch.channels_last)
         image_last = image.contiguous(memory_format=torch.channels_last)
         for got in (folded.reconstruct(image), channels_last.reconstruct(image_last)):
             difference = (got - expected).abs()
-            assert float(difference.mean()) < 1e-4 and float((difference > 1e-4).float().mean()) < 0.05
+            assert float(difference.mean()) < 1e-4 and float((difference > 1e-4).float().mean()) < 0.1
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
