@@ -1,10 +1,13 @@
-"""The shipped trained weights: loaded by default, and fusing an image with itself gives it back."""
+"""The shipped trained weights: loaded by default, fusing an image with itself gives it back; checkpoints and
+the l1 rule on FA-trained weights."""
 
+import pytest
 import torch
 
-from mmif_monai.io.images import read_slice
 from mmif_monai.fusion.samples import SAMPLES_DIR
-from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, load_mmif_net
+from mmif_monai.fusion.strategies import L1NormFusion
+from mmif_monai.io.images import read_slice
+from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, load_mmif_net, read_weights
 
 
 def test_shipped_weights_are_loaded_and_named():
@@ -25,3 +28,25 @@ def test_fusing_an_image_with_itself_returns_it_closely():
         psnr = 10 * torch.log10(torch.tensor(1.0 / mse))
         print(f"self-fusion PSNR {name}: {float(psnr):.1f} dB")
         assert psnr > 25.0, f"{name}: self-fusion PSNR {float(psnr):.1f} dB"
+
+
+def test_checkpoints_load_and_fa_weights_can_fuse_by_the_l1_rule(tmp_path):
+    shipped = load_mmif_net().network
+    checkpoint = tmp_path / "checkpoint_epoch=1.pt"
+    torch.save({"model": shipped.state_dict(), "optimizer": {}}, checkpoint)
+    assert read_weights(checkpoint).keys() == shipped.state_dict().keys()
+    with_l1 = load_mmif_net(checkpoint, fa=False).network
+    assert all(isinstance(f, L1NormFusion) for f in with_l1.fusions)
+    assert with_l1.stem[0].conv.weight.equal(shipped.stem[0].conv.weight)
+    x = read_slice(SAMPLES_DIR / "mri_ct/MRI/37010.png")[None]
+    y = read_slice(SAMPLES_DIR / "mri_ct/CT/37010.png")[None]
+    with torch.no_grad():
+        assert not torch.allclose(with_l1(x, y), shipped(x, y), atol=1e-3)  # the learned FA moved off the l1 rule
+
+
+def test_read_weights_refuses_what_is_not_a_parameter_dictionary(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_weights(tmp_path / "missing.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="list.pt"):
+        read_weights(tmp_path / "list.pt")

@@ -18,6 +18,7 @@ from torch import nn
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
 from mmif_monai.networks import IFCNN, DenseFuse, FusionDN, FusionGAN, NestFuse
 from mmif_monai.networks.conversion import AUTHOR_CONVERTERS
+from mmif_monai.networks.pretrained import read_weights
 
 __all__ = [
     "COMPARISON_CONFIG_DIR",
@@ -72,17 +73,12 @@ def read_state_dict(path: str | Path) -> dict:
         FileNotFoundError: if the file does not exist. ValueError: if it holds no dictionary of parameters.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
     if path.suffix == ".npz":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: weights file not found")
         with np.load(path, allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict or a checkpoint with a 'model' entry")
-    return state
+    return read_weights(path)
 
 
 def load_comparison_network(name: str, weights: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -19,8 +19,7 @@ from mmif_monai.comparison.methods import COMPARISON_METHODS, load_comparison_ne
 from mmif_monai.comparison.timing import cpu_ms_per_pair, parameter_count
 from mmif_monai.comparison.training import TrainingBudget, train_method
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
-from mmif_monai.fusion.comparison import fuse_with_methods, stage_sources
-from mmif_monai.fusion.files import FileJob, fuse_files
+from mmif_monai.fusion.comparison import fuse_missing, fuse_with_methods, stage_sources
 from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair, list_pairs, split_pairs
@@ -30,7 +29,7 @@ from mmif_monai.io.preview import save_preview_grid
 from mmif_monai.metrics.report import evaluate_folders, markdown_table, summarise, write_evaluation
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 
-__all__ = ["ComparisonSettings", "PAIR_TYPE_TITLES", "run_comparison"]
+__all__ = ["ComparisonSettings", "PAIR_TYPE_TITLES", "run_comparison", "validation_pairs"]
 
 #: pair types in the order of the paper's tables (Table 2: MRI-PET, Table 3: MRI-CT), then MRI-SPECT
 PAIR_TYPE_TITLES = {
@@ -101,10 +100,20 @@ def _check(settings: ComparisonSettings) -> None:
         )
 
 
-def _validation_pairs(settings: ComparisonSettings) -> dict[str, list[FusionPair]]:
-    _, validation = split_pairs(list_pairs(settings.dataset_dir), settings.validation_cases)
-    by_type = {t: [p for p in validation if p.pair_type == t][: settings.limit] for t in PAIR_TYPE_TITLES}
-    return {t: pairs for t, pairs in by_type.items() if pairs}
+def validation_pairs(
+    dataset_dir: str | Path, validation_cases: Sequence[int], limit: int | None = None
+) -> dict[str, list[FusionPair]]:
+    """The validation split by pair type, in :data:`PAIR_TYPE_TITLES` order (at most ``limit`` of each).
+
+    Raises:
+        ValueError: if there are no validation pairs.
+    """
+    _, validation = split_pairs(list_pairs(dataset_dir), tuple(validation_cases))
+    by_type = {t: [p for p in validation if p.pair_type == t][:limit] for t in PAIR_TYPE_TITLES}
+    by_type = {t: pairs for t, pairs in by_type.items() if pairs}
+    if not by_type:
+        raise ValueError(f"{dataset_dir}: no validation pairs (cases {list(validation_cases)})")
+    return by_type
 
 
 def _networks(settings: ComparisonSettings) -> tuple[dict[str, Path], dict[str, float]]:
@@ -133,12 +142,11 @@ def _fuse(
     mmif_net_root = fused_root / f"weights-{weights_digest(DEFAULT_WEIGHTS)}"
     mmif_net_folder = fuse_with_methods(pairs, [NETWORK_METHOD], mmif_net_root, device=device)[NETWORK_METHOD]
     for name, weights in networks.items():
-        folder = fused_root / f"{name}-{weights_digest(weights)}"
-        jobs = [FileJob(p.anatomical, p.functional, folder / p.name) for p in pairs if not (folder / p.name).exists()]
-        if jobs:
-            print(f"{COMPARISON_METHODS[name].title}: fusing {len(jobs)} pairs", flush=True)
-            fuse_files(load_comparison_network(name, weights, device), jobs, device=device)
-        folders[COMPARISON_METHODS[name].title] = folder
+        title = COMPARISON_METHODS[name].title
+        folders[title] = fuse_missing(
+            lambda n=name, w=weights, t=title: (load_comparison_network(n, w, device), f"{t} ({w})"),
+            pairs, fused_root / f"{name}-{weights_digest(weights)}", device,
+        )  # fmt: skip
     folders[MMIF_NET_TITLE] = mmif_net_folder
     return folders
 
@@ -191,9 +199,7 @@ def _timing_table(networks: Mapping[str, Path], seconds: Mapping[str, float], se
 def run_comparison(settings: ComparisonSettings) -> str:
     """Run the whole comparison and write ``settings.doc`` (and its figure); returns the document."""
     _check(settings)
-    pairs = _validation_pairs(settings)
-    if not pairs:
-        raise ValueError(f"{settings.dataset_dir}: no validation pairs (cases {list(settings.validation_cases)})")
+    pairs = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     (settings.out_dir / "budget.json").write_text(json.dumps(settings.budget.as_dict()) + "\n")
     networks, seconds = _networks(settings)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mmif_monai.engines import latest_checkpoint
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
 
-__all__ = ["TrainingBudget", "bundle_command", "train_method"]
+__all__ = ["TrainingBudget", "bundle_command", "train_bundle", "train_method"]
 
 
 @dataclass(frozen=True)
@@ -52,25 +53,26 @@ class TrainingBudget:
 
 
 def bundle_command(
-    name: str,
+    config_files: Sequence[str | Path],
     ckpt_dir: Path,
     budget: TrainingBudget,
     dataset_dir: Path,
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
     device: str = "cpu",
+    overrides: Mapping[str, object] | None = None,
 ) -> list[str]:
-    """The ``python -m monai.bundle run training`` command that trains ``name`` (as a user would run it).
+    """The ``python -m monai.bundle run training`` command that trains with ``config_files`` (merged in order)
+    under ``budget``, as a user would run it; ``overrides`` are further config ids and their (JSON) values.
 
-    Validation during training is switched off (interval beyond the last epoch): the comparison keeps the last
-    checkpoint instead of selecting one on the split it reports. Nothing is cached: a short budget reads far
-    fewer images than caching the training split would load (minutes per method here).
+    Validation during training is switched off (interval beyond the last epoch): studies keep the last
+    checkpoint instead of selecting one on the split they report. Nothing is cached: a short budget reads far
+    fewer images than caching the training split would load (minutes per run here).
     """
-    files = [str(f) for f in bundle_config_files(name)]
-    return [
+    command = [
         sys.executable, "-m", "monai.bundle", "run", "training",
         "--bundle_root", str(BUNDLE_DIR),
         "--meta_file", str(BUNDLE_DIR / "configs" / "metadata.json"),
-        "--config_file", json.dumps(files),
+        "--config_file", json.dumps([str(f) for f in config_files]),
         "--dataset_dir", str(dataset_dir),
         "--validation_cases", json.dumps(list(validation_cases)),
         "--ckpt_dir", str(ckpt_dir),
@@ -86,6 +88,45 @@ def bundle_command(
         "--validate#dataset#cache_rate", "0.0",
         "--num_workers", "0",
     ]  # fmt: skip
+    for key, value in (overrides or {}).items():
+        # a Python literal, which is how MONAI's command line reads values (JSON would spell true as "true")
+        command += [f"--{key}", repr(str(value)) if isinstance(value, Path) else repr(value)]
+    return command
+
+
+def train_bundle(
+    config_files: Sequence[str | Path],
+    ckpt_dir: str | Path,
+    budget: TrainingBudget,
+    dataset_dir: str | Path,
+    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
+    device: str = "cpu",
+    overrides: Mapping[str, object] | None = None,
+) -> tuple[Path, float]:
+    """Train through the bundle into ``ckpt_dir`` (resuming a killed run) and return the final checkpoint and
+    the wall seconds training took (over all calls, kept in ``ckpt_dir/training_seconds.txt``). A finished run
+    is not repeated. The bundle's log goes to ``ckpt_dir/train.log``.
+
+    Raises:
+        RuntimeError: training failed (the message names the log file).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
+    record = ckpt_dir / "training_seconds.txt"
+    spent = float(record.read_text()) if record.is_file() else 0.0
+    if final.is_file():
+        return final, spent
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    log = ckpt_dir / "train.log"
+    command = bundle_command(config_files, ckpt_dir, budget, Path(dataset_dir), validation_cases, device, overrides)
+    start = time.perf_counter()
+    with open(log, "a") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
+    spent += time.perf_counter() - start
+    record.write_text(f"{spent!r}\n")
+    if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
+        raise RuntimeError(f"training into {ckpt_dir} failed (exit code {result.returncode}); see {log}")
+    return final, spent
 
 
 def train_method(
@@ -96,29 +137,11 @@ def train_method(
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
     device: str = "cpu",
 ) -> tuple[Path, float]:
-    """Train ``name`` into ``ckpt_dir`` (resuming a killed run) and return its final checkpoint and the wall
-    seconds its training took (over all calls, kept in ``ckpt_dir/training_seconds.txt``). A finished run is
-    not repeated. The bundle's log goes to ``ckpt_dir/train.log``.
+    """Train comparison method ``name`` through the bundle (:func:`train_bundle`).
 
     Raises:
         ValueError: unknown method. RuntimeError: training failed (the message names the log file).
     """
     if name not in COMPARISON_METHODS:
         raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
-    ckpt_dir = Path(ckpt_dir)
-    final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
-    record = ckpt_dir / "training_seconds.txt"
-    spent = float(record.read_text()) if record.is_file() else 0.0
-    if final.is_file():
-        return final, spent
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    log = ckpt_dir / "train.log"
-    command = bundle_command(name, ckpt_dir, budget, Path(dataset_dir), validation_cases, device)
-    start = time.perf_counter()
-    with open(log, "a") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
-    spent += time.perf_counter() - start
-    record.write_text(f"{spent!r}\n")
-    if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
-        raise RuntimeError(f"training {name} failed (exit code {result.returncode}); see {log}")
-    return final, spent
+    return train_bundle(bundle_config_files(name), ckpt_dir, budget, dataset_dir, validation_cases, device)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmif_monai.fusion.files import FileJob, fuse_files
 from mmif_monai.fusion.methods import load_fusion_method
+from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 
-__all__ = ["stage_sources", "fuse_with_methods"]
+__all__ = ["stage_sources", "fuse_missing", "fuse_with_methods"]
 
 
 def stage_sources(pairs: Sequence[FusionPair], out_dir: str | Path) -> tuple[Path, Path]:
@@ -41,12 +42,29 @@ def fuse_with_methods(
     """
     folders: dict[str, Path] = {}
     for method in methods:
-        folder = Path(out_dir) / method
-        jobs = [FileJob(p.anatomical, p.functional, folder / p.name) for p in pairs if not (folder / p.name).exists()]
-        if jobs:
-            fuse, description = load_fusion_method(method, device=device)
-            if progress:
-                print(f"{method}: {description}")
-            fuse_files(fuse, jobs, device=device, progress=progress)
-        folders[method] = folder
+        folders[method] = fuse_missing(
+            lambda m=method: load_fusion_method(m, device=device), pairs, Path(out_dir) / method, device, progress
+        )
     return folders
+
+
+def fuse_missing(
+    load: Callable[[], tuple[FuseFn, str]],
+    pairs: Sequence[FusionPair],
+    folder: str | Path,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Fuse the pairs whose result is not yet in ``folder`` (``folder/<name>``) and return the folder.
+
+    ``load`` gives the fusion callable and a one-line description; it is called only when there is work, so a
+    finished folder costs no model loading.
+    """
+    folder = Path(folder)
+    jobs = [FileJob(p.anatomical, p.functional, folder / p.name) for p in pairs if not (folder / p.name).exists()]
+    if jobs:
+        fuse, description = load()
+        if progress:
+            print(f"{description}: fusing {len(jobs)} pairs", flush=True)
+        fuse_files(fuse, jobs, device=device, progress=progress)
+    return folder

@@ -13,7 +13,7 @@ from mmif_monai.decomposition.projection import default_projection_path, load_pr
 from mmif_monai.io.paths import BUNDLE_DIR
 from mmif_monai.networks.mmif_net import MMIFNet
 
-__all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net", "weights_digest"]
+__all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net", "read_weights", "weights_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,26 @@ def weights_digest(path: str | Path = DEFAULT_WEIGHTS) -> str:
     """A short content hash of a weights file ("untrained" if absent): results cached per weights never go stale."""
     path = Path(path)
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "untrained"
+
+
+def read_weights(path: str | Path) -> dict:
+    """The parameters in ``path``: a plain state dict, or a training checkpoint's ``"model"`` entry.
+
+    Loaded with ``weights_only=True``: a state dict needs no pickled code, and refusing it keeps untrusted
+    files inert.
+
+    Raises:
+        FileNotFoundError: if the file does not exist. ValueError: if it holds no dictionary of parameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict or a checkpoint with a 'model' entry")
+    return state
 
 
 @dataclass
@@ -47,7 +67,9 @@ class LoadedModel:
 def load_mmif_net(
     weights: str | Path | None = None, device: str | torch.device = "cpu", **network_kwargs
 ) -> LoadedModel:
-    """MMIF-Net in eval mode with ``weights`` (a state dict file) or the bundle's shipped ``models/model.pt``.
+    """MMIF-Net in eval mode with ``weights`` (a state dict or training checkpoint file) or the bundle's shipped
+    ``models/model.pt``. ``network_kwargs`` are :class:`MMIFNet`'s switches; with ``fa=False`` the file's FA
+    parameters, if any, are left unused.
 
     Without weights (none given and none shipped) the network is randomly initialised, carries the shipped
     LatLRR projection when there is one, and is marked ``trained=False`` so callers can say so.
@@ -57,13 +79,13 @@ def load_mmif_net(
     """
     network = MMIFNet(**network_kwargs)
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    if path.is_file():
-        # weights_only: a state dict needs no pickled code, and refusing it keeps untrusted files inert
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    if weights is not None or path.is_file():
+        state = read_weights(path)
+        if not network.fa:
+            # the l1 rule has no parameters: weights trained with FA can be fused by the l1 rule instead
+            state = {k: v for k, v in state.items() if not k.startswith("fusions.")}
+        network.load_state_dict(state)
         loaded = LoadedModel(network, path, trained=True)
-    elif weights is not None:
-        raise FileNotFoundError(f"{path}: weights file not found")
     else:
         if default_projection_path().is_file():
             network.decomposition.projection.copy_(load_projection())

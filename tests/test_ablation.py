@@ -1,0 +1,103 @@
+"""The ablation and λ sweep (scripts/ablation.py): variants trained through the bundle with their switches, FA
+fine-tuned from its autoencoder, shared runs trained once, and the document; tiny budgets on the samples (CPU)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmif_monai.comparison import TrainingBudget, bundle_command
+from mmif_monai.comparison.ablation import ABLATION_VARIANTS, AblationSettings, lambda_variants, run_ablation
+from mmif_monai.io.paths import REPO_ROOT, SAMPLES_DIR
+
+TINY = TrainingBudget(epochs=1, iterations_per_epoch=1, batch_size=2, crop_size=64)
+WITHOUT_MSL, WITHOUT_FA = ABLATION_VARIANTS[1], ABLATION_VARIANTS[3]
+
+
+def _settings(tmp_path: Path, **overrides) -> AblationSettings:
+    values = {
+        "out_dir": tmp_path / "out",
+        "doc": tmp_path / "docs" / "ablation.md",
+        "dataset_dir": SAMPLES_DIR,
+        "autoencoder_budget": TINY,
+        "fusion_budget": TINY,
+        "variants": (WITHOUT_MSL, WITHOUT_FA),
+        "lambdas": (10.0, 100.0),
+        "limit": 1,
+        "validation_cases": (37,),
+    }
+    return AblationSettings(**{**values, **overrides})
+
+
+def test_variants_share_an_autoencoder_only_when_they_differ_in_fa_alone():
+    assert WITHOUT_FA.autoencoder == ABLATION_VARIANTS[-1].autoencoder
+    assert len({v.autoencoder for v in ABLATION_VARIANTS}) == 4
+    sweep = lambda_variants([1, 10])
+    assert [v.ssim_weight for v in sweep] == [1, 10] and not any(v.fa for v in sweep)
+    assert sweep[1].autoencoder == WITHOUT_FA.autoencoder  # λ = 10 is the ablation's own autoencoder
+
+
+def test_bundle_overrides_are_python_literals_the_bundle_reads():
+    command = bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR, overrides={"network_def#msl": False, "pretrained_file": Path("a b.pt")})
+    assert command[command.index("--network_def#msl") + 1] == "False"
+    assert command[command.index("--pretrained_file") + 1] == "'a b.pt'"
+
+
+def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(tmp_path):
+    settings = _settings(tmp_path)
+    doc = run_ablation(settings)
+    checkpoints = settings.out_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "autoencoder-msl0-sa1-lambda10", "autoencoder-msl0-sa1-lambda10-fa",
+        "autoencoder-msl1-sa1-lambda10", "autoencoder-msl1-sa1-lambda100",
+    ]  # fmt: skip
+
+    def model(folder: str) -> dict:
+        return torch.load(checkpoints / folder / "checkpoint_epoch=1.pt", weights_only=True)["model"]
+
+    # the switch reached the network: without MSL the stem's third module is a plain conv block
+    assert any(k.startswith("stem.2.branches") for k in model("autoencoder-msl1-sa1-lambda10"))
+    assert not any(k.startswith("stem.2.branches") for k in model("autoencoder-msl0-sa1-lambda10"))
+    # FA fine-tuning started from its autoencoder and moved the fusion modules only
+    autoencoder, fine_tuned = model("autoencoder-msl0-sa1-lambda10"), model("autoencoder-msl0-sa1-lambda10-fa")
+    changed = {k for k in autoencoder if not torch.equal(autoencoder[k], fine_tuned[k])}
+    assert changed and all(k.startswith("fusions.") for k in changed)
+    # λ reached the loss: same seed and data, another SSIM weight, other weights
+    ten, hundred = model("autoencoder-msl1-sa1-lambda10"), model("autoencoder-msl1-sa1-lambda100")
+    assert any(not torch.equal(ten[k], hundred[k]) for k in ten if k.startswith("stem."))
+
+    assert settings.doc.read_text() == doc
+    assert settings.command_line() in doc
+    for heading in ("## Ablation (the paper's Table 4)", "## λ sweep"):
+        assert heading in doc
+    for title in ("w/o MSL", "w/o FA (l1 rule)", "λ = 10 ", "λ = 100 "):
+        assert f"| {title}" in doc
+    assert "Qabf MRI–CT" in doc and "1 images per method" in doc
+
+    # a repeated run reuses every training and fused image
+    stamps = {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("*.pt")}
+    fused = {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("fused/*/*.png")}
+    assert run_ablation(settings) == doc
+    assert {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("*.pt")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("fused/*/*.png")} == fused
+
+
+def test_an_output_folder_of_another_budget_is_refused_before_training(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "budget.json").write_text(json.dumps({"autoencoder": {}, "fusion": {}}))
+    with pytest.raises(ValueError, match="other training budgets"):
+        run_ablation(_settings(tmp_path))
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_script_refuses_a_negative_lambda_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/ablation.py", "-o", str(tmp_path / "out"), "--lambdas", "-1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "error: --lambdas needs one or more non-negative SSIM weights" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
