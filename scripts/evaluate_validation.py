@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
-from mmif_monai.fusion.comparison import fuse_with_methods, stage_sources
+from mmif_monai.fusion.comparison import fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.fusion.methods import NETWORK_METHOD
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
@@ -29,6 +29,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=[*CLASSICAL_METHODS, NETWORK_METHOD])
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
+    parser.add_argument("--figure", type=Path, default=REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png")
+    parser.add_argument(
+        "--figure-methods", nargs="+", default=[NETWORK_METHOD, "max", "laplacian"],
+        help="the figure's columns after the sources (two slices of each pair type per row)",
+    )  # fmt: skip
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -46,6 +51,8 @@ def main() -> None:
         "on their luminance.",
         "",
     ]
+    figure_folders: dict[str, dict[str, Path]] = {}
+    figure_pairs = []
     for pair_type in PAIR_TYPES:
         pairs = [p for p in validation if p.pair_type == pair_type][: args.limit]
         if not pairs:
@@ -54,13 +61,16 @@ def main() -> None:
         anatomical, functional = stage_sources(pairs, out / "sources")
         # fused images are reused when a run is repeated, so keep them per shipped weights
         folders = fuse_with_methods(pairs, args.methods, out / f"fused-{weights_digest()}", device=args.device)
+        figure_folders[pair_type] = {m: folders[m] for m in args.figure_methods if m in folders}
+        figure_pairs += [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else pairs[:1]
         results = evaluate_folders(folders, anatomical, functional, args.ssim_protocol, device=args.device)
         table, _ = write_evaluation(results, out / "metrics", anatomical, functional, args.ssim_protocol, overwrite=True)
         print(f"\n## {pair_type} ({len(pairs)} pairs)\n\n{table}")
         sections += [f"## {pair_type} ({len(pairs)} pairs)", "", table, ""]
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text("\n".join(sections))
-    print(f"\nwrote {args.doc}")
+    save_fusion_grid(figure_pairs, figure_folders, args.figure)
+    print(f"\nwrote {args.doc} and {args.figure}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -11,14 +13,18 @@ def _script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
-def test_validation_comparison_writes_a_table_per_pair_type(tmp_path):
-    doc = tmp_path / "validation.md"
+def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_path):
+    doc, figure = tmp_path / "validation.md", tmp_path / "grid.png"
     result = _script(
         "scripts/evaluate_validation.py", "--limit", "1", "--methods", "average", "mmif-net",
-        "--out", str(tmp_path / "out"), "--doc", str(doc),
+        "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(figure), "--figure-methods", "mmif-net", "average",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     text = doc.read_text()
     for pair_type in ("mri_ct", "mri_pet", "mri_spect"):
         assert f"## {pair_type} (1 pairs)" in text
     assert text.count("| mmif-net |") == 3
+    # one row per pair type (one pair each); columns: the two sources and the two methods asked for
+    with Image.open(figure) as image:
+        width, height = image.size
+    assert abs(width / height - 4 / 3) < 0.05, (width, height)

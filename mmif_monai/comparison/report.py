@@ -19,13 +19,12 @@ from mmif_monai.comparison.methods import COMPARISON_METHODS, load_comparison_ne
 from mmif_monai.comparison.timing import cpu_ms_per_pair, parameter_count
 from mmif_monai.comparison.training import TrainingBudget, train_method
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
-from mmif_monai.fusion.comparison import fuse_missing, fuse_with_methods, stage_sources
+from mmif_monai.fusion.comparison import fuse_missing, fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair, list_pairs, split_pairs
-from mmif_monai.io.images import atomic_output, read_slice
+from mmif_monai.io.images import atomic_output
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
-from mmif_monai.io.preview import save_preview_grid
 from mmif_monai.metrics.report import evaluate_folders, markdown_table, summarise, write_evaluation
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 
@@ -168,19 +167,6 @@ def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]
     return lines
 
 
-def _figure(pairs: Mapping[str, Sequence[FusionPair]], folders: Mapping[str, Mapping[str, Path]], path: Path) -> None:
-    """The middle validation pair of each type, fused by every method, one row per pair."""
-    rows, labels = [], []
-    columns = ["anatomical", "functional"]
-    for pair_type, type_pairs in pairs.items():
-        pair = type_pairs[len(type_pairs) // 2]
-        methods = folders[pair_type]
-        columns = ["anatomical", "functional", *methods]
-        rows.append([read_slice(pair.anatomical), read_slice(pair.functional)] + [read_slice(f / pair.name) for f in methods.values()])
-        labels.append(f"{pair_type} {pair.name}")
-    save_preview_grid(rows, labels, columns, path)
-
-
 def _timing_table(networks: Mapping[str, Path], seconds: Mapping[str, float], settings: ComparisonSettings) -> list[str]:
     """Parameters, CPU ms/pair and training time of every method, one Markdown row each (printed as measured)."""
     fusers: dict[str, tuple[FuseFn, str]] = {name: (fuse, "none (classical)") for name, fuse in CLASSICAL_METHODS.items()}
@@ -221,7 +207,8 @@ def run_comparison(settings: ComparisonSettings) -> str:
         print(section, flush=True)
         sections.append(section)
 
-    _figure(pairs, folders, settings.figure)
+    # the middle validation pair of each type
+    save_fusion_grid([p[len(p) // 2] for p in pairs.values()], folders, settings.figure)
     print("size and speed:", flush=True)
     timing = "\n".join(_timing_table(networks, seconds, settings))
     doc = _document(settings, pairs, sections, timing)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mmif_monai.fusion.files import FileJob, fuse_files
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
+from mmif_monai.io.images import read_slice
+from mmif_monai.io.preview import save_preview_grid
 
-__all__ = ["stage_sources", "fuse_missing", "fuse_with_methods"]
+__all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "save_fusion_grid"]
 
 
 def stage_sources(pairs: Sequence[FusionPair], out_dir: str | Path) -> tuple[Path, Path]:
@@ -68,3 +70,18 @@ def fuse_missing(
             print(f"{description}: fusing {len(jobs)} pairs", flush=True)
         fuse_files(fuse, jobs, device=device, progress=progress)
     return folder
+
+
+def save_fusion_grid(pairs: Sequence[FusionPair], folders: Mapping[str, Mapping[str, Path]], path: str | Path) -> Path:
+    """A PNG grid, one row per pair: its two sources, then its fusion by every method.
+
+    ``folders`` maps each pair type to ``{method title: folder of fused images}``; columns follow the first
+    row's methods.
+    """
+    methods = list(folders[pairs[0].pair_type])
+    rows = [
+        [read_slice(p.anatomical), read_slice(p.functional)] + [read_slice(folders[p.pair_type][m] / p.name) for m in methods]
+        for p in pairs
+    ]
+    labels = [f"{p.pair_type} {p.name}" for p in pairs]
+    return save_preview_grid(rows, labels, ["anatomical", "functional", *methods], path)
