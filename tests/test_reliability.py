@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -681,6 +682,18 @@ def test_a_failed_write_leaves_the_earlier_output_and_no_temporary_file(tmp_path
     assert "No space left" in capfd.readouterr().err
     assert out.read_bytes() == b"an earlier result"
     assert sorted(p.name for p in out.parent.iterdir()) == ["fused.png"]
+
+
+
+def test_outputs_get_the_usual_file_permissions_not_the_temporary_files(tmp_path):
+    # the atomic write goes through a private temporary file; the result must be as readable as any new file
+    anatomical, functional = _good_pair(tmp_path)
+    previous = os.umask(0o022)
+    try:
+        assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional)]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out" / "fused.png").stat().st_mode) == 0o644
 
 
 # ------------------------------------------------------------------------------------------------ loading safety

@@ -98,11 +98,18 @@ def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[s
                 raise ValueError(f"{output}: writing this output would modify the input {source}; inputs are never modified")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
 
-    A reader never sees a half-written file, and a failure leaves any earlier file untouched.
+    A reader never sees a half-written file, and a failure leaves any earlier file untouched. The file gets the
+    permissions of any newly created file (0666 less the umask), not the owner-only mode of a temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +117,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
