@@ -646,7 +646,10 @@ def test_float_images_in_unit_range_are_kept_others_use_percentiles(tmp_path):
 def test_dicom_slices_scale_by_their_modality_and_without_one_by_percentiles(tmp_path):
     stored = _twelve_bit()
     ct = read_slice(_dicom_slice(tmp_path / "ct.dcm", stored, "CT"))  # stored values are HU here: window [-100, 1500]
-    np.testing.assert_allclose(ct[0].numpy().T, np.clip((stored + 100.0) / 1600.0, 0, 1), atol=1e-6)
+    # row-major like every slice: pixel [r, c] is the stored row r, column c
+    np.testing.assert_allclose(ct[0].numpy(), np.clip((stored + 100.0) / 1600.0, 0, 1), atol=1e-6)
+    wide = read_slice(_dicom_slice(tmp_path / "wide.dcm", stored[:100], "CT"))
+    assert wide.shape == (1, 100, stored.shape[1])
     untagged = read_slice(_dicom_slice(tmp_path / "untagged.dcm", stored, None))
     assert untagged.min() == 0 and untagged.max() == 1
     out = tmp_path / "fused.png"

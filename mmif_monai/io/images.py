@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmif_monai.transforms import SOURCE_DTYPE_KEY, LoadModality, ModalityNormalize, modality_from_meta
+from mmif_monai.transforms import SOURCE_DTYPE_KEY, LoadModality, ModalityNormalize, SliceReader, modality_from_meta, reader_for_path
 
 __all__ = [
     "MAX_SLICE_PIXELS",
@@ -36,7 +36,9 @@ def _slice_loader() -> LoadModality:
 
 
 def read_slice(path: str | Path) -> torch.Tensor:
-    """A 2D slice as a float (C, H, W) tensor in [0, 1]: C = 1 for grey, 3 for colour.
+    """A 2D slice as a float (C, H, W) tensor in [0, 1]: C = 1 for grey, 3 for colour; row-major whatever the
+    format, so pixel ``[r, c]`` is row ``r``, column ``c`` of the stored image (a DICOM slice's ``Rows`` x
+    ``Columns``) and a fused result lines up with its inputs.
 
     Intensities are scaled by what the file holds (the dtype :class:`LoadModality` recorded before its cast,
     and the modality in a DICOM header):
@@ -61,6 +63,9 @@ def read_slice(path: str | Path) -> torch.Tensor:
             f"{path}: image of {img.shape[1]}x{img.shape[2]} pixels is larger than the {MAX_SLICE_PIXELS} "
             "pixels accepted; downsample it first"
         )
+    if not isinstance(reader_for_path(path), SliceReader):
+        # the medical readers index (x, y); a slice is handled and written as an image, row-major like PNG
+        img = img.transpose(1, 2)
     img = img[:3]  # drop an alpha channel
     if img.shape[0] == 3 and bool((img[0] == img[1]).all() and (img[1] == img[2]).all()):
         img = img[:1]  # a grey image stored as RGB
