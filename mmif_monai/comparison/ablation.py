@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmif_monai.comparison.report import PAIR_TYPE_TITLES, validation_pairs
+from mmif_monai.comparison.report import PAIR_TYPE_TITLES, data_options, validation_pairs
 from mmif_monai.comparison.training import TrainingBudget, train_bundle
 from mmif_monai.fusion.comparison import fuse_missing, stage_sources
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
@@ -100,15 +100,7 @@ class AblationSettings:
             f"--fusion-learning-rate {f.learning_rate:g}",
             "--lambdas " + " ".join(f"{w:g}" for w in self.lambdas),
         ]  # fmt: skip
-        if Path(self.dataset_dir).resolve() != DEFAULT_DATASET_DIR.resolve():
-            parts.append(f"--dataset-dir {self.dataset_dir}")
-        if self.limit is not None:
-            parts.append(f"--limit {self.limit}")
-        if tuple(self.validation_cases) != DEFAULT_VALIDATION_CASES:
-            parts.append("--validation-cases " + " ".join(map(str, self.validation_cases)))
-        if self.device != "cpu":
-            parts.append(f"--device {self.device}")
-        return " ".join(parts)
+        return " ".join(parts + data_options(self.dataset_dir, self.limit, self.validation_cases, self.device))
 
     def record(self) -> dict:
         return {"autoencoder": self.autoencoder_budget.as_dict(), "fusion": self.fusion_budget.as_dict()}

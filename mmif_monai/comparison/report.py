@@ -28,7 +28,7 @@ from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.report import evaluate_folders, markdown_table, summarise, write_evaluation
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 
-__all__ = ["ComparisonSettings", "PAIR_TYPE_TITLES", "run_comparison", "validation_pairs"]
+__all__ = ["ComparisonSettings", "PAIR_TYPE_TITLES", "data_options", "run_comparison", "validation_pairs"]
 
 #: pair types in the order of the paper's tables (Table 2: MRI-PET, Table 3: MRI-CT), then MRI-SPECT
 PAIR_TYPE_TITLES = {
@@ -66,19 +66,28 @@ class ComparisonSettings:
             f"--crop-size {b.crop_size}", f"--learning-rate {b.learning_rate:g}",
             f"--timing-threads {self.timing_threads}", f"--timing-repeats {self.timing_repeats}",
         ]  # fmt: skip
-        if Path(self.dataset_dir).resolve() != DEFAULT_DATASET_DIR.resolve():
-            parts.append(f"--dataset-dir {self.dataset_dir}")
         if list(self.methods) != list(COMPARISON_METHODS):
             parts.append("--methods " + " ".join(self.methods))
         if self.weights:
             parts.append("--weights " + " ".join(f"{m}={p}" for m, p in self.weights.items()))
-        if self.limit is not None:
-            parts.append(f"--limit {self.limit}")
-        if tuple(self.validation_cases) != DEFAULT_VALIDATION_CASES:
-            parts.append("--validation-cases " + " ".join(map(str, self.validation_cases)))
-        if self.device != "cpu":
-            parts.append(f"--device {self.device}")
+        parts += data_options(self.dataset_dir, self.limit, self.validation_cases, self.device)
         return " ".join(parts)
+
+
+def data_options(
+    dataset_dir: str | Path, limit: int | None, validation_cases: Sequence[int], device: str
+) -> list[str]:
+    """The command-line options of a study's data and device, where they differ from the defaults."""
+    options = []
+    if Path(dataset_dir).resolve() != DEFAULT_DATASET_DIR.resolve():
+        options.append(f"--dataset-dir {dataset_dir}")
+    if limit is not None:
+        options.append(f"--limit {limit}")
+    if tuple(validation_cases) != DEFAULT_VALIDATION_CASES:
+        options.append("--validation-cases " + " ".join(map(str, validation_cases)))
+    if device != "cpu":
+        options.append(f"--device {device}")
+    return options
 
 
 def _check(settings: ComparisonSettings) -> None:

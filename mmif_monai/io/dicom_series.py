@@ -26,7 +26,7 @@ from monai.data.meta_tensor import MetaTensor
 from monai.data.utils import orientation_ras_lps
 
 from mmif_monai.io.images import check_output_path
-from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, staged_outputs
+from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, IDENTITY_KEYWORDS, staged_outputs
 
 __all__ = [
     "IDENTITY_KEYWORDS",
@@ -37,22 +37,6 @@ __all__ = [
     "fused_series_datasets",
     "write_fused_series",
 ]
-
-#: Patient, study and frame-of-reference attributes a derived series shares with its source
-IDENTITY_KEYWORDS = (
-    "PatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "StudyID",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "StudyDescription",
-    "FrameOfReferenceUID",
-)
 
 #: ImageType (0008,0008) of fused instances: value 1 DERIVED (pixels computed from other images), value 2
 #: SECONDARY (created after the examination), value 3 names how (PS3.3 C.7.6.1.1.2 allows implementation terms)

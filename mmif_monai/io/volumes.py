@@ -51,8 +51,8 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 #: meta key of a DICOM-loaded volume holding its source's identity (keyword -> str), kept by derived series
 DICOM_IDENTITY_KEY = "dicom_identity"
 
-# identity attributes recorded at load time (the writer keeps the patient/study/frame-of-reference ones)
-_RECORDED_KEYWORDS = (
+#: Patient, study and frame-of-reference attributes a derived series shares with its source
+IDENTITY_KEYWORDS = (
     "PatientID",
     "PatientName",
     "PatientBirthDate",
@@ -65,10 +65,9 @@ _RECORDED_KEYWORDS = (
     "ReferringPhysicianName",
     "StudyDescription",
     "FrameOfReferenceUID",
-    "SeriesInstanceUID",
-    "SeriesDescription",
-    "Modality",
 )
+# identity attributes recorded at load time: the shared ones and the source series' own
+_RECORDED_KEYWORDS = (*IDENTITY_KEYWORDS, "SeriesInstanceUID", "SeriesDescription", "Modality")
 # slice spacings may differ by this fraction of the median before a series is called uneven
 _SPACING_TOLERANCE = 0.1
 
