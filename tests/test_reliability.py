@@ -384,8 +384,9 @@ def _(root: Path) -> Case:
 @case("3D: corrupted file in a DICOM series (garbage after the DICM marker)")
 def _(root: Path) -> Case:
     ct, pet = _study(root)
-    sorted(ct.iterdir())[5].write_bytes(b"\0" * 128 + b"DICM" + np.random.default_rng(0).bytes(300))
-    return Case(_fuse_volumes(root, ct, pet), ct, "missing slices")  # the file does not parse as a slice: a gap
+    broken = sorted(ct.iterdir())[5]
+    broken.write_bytes(b"\0" * 128 + b"DICM" + np.random.default_rng(0).bytes(300))
+    return Case(_fuse_volumes(root, ct, pet), broken, "cannot read this DICOM file")
 
 
 @case("3D: truncated pixel data in a DICOM series")

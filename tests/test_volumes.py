@@ -104,6 +104,20 @@ def test_study_folder_series_are_chosen_by_selector_or_role(study, tmp_path):
         load_volume(folder, series="MR")
 
 
+def test_a_dicomdir_and_other_files_beside_the_series_are_passed_over(study, tmp_path):
+    folder = _copy_series(study.ct_dir, tmp_path / "ct")
+    index = pydicom.Dataset()
+    index.file_meta = pydicom.dataset.FileMetaDataset()
+    index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"  # Media Storage Directory (DICOMDIR)
+    index.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    index.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    index.FileSetID = "PHANTOM"
+    index.save_as(folder / "DICOMDIR", enforce_file_format=True)
+    (folder / "README.txt").write_text("exported from the scanner")
+    volume = load_volume(folder)
+    assert volume.shape[1:] == SHAPE and volume.meta["modality"] == "CT"
+
+
 def test_missing_slice_is_refused(study, tmp_path):
     folder = _copy_series(study.ct_dir, tmp_path / "ct")
     sorted(folder.iterdir())[SHAPE[2] // 2].unlink()

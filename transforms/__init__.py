@@ -31,7 +31,7 @@ from .intensity import (
     ModalityNormalized,
     suv_scale_factor,
 )
-from .io import ImageLoadError, LoadModality, LoadModalityd, SliceReader, is_colour, reader_for_path
+from .io import ImageLoadError, LoadModality, LoadModalityd, SliceReader, has_dicom_marker, is_colour, reader_for_path
 from .meta import MODALITY_ALIASES, MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "ImageLoadError",
     "SliceReader",
     "reader_for_path",
+    "has_dicom_marker",
     "is_colour",
     "LoadModality",
     "LoadModalityd",

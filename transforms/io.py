@@ -49,7 +49,7 @@ from monai.utils.misc import ensure_tuple_rep
 
 from .meta import MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
-__all__ = ["ImageLoadError", "SliceReader", "reader_for_path", "is_colour", "LoadModality", "LoadModalityd"]
+__all__ = ["ImageLoadError", "SliceReader", "has_dicom_marker", "reader_for_path", "is_colour", "LoadModality", "LoadModalityd"]
 
 _PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -97,7 +97,8 @@ class SliceReader(PILReader):
         return np.array(data), meta
 
 
-def _has_dicom_magic(path: Path) -> bool:
+def has_dicom_marker(path: PathLike) -> bool:
+    """Whether ``path`` is a DICOM file by PS3.10: the four bytes ``DICM`` after a 128-byte preamble."""
     with open(path, "rb") as f:
         f.seek(_DICOM_MAGIC_OFFSET)
         return f.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
@@ -120,7 +121,7 @@ def reader_for_path(path: PathLike) -> ImageReader:
         return NibabelReader()
     if name.endswith(_ITK_SUFFIXES):
         return ITKReader()
-    if _has_dicom_magic(path):  # DICOM files often have no suffix at all
+    if has_dicom_marker(path):  # DICOM files often have no suffix at all
         return PydicomReader(prune_metadata=False)
     raise ImageLoadError(
         f"{path}: unsupported image format (expected one of "

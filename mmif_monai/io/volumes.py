@@ -30,7 +30,7 @@ from monai.data import PydicomReader
 from monai.data.meta_tensor import MetaTensor
 from monai.utils import ImageMetaKey
 
-from mmif_monai.transforms import MODALITY_ALIASES, LoadModality
+from mmif_monai.transforms import MODALITY_ALIASES, LoadModality, has_dicom_marker
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -99,6 +99,15 @@ class DicomSeries:
         return f"{self.modality or '?'} {self.description!r} ({len(self.files)} images, {self.uid})"
 
 
+# Media Storage Directory Storage (PS3.4 Annex F): a DICOMDIR file
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+
+def _is_dicomdir(header: pydicom.Dataset) -> bool:
+    meta = getattr(header, "file_meta", None)
+    return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS
+
+
 def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
     """The DICOM series among the files directly in ``folder`` (subfolders are not searched), by SeriesInstanceUID.
 
@@ -114,9 +123,16 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
             continue
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError):
+        except (InvalidDicomError, OSError, ValueError, EOFError) as error:
+            if has_dicom_marker(path):  # a DICOM file that does not parse: a broken slice, not a gap to report
+                raise ValueError(f"{path}: cannot read this DICOM file ({type(error).__name__}: {error})") from error
             continue  # not DICOM: a README, a thumbnail; PydicomReader is only given the series' files
-        groups.setdefault(str(header.get("SeriesInstanceUID", "")), []).append((path, header))
+        if _is_dicomdir(header):
+            continue  # the media index of a DICOM CD, not an image
+        if "SeriesInstanceUID" not in header:
+            # pydicom reads damaged bytes leniently; an image without its series is broken, not a gap to report
+            raise ValueError(f"{path}: cannot read this DICOM file (no SeriesInstanceUID: damaged, or not an image)")
+        groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
     if not groups:
         raise ValueError(f"{folder}: no DICOM files in this folder (subfolders are not searched)")
     series = []
