@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmif_monai.comparison import TrainingBudget, bundle_command
+from mmif_monai.comparison import ablation
 from mmif_monai.comparison.ablation import ABLATION_VARIANTS, AblationSettings, lambda_variants, run_ablation
 from mmif_monai.io.paths import REPO_ROOT, SAMPLES_DIR
 
@@ -76,6 +77,19 @@ def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(
     for title in ("w/o MSL", "w/o FA (l1 rule)", "λ = 10 ", "λ = 100 "):
         assert f"| {title}" in doc
     assert "Qabf MRI–CT" in doc and "1 images per method" in doc
+    assert "shipped weights (bundle README) are not among these rows" in doc  # tiny trainings are not the bundle's
+
+    # the document names the row whose parameters the bundle ships, compared tensor by tensor
+    shipped = tmp_path / "model.pt"
+    torch.save(model("autoencoder-msl1-sa1-lambda10"), shipped)
+    rows = {
+        "w/o MSL": (WITHOUT_MSL, checkpoints / "autoencoder-msl0-sa1-lambda10-fa" / "checkpoint_epoch=1.pt"),
+        "w/o FA (l1 rule)": (WITHOUT_FA, checkpoints / "autoencoder-msl1-sa1-lambda10" / "checkpoint_epoch=1.pt"),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ablation, "DEFAULT_WEIGHTS", shipped)
+        patch.setattr(ablation, "REPO_ROOT", tmp_path)
+        assert ablation._shipped_weights_row(rows) == "The bundle's shipped weights (`model.pt`) are the row \"w/o FA (l1 rule)\"."
 
     # a repeated run reuses every training and fused image
     stamps = {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("*.pt")}

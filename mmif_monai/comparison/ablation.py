@@ -17,14 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from mmif_monai.comparison.report import PAIR_TYPE_TITLES, data_options, validation_pairs
 from mmif_monai.comparison.training import TrainingBudget, train_bundle
 from mmif_monai.fusion.comparison import fuse_missing, stage_sources
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.images import atomic_output
-from mmif_monai.io.paths import BUNDLE_DIR, DEFAULT_DATASET_DIR
+from mmif_monai.io.paths import BUNDLE_DIR, DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.metrics.report import Results, evaluate_folders, markdown_table, summarise
-from mmif_monai.networks.pretrained import load_mmif_net, weights_digest
+from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, load_mmif_net, read_weights, weights_digest
 
 __all__ = ["ABLATION_VARIANTS", "AblationSettings", "AblationVariant", "LAMBDA_SWEEP", "run_ablation"]
 
@@ -221,14 +223,30 @@ def run_ablation(settings: AblationSettings) -> str:
         )
         print(section, flush=True)
         sections.append(section)
-    doc = _document(settings, pairs, sections)
+    doc = _document(settings, pairs, sections, trained)
     with atomic_output(settings.doc) as tmp:
         tmp.write_text(doc)
     print(f"wrote {settings.doc}")
     return doc
 
 
-def _document(settings: AblationSettings, pairs: Mapping[str, Sequence[FusionPair]], sections: Sequence[str]) -> str:
+def _shipped_weights_row(trained: Mapping[str, tuple[AblationVariant, Path]]) -> str:
+    """Which row, if any, holds the parameters the bundle ships (compared tensor by tensor)."""
+    if DEFAULT_WEIGHTS.is_file():
+        shipped = read_weights(DEFAULT_WEIGHTS)
+        for title, (_, weights) in trained.items():
+            candidate = read_weights(weights)
+            if candidate.keys() == shipped.keys() and all(torch.equal(candidate[k], shipped[k]) for k in shipped):
+                return f"The bundle's shipped weights (`{DEFAULT_WEIGHTS.relative_to(REPO_ROOT)}`) are the row \"{title}\"."
+    return "The bundle's shipped weights (bundle README) are not among these rows."
+
+
+def _document(
+    settings: AblationSettings,
+    pairs: Mapping[str, Sequence[FusionPair]],
+    sections: Sequence[str],
+    trained: Mapping[str, tuple[AblationVariant, Path]],
+) -> str:
     counts = ", ".join(f"{len(p)} {t}" for t, p in pairs.items())
     readme = os.path.relpath(BUNDLE_DIR / "docs" / "README.md", settings.doc.parent)
     lines = [
@@ -253,8 +271,8 @@ def _document(settings: AblationSettings, pairs: Mapping[str, Sequence[FusionPai
         " selected on the validation split, and no setting was tuned on these numbers.",
         "- **The λ sweep** keeps the full architecture and fuses with the l1 rule, so that only the"
         " autoencoder's loss changes (λ = 10 is the paper's and the bundle's default).",
-        "- **Budget:** far below the paper's; the tables rank equally short trainings. The shipped weights"
-        " (bundle README) trained longer and are not among these rows.",
+        "- **Budget:** far below the paper's; the tables rank equally short trainings. "
+        + _shipped_weights_row(trained),
         f"- **Machine:** {platform.processor() or platform.machine()}, {os.cpu_count()} cores, device"
         f" {settings.device}; training minutes are wall time.",
         "",
