@@ -19,7 +19,6 @@ from mmif_monai.fusion.methods import NETWORK_METHOD
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.metrics.report import evaluate_folders, write_evaluation
-from mmif_monai.networks.pretrained import weights_digest
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,8 +58,7 @@ def main() -> None:
             continue
         out = args.out / pair_type
         anatomical, functional = stage_sources(pairs, out / "sources")
-        # fused images are reused when a run is repeated, so keep them per shipped weights
-        folders = fuse_with_methods(pairs, args.methods, out / f"fused-{weights_digest()}", device=args.device)
+        folders = fuse_with_methods(pairs, args.methods, out / "fused", device=args.device)
         figure_folders[pair_type] = {m: folders[m] for m in args.figure_methods if m in folders}
         figure_pairs += [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else pairs[:1]
         results = evaluate_folders(folders, anatomical, functional, args.ssim_protocol, device=args.device)

@@ -10,7 +10,6 @@ autoencoder; "w/o FA" fuses with the l1 rule instead.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mmif_monai.comparison.report import PAIR_TYPE_TITLES, data_options, validation_pairs
-from mmif_monai.comparison.training import TrainingBudget, train_bundle
+from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_bundle, write_budget_record
 from mmif_monai.fusion.comparison import fuse_missing, stage_sources
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.images import atomic_output
@@ -114,12 +113,7 @@ def _check(settings: AblationSettings) -> None:
         raise ValueError(f"--limit must be >= 1, got {settings.limit}")
     if not settings.lambdas or any(w < 0 for w in settings.lambdas):
         raise ValueError(f"--lambdas needs one or more non-negative SSIM weights, got {list(settings.lambdas)}")
-    record = settings.out_dir / "budget.json"
-    if record.is_file() and json.loads(record.read_text()) != settings.record():
-        raise ValueError(
-            f"{record}: this output folder holds a run with other training budgets ({record.read_text().strip()});"
-            " use another folder so that checkpoints are not mixed"
-        )
+    check_budget_record(settings.out_dir, settings.record())
 
 
 def _train(variant: AblationVariant, settings: AblationSettings) -> tuple[Path, float]:
@@ -201,8 +195,7 @@ def run_ablation(settings: AblationSettings) -> str:
     """Train every variant, fuse and score the validation split, and write ``settings.doc``; returns the document."""
     _check(settings)
     pairs = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
-    (settings.out_dir / "budget.json").write_text(json.dumps(settings.record()) + "\n")
+    write_budget_record(settings.out_dir, settings.record())
 
     studies = {"ablation": list(settings.variants), "lambda": lambda_variants(settings.lambdas)}
     trained: dict[str, tuple[AblationVariant, Path]] = {}

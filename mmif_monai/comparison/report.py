@@ -6,7 +6,6 @@ Everything in the document is computed by :func:`run_comparison`; what it prints
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from mmif_monai.comparison.methods import COMPARISON_METHODS, load_comparison_network
 from mmif_monai.comparison.timing import cpu_ms_per_pair, parameter_count
-from mmif_monai.comparison.training import TrainingBudget, train_method
+from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_method, write_budget_record
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.comparison import fuse_missing, fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
@@ -100,12 +99,7 @@ def _check(settings: ComparisonSettings) -> None:
             raise FileNotFoundError(f"{path}: weights file for {name} not found")
     if settings.limit is not None and settings.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {settings.limit}")
-    record = settings.out_dir / "budget.json"
-    if record.is_file() and json.loads(record.read_text()) != settings.budget.as_dict():
-        raise ValueError(
-            f"{record}: this output folder holds a run with another training budget "
-            f"({record.read_text().strip()}); use another folder so that checkpoints are not mixed"
-        )
+    check_budget_record(settings.out_dir, settings.budget.as_dict())
 
 
 def validation_pairs(
@@ -146,9 +140,8 @@ def _fuse(
     pairs: Sequence[FusionPair], fused_root: Path, networks: Mapping[str, Path], device: str
 ) -> dict[str, Path]:
     """Fuse ``pairs`` with every method; display title -> folder. Existing results of the same weights are reused."""
-    folders = fuse_with_methods(pairs, list(CLASSICAL_METHODS), fused_root, device=device)
-    mmif_net_root = fused_root / f"weights-{weights_digest(DEFAULT_WEIGHTS)}"
-    mmif_net_folder = fuse_with_methods(pairs, [NETWORK_METHOD], mmif_net_root, device=device)[NETWORK_METHOD]
+    folders = fuse_with_methods(pairs, [*CLASSICAL_METHODS, NETWORK_METHOD], fused_root, device=device)
+    mmif_net_folder = folders.pop(NETWORK_METHOD)
     for name, weights in networks.items():
         title = COMPARISON_METHODS[name].title
         folders[title] = fuse_missing(
@@ -195,8 +188,7 @@ def run_comparison(settings: ComparisonSettings) -> str:
     """Run the whole comparison and write ``settings.doc`` (and its figure); returns the document."""
     _check(settings)
     pairs = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
-    (settings.out_dir / "budget.json").write_text(json.dumps(settings.budget.as_dict()) + "\n")
+    write_budget_record(settings.out_dir, settings.budget.as_dict())
     networks, seconds = _networks(settings)
 
     sections: list[str] = []

@@ -15,7 +15,10 @@ from mmif_monai.engines import latest_checkpoint
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
 
-__all__ = ["TrainingBudget", "bundle_command", "train_bundle", "train_method"]
+__all__ = ["TrainingBudget", "bundle_command", "check_budget_record", "train_bundle", "train_method", "write_budget_record"]
+
+#: the file in a study's output folder that records the training budgets its checkpoints were trained under
+BUDGET_RECORD = "budget.json"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,26 @@ class TrainingBudget:
         return asdict(self)
 
 
+def check_budget_record(out_dir: str | Path, record: Mapping) -> None:
+    """Refuse an output folder whose checkpoints were trained under other budgets than ``record``.
+
+    Raises:
+        ValueError: naming the record file and what it holds.
+    """
+    path = Path(out_dir) / BUDGET_RECORD
+    if path.is_file() and json.loads(path.read_text()) != record:
+        raise ValueError(
+            f"{path}: this output folder holds a run with other training budgets ({path.read_text().strip()});"
+            " use another folder so that checkpoints are not mixed"
+        )
+
+
+def write_budget_record(out_dir: str | Path, record: Mapping) -> None:
+    """Record in ``out_dir`` the budgets its checkpoints are trained under (see :func:`check_budget_record`)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / BUDGET_RECORD).write_text(json.dumps(record) + "\n")
+
+
 def bundle_command(
     config_files: Sequence[str | Path],
     ckpt_dir: Path,
@@ -62,7 +85,7 @@ def bundle_command(
     overrides: Mapping[str, object] | None = None,
 ) -> list[str]:
     """The ``python -m monai.bundle run training`` command that trains with ``config_files`` (merged in order)
-    under ``budget``, as a user would run it; ``overrides`` are further config ids and their (JSON) values.
+    under ``budget``, as a user would run it; ``overrides`` are further config ids and their values.
 
     Validation during training is switched off (interval beyond the last epoch): studies keep the last
     checkpoint instead of selecting one on the split they report. Nothing is cached: a short budget reads far

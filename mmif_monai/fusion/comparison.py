@@ -6,11 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mmif_monai.fusion.files import FileJob, fuse_files
-from mmif_monai.fusion.methods import load_fusion_method
+from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 from mmif_monai.io.images import read_slice
 from mmif_monai.io.preview import save_preview_grid
+from mmif_monai.networks.pretrained import weights_digest
 
 __all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "save_fusion_grid"]
 
@@ -40,13 +41,14 @@ def fuse_with_methods(
 ) -> dict[str, Path]:
     """Fuse every pair with every method into ``out_dir/<method>/<name>``; returns method -> folder.
 
-    Results already there are reused, so an interrupted comparison continues where it stopped.
+    Results already there are reused, so an interrupted comparison continues where it stopped. MMIF-Net's
+    folder is ``<method>-<weights digest>``: its results depend on the shipped weights, and new weights must
+    not reuse the old ones' fusions.
     """
     folders: dict[str, Path] = {}
     for method in methods:
-        folders[method] = fuse_missing(
-            lambda m=method: load_fusion_method(m, device=device), pairs, Path(out_dir) / method, device, progress
-        )
+        folder = Path(out_dir) / (f"{method}-{weights_digest()}" if method == NETWORK_METHOD else method)
+        folders[method] = fuse_missing(lambda m=method: load_fusion_method(m, device=device), pairs, folder, device, progress)
     return folders
 
 

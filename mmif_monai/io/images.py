@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -103,10 +103,19 @@ def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[s
                 raise ValueError(f"{output}: writing this output would modify the input {source}; inputs are never modified")
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
+def _new_file_beside(path: Path) -> Path:
+    """Create an empty, uniquely named hidden file beside ``path`` (same suffix, so writers pick the same format).
+
+    Created with mode 0666, so the umask gives it the permissions of any new file; ``tempfile.mkstemp`` would
+    make it owner-only (0600), and the rename would hand that mode to the output.
+    """
+    while True:
+        candidate = path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
 
 
 @contextmanager
@@ -118,14 +127,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = _new_file_beside(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
