@@ -4,13 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
+# on the shipped samples, so that the smoke run does not depend on where the full data set lives
 SMOKE_ARGS = [
     "--size", "64", "--batch-sizes", "1", "2", "--repeats", "1", "--warmup", "0", "--threads", "1",
     "--matmul-size", "128", "--metrics-n", "1", "--train-batch", "2", "--train-crop", "64",
-    "--volume-shape", "64", "64", "4",
+    "--volume-shape", "64", "64", "4", "--dataset-dir", str(SAMPLES_DIR),
 ]  # fmt: skip
 
 

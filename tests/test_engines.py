@@ -38,6 +38,11 @@ def test_image_items_lists_both_sources_of_every_pair():
     assert {"image": str(pairs[0].functional)} in items
 
 
+def test_a_missing_data_set_folder_is_named_as_such(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere: data set folder not found"):
+        list_pairs(tmp_path / "nowhere")
+
+
 def test_latest_checkpoint_picks_the_highest_epoch(tmp_path):
     assert latest_checkpoint(tmp_path) is None
     for epoch in (2, 10, 9):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from mmif_monai.io.paths import SAMPLES_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,8 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     result = _script(
         "scripts/evaluate_validation.py", "--limit", "1", "--methods", "average", "mmif-net",
         "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(figure), "--figure-methods", "mmif-net", "average",
+        # the shipped samples hold validation pairs of each type, so the test does not depend on the full data set
+        "--dataset-dir", str(SAMPLES_DIR),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     text = doc.read_text()

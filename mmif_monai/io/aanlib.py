@@ -70,10 +70,15 @@ def list_pairs(dataset_dir: str | Path, pair_types: Iterable[str] | None = None)
     """All pairs under ``dataset_dir``, sorted by pair type and name.
 
     Raises:
-        FileNotFoundError: if a requested pair type or its modality folders are missing.
+        FileNotFoundError: if ``dataset_dir``, a requested pair type or its modality folders are missing.
         ValueError: if the two modality folders of a pair type hold different file names.
     """
     root = Path(dataset_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root}: data set folder not found (expected one subfolder per pair type, e.g. mri_ct/MRI and mri_ct/CT;"
+            " give the folder that holds the data set)"
+        )
     types = list(PAIR_TYPES) if pair_types is None else list(pair_types)
     pairs: list[FusionPair] = []
     for pair_type in types:
