@@ -1,5 +1,6 @@
-"""MONAI's bundle tools on the MMIF-Net bundle: the declared input/output format and TorchScript export."""
+"""MONAI's bundle tools on the MMIF-Net bundle: metadata schema, the declared input/output format, TorchScript export."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,25 @@ CONFIG_ARGS = [
 
 def _bundle(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+SCHEMA = ROOT / "tests" / "data" / "meta_schema_20240725.json"  # MONAI's schema, kept offline (tests/data/README.md)
+
+
+def test_verify_metadata_accepts_the_bundle_metadata():
+    result = _bundle("verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "metadata is verified with no error" in result.stdout + result.stderr
+
+
+def test_verify_metadata_rejects_metadata_without_its_network_format(tmp_path):
+    metadata = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    del metadata["network_data_format"]
+    broken = tmp_path / "metadata.json"
+    broken.write_text(json.dumps(metadata))
+    result = _bundle("verify_metadata", "--meta_file", str(broken), "--filepath", str(SCHEMA))
+    assert result.returncode != 0
+    assert "network_data_format" in result.stderr
 
 
 def test_verify_net_in_out_accepts_the_declared_format():
