@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
-from mmif_monai.engines import attach_checkpointing, latest_checkpoint
+from mmif_monai.engines import BestModelSaver, attach_checkpointing, latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
@@ -124,3 +124,67 @@ def test_a_crash_while_saving_a_checkpoint_keeps_the_previous_one_whole(tmp_path
     # the next start resumes from a complete checkpoint: epoch 1's, untouched; no torn epoch-2 file in its way
     assert latest_checkpoint(tmp_path) == saved
     assert torch.load(saved, weights_only=True)["trainer"]["iteration"] == 2
+
+
+def _validate(saver: BestModelSaver, network: torch.nn.Linear, weight: float, score: float) -> None:
+    """One validation run that gives ``network`` the weight ``weight`` and the key metric ``score``."""
+    evaluator = Engine(lambda engine, batch: None)
+
+    @evaluator.on(Events.EPOCH_COMPLETED)  # registered before the saver, as MONAI's metric handlers are
+    def _score(engine):
+        engine.state.key_metric_name = "val_qabf"
+        engine.state.metrics = {"val_qabf": score}
+
+    saver.attach(evaluator)
+    with torch.no_grad():
+        network.weight.fill_(weight)
+    evaluator.run([0], max_epochs=1)
+
+
+def _saved_weight(path: Path) -> float:
+    return float(torch.load(path, weights_only=True)["weight"].flatten()[0])
+
+
+def test_best_model_saver_keeps_the_best_scoring_network_with_normal_file_permissions(tmp_path):
+    network = torch.nn.Linear(2, 1)
+    saver = BestModelSaver(tmp_path, network)
+    kept = []
+    for weight, score in [(1.0, 0.5), (2.0, 0.3), (3.0, 0.7), (4.0, 0.6)]:
+        _validate(saver, network, weight, score)
+        kept.append(_saved_weight(tmp_path / "model.pt"))
+    assert kept == [1.0, 1.0, 3.0, 3.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "model.pt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_resumed_best_model_saver_keeps_the_earlier_best(tmp_path):
+    network = torch.nn.Linear(2, 1)
+    first = BestModelSaver(tmp_path, network)
+    _validate(first, network, 1.0, 0.5)
+    resumed = BestModelSaver(tmp_path, network)
+    resumed.load_state_dict(first.state_dict())
+    _validate(resumed, network, 2.0, 0.3)  # worse than before the restart: the earlier best stays
+    assert _saved_weight(tmp_path / "model.pt") == 1.0
+    _validate(resumed, network, 3.0, 0.6)
+    assert _saved_weight(tmp_path / "model.pt") == 3.0
+
+
+def test_a_crash_while_saving_the_best_model_keeps_the_previous_one_whole(tmp_path, monkeypatch):
+    network = torch.nn.Linear(2, 1)
+    saver = BestModelSaver(tmp_path, network)
+    _validate(saver, network, 1.0, 0.5)
+    real_save = torch.save
+
+    def dies_half_way(obj, file, *args, **kwargs):
+        real_save(obj, file, *args, **kwargs)
+        Path(file).write_bytes(b"PK\x03\x04 cut short")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        _validate(saver, network, 2.0, 0.9)
+    monkeypatch.undo()
+    assert _saved_weight(tmp_path / "model.pt") == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

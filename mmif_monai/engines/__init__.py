@@ -1,4 +1,4 @@
-from .checkpoints import attach_checkpointing, latest_checkpoint
+from .checkpoints import AtomicDiskSaver, BestModelSaver, attach_checkpointing, latest_checkpoint
 from .data import image_items
 from .tasks import FusionTask, ReconstructionTask
 from .tracking import attach_tracking_extras
