@@ -4,6 +4,7 @@ the l1 rule on FA-trained weights."""
 import pytest
 import torch
 
+from mmif_monai.fusion.pipeline import fuse_batch
 from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.fusion.strategies import L1NormFusion
 from mmif_monai.io.images import read_slice
@@ -28,6 +29,17 @@ def test_fusing_an_image_with_itself_returns_it_closely():
         psnr = 10 * torch.log10(torch.tensor(1.0 / mse))
         print(f"self-fusion PSNR {name}: {float(psnr):.1f} dB")
         assert psnr > 25.0, f"{name}: self-fusion PSNR {float(psnr):.1f} dB"
+
+
+def test_the_pipeline_removes_the_networks_border_frame():
+    """docs/method.md, "Background": on an empty pair the network writes only a border frame; the pipeline none."""
+    net = load_mmif_net().network
+    empty = torch.zeros(1, 1, 128, 128)
+    with torch.no_grad():
+        raw = net(empty, empty)
+    assert raw[..., 8:-8, 8:-8].abs().max() == 0
+    assert raw.max() > 1 / 255
+    assert fuse_batch(net, empty, empty).abs().max() == 0
 
 
 def test_checkpoints_load_and_fa_weights_can_fuse_by_the_l1_rule(tmp_path):

@@ -80,6 +80,24 @@ def test_pipeline_shapes_ranges_and_identities(inputs, gain, offset):
         torch.testing.assert_close(fuse_batch(lambda a, y: a, anatomical, functional), anatomical)
 
 
+@settings(max_examples=40, deadline=None)
+@given(pipeline_inputs(), st.integers(0, 8), st.integers(0, 8), st.floats(0.01, 0.5))
+def test_pipeline_keeps_the_shared_background_empty(inputs, rows, cols, haze):
+    anatomical, functional = inputs
+    anatomical[..., :rows, :cols] = 0.0
+    functional[..., :rows, :cols] = 0.0
+    empty = (anatomical == 0) & (functional == 0).all(dim=1, keepdim=True)
+
+    def hazy(a, y):  # a rule that puts signal everywhere, like a convolutional decoder's halo
+        return 0.5 * (a + y) + haze
+
+    kept = fuse_batch(hazy, anatomical, functional)
+    unmasked = fuse_batch(hazy, anatomical, functional, keep_background=False)
+    assert (kept * empty).abs().max() == 0
+    assert (unmasked * empty).sum() > 0 or not empty.any()
+    torch.testing.assert_close(kept * ~empty, unmasked * ~empty)
+
+
 # ---------------------------------------------------------------------------------------------------- normalisation
 
 finite_images = arrays(

@@ -8,19 +8,30 @@ import torch
 
 from mmif_monai.transforms.color import merge_luminance, rgb_to_yiq, split_luminance, yiq_to_rgb
 
-__all__ = ["FuseFn", "fuse_batch"]
+__all__ = ["FuseFn", "fuse_batch", "source_support"]
 
 #: anything that fuses (N, 1, H, W) anatomical and luminance batches in [0, 1]: MMIF-Net or a classical rule
 FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def source_support(anatomical: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) mask, 1 where either source is non-zero (any channel of a colour functional image)."""
+    return ((anatomical > 0) | (functional > 0).any(dim=1, keepdim=True)).to(anatomical.dtype)
+
+
 @torch.no_grad()
-def fuse_batch(fuse: FuseFn, anatomical: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
+def fuse_batch(
+    fuse: FuseFn, anatomical: torch.Tensor, functional: torch.Tensor, keep_background: bool = True
+) -> torch.Tensor:
     """Fuse a grey anatomical batch (N, 1, H, W) with a grey or colour functional batch (N, 1 | 3, H, W).
 
     Both in [0, 1]. A colour (pseudo-colour PET/SPECT) functional image is converted to YIQ; its luminance Y
     is fused with the anatomical image and its chrominance I, Q is kept, so the result is colour (N, 3, H, W).
     A grey pair gives a grey result (N, 1, H, W). Output in [0, 1].
+
+    With ``keep_background`` (the default) pixels that are exactly zero in both sources stay zero: a fusion
+    rule must not put signal where neither source has any. Convolutional rules otherwise leave a faint halo
+    around the anatomy and a frame along the image border (docs/method.md, "Background").
     """
     if anatomical.dim() != 4 or anatomical.shape[1] != 1:
         raise ValueError(f"anatomical batch must be (N, 1, H, W), got {tuple(anatomical.shape)}")
@@ -31,7 +42,9 @@ def fuse_batch(fuse: FuseFn, anatomical: torch.Tensor, functional: torch.Tensor)
             f"anatomical {tuple(anatomical.shape)} and functional {tuple(functional.shape)} differ in size"
         )
     if functional.shape[1] == 1:
-        return fuse(anatomical, functional).clamp(0.0, 1.0)
-    luminance, chrominance = split_luminance(rgb_to_yiq(functional, channel_dim=1), channel_dim=1)
-    fused_luminance = fuse(anatomical, luminance)
-    return yiq_to_rgb(merge_luminance(fused_luminance, chrominance, channel_dim=1), channel_dim=1).clamp(0.0, 1.0)
+        fused = fuse(anatomical, functional).clamp(0.0, 1.0)
+    else:
+        luminance, chrominance = split_luminance(rgb_to_yiq(functional, channel_dim=1), channel_dim=1)
+        fused_luminance = fuse(anatomical, luminance)
+        fused = yiq_to_rgb(merge_luminance(fused_luminance, chrominance, channel_dim=1), channel_dim=1).clamp(0.0, 1.0)
+    return fused * source_support(anatomical, functional) if keep_background else fused
