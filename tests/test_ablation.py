@@ -47,6 +47,19 @@ def test_bundle_overrides_are_python_literals_the_bundle_reads():
     assert command[command.index("--pretrained_file") + 1] == "'a b.pt'"
 
 
+def test_bundle_command_caches_and_loads_in_workers_only_when_asked():
+    def value(command: list[str], key: str) -> str:
+        return command[command.index(key) + 1]
+
+    plain = bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR)
+    assert value(plain, "--num_workers") == "0" and value(plain, "--train#dataset#cache_rate") == "0.0"
+    long_run = bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR, num_workers=8, cache=True)
+    assert value(long_run, "--num_workers") == "8" and value(long_run, "--train#dataset#cache_rate") == "1.0"
+    assert value(long_run, "--validate#dataset#cache_rate") == "0.0"  # validation is off while training
+    with pytest.raises(ValueError, match="num_workers"):
+        bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR, num_workers=-1)
+
+
 def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(tmp_path):
     settings = _settings(tmp_path)
     doc = run_ablation(settings)

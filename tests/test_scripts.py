@@ -1,12 +1,16 @@
 """Smoke runs of the scripts at tiny sizes: they must keep working, their numbers are not checked here."""
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from mmif_monai.io.paths import SAMPLES_DIR
+from mmif_monai.networks import MMIFNet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,3 +36,32 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     with Image.open(figure) as image:
         width, height = image.size
     assert abs(width / height - 4 / 3) < 0.05, (width, height)
+
+
+def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_parameters(tmp_path):
+    out = tmp_path / "shipped"
+    result = _script(
+        "scripts/train_shipped_weights.py", "-o", str(out), "--dataset-dir", str(SAMPLES_DIR), "--validation-cases", "37",
+        "--epochs", "1", "--iterations-per-epoch", "1", "--fusion-epochs", "1", "--fusion-iterations-per-epoch", "2",
+        "--batch-size", "2", "--crop-size", "64", "--num-workers", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((out / "training.json").read_text())
+    assert record["fusion"]["iterations_per_epoch"] == 2 and record["final_checkpoint"] == "checkpoint_epoch=1.pt"
+    assert record["model_sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+    shipped = torch.load(out / "model.pt", weights_only=True)
+    fine_tuned = torch.load(out / "fusion" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
+    autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
+    assert shipped.keys() == fine_tuned.keys() and all(torch.equal(shipped[k], fine_tuned[k]) for k in shipped)
+    # stage 2 starts from stage 1 and changes only the fusion modules (FA)
+    changed = {k.split(".")[0] for k in shipped if not torch.equal(shipped[k], autoencoder[k])}
+    assert changed == {"fusions"}, changed
+    MMIFNet().load_state_dict(shipped)
+
+
+def test_shipped_weights_script_names_a_missing_data_set_folder(tmp_path):
+    result = _script("scripts/train_shipped_weights.py", "-o", str(tmp_path / "out"), "--dataset-dir", str(tmp_path / "none"))
+    assert result.returncode == 1
+    # the last line: importing the deploy extra may print a stack-size notice first
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'none'}: data set folder not found (--dataset-dir)"
+    assert not (tmp_path / "out").exists()

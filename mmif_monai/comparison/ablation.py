@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mmif_monai.comparison.report import PAIR_TYPE_TITLES, data_options, validation_pairs
-from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_bundle, write_budget_record
+from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_mmif_net, write_budget_record
 from mmif_monai.fusion.comparison import fuse_missing, stage_sources
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.images import atomic_output
@@ -118,23 +118,19 @@ def _check(settings: AblationSettings) -> None:
 
 def _train(variant: AblationVariant, settings: AblationSettings) -> tuple[Path, float]:
     """The variant's weights (autoencoder, then FA fine-tuning when FA is on) and the training seconds."""
-    configs = BUNDLE_DIR / "configs"
     checkpoints = settings.out_dir / "checkpoints"
-    architecture = {"network_def#msl": variant.msl, "network_def#sa": variant.sa}
-    common = (settings.dataset_dir, settings.validation_cases, settings.device)
-    print(f"{variant.title}: autoencoder ({settings.autoencoder_budget.describe()})", flush=True)
-    weights, seconds = train_bundle(
-        [configs / "train.json"], checkpoints / variant.autoencoder, settings.autoencoder_budget, *common,
-        overrides={**architecture, "ssim_weight": variant.ssim_weight},
-    )  # fmt: skip
-    if variant.fa:
-        print(f"{variant.title}: FA fine-tuning ({settings.fusion_budget.describe()})", flush=True)
-        weights, fine_tuning = train_bundle(
-            [configs / "train.json", configs / "train_fusion.json"], checkpoints / f"{variant.autoencoder}-fa",
-            settings.fusion_budget, *common, overrides={**architecture, "pretrained_file": weights},
-        )  # fmt: skip
-        seconds += fine_tuning
-    return weights, seconds
+    return train_mmif_net(
+        checkpoints / variant.autoencoder,
+        checkpoints / f"{variant.autoencoder}-fa" if variant.fa else None,
+        settings.autoencoder_budget,
+        settings.fusion_budget,
+        settings.dataset_dir,
+        settings.validation_cases,
+        settings.device,
+        overrides={"network_def#msl": variant.msl, "network_def#sa": variant.sa},
+        ssim_weight=variant.ssim_weight,
+        label=variant.title,
+    )
 
 
 def _fuse_and_score(

@@ -15,7 +15,15 @@ from mmif_monai.engines import latest_checkpoint
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
 
-__all__ = ["TrainingBudget", "bundle_command", "check_budget_record", "train_bundle", "train_method", "write_budget_record"]
+__all__ = [
+    "TrainingBudget",
+    "bundle_command",
+    "check_budget_record",
+    "train_bundle",
+    "train_method",
+    "train_mmif_net",
+    "write_budget_record",
+]
 
 #: the file in a study's output folder that records the training budgets its checkpoints were trained under
 BUDGET_RECORD = "budget.json"
@@ -83,14 +91,20 @@ def bundle_command(
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
     device: str = "cpu",
     overrides: Mapping[str, object] | None = None,
+    num_workers: int = 0,
+    cache: bool = False,
 ) -> list[str]:
     """The ``python -m monai.bundle run training`` command that trains with ``config_files`` (merged in order)
     under ``budget``, as a user would run it; ``overrides`` are further config ids and their values.
 
     Validation during training is switched off (interval beyond the last epoch): studies keep the last
-    checkpoint instead of selecting one on the split they report. Nothing is cached: a short budget reads far
-    fewer images than caching the training split would load (minutes per run here).
+    checkpoint instead of selecting one on the split they report. By default nothing is cached and data load in
+    the main process: a short budget reads far fewer images than caching the training split would load (minutes
+    per run on a 2-core CPU). A long run on a GPU wants ``cache`` (the training split decoded once) and
+    ``num_workers`` processes for the random crops, so that the GPU does not wait for data.
     """
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     command = [
         sys.executable, "-m", "monai.bundle", "run", "training",
         "--bundle_root", str(BUNDLE_DIR),
@@ -107,9 +121,9 @@ def bundle_command(
         "--crop_size", json.dumps([budget.crop_size, budget.crop_size]),
         "--learning_rate", str(budget.learning_rate),
         "--val_interval", str(budget.epochs + 1),
-        "--train#dataset#cache_rate", "0.0",
+        "--train#dataset#cache_rate", "1.0" if cache else "0.0",
         "--validate#dataset#cache_rate", "0.0",
-        "--num_workers", "0",
+        "--num_workers", str(num_workers),
     ]  # fmt: skip
     for key, value in (overrides or {}).items():
         # a Python literal, which is how MONAI's command line reads values (JSON would spell true as "true")
@@ -125,10 +139,12 @@ def train_bundle(
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
     device: str = "cpu",
     overrides: Mapping[str, object] | None = None,
+    num_workers: int = 0,
+    cache: bool = False,
 ) -> tuple[Path, float]:
     """Train through the bundle into ``ckpt_dir`` (resuming a killed run) and return the final checkpoint and
     the wall seconds training took (over all calls, kept in ``ckpt_dir/training_seconds.txt``). A finished run
-    is not repeated. The bundle's log goes to ``ckpt_dir/train.log``.
+    is not repeated. The bundle's log goes to ``ckpt_dir/train.log``; data loading as in :func:`bundle_command`.
 
     Raises:
         RuntimeError: training failed (the message names the log file).
@@ -141,7 +157,9 @@ def train_bundle(
         return final, spent
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     log = ckpt_dir / "train.log"
-    command = bundle_command(config_files, ckpt_dir, budget, Path(dataset_dir), validation_cases, device, overrides)
+    command = bundle_command(
+        config_files, ckpt_dir, budget, Path(dataset_dir), validation_cases, device, overrides, num_workers, cache
+    )
     start = time.perf_counter()
     with open(log, "a") as handle:
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
@@ -168,3 +186,47 @@ def train_method(
     if name not in COMPARISON_METHODS:
         raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
     return train_bundle(bundle_config_files(name), ckpt_dir, budget, dataset_dir, validation_cases, device)
+
+
+def train_mmif_net(
+    autoencoder_dir: str | Path,
+    fusion_dir: str | Path | None,
+    autoencoder_budget: TrainingBudget,
+    fusion_budget: TrainingBudget,
+    dataset_dir: str | Path,
+    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
+    device: str = "cpu",
+    overrides: Mapping[str, object] | None = None,
+    ssim_weight: float | None = None,
+    num_workers: int = 0,
+    cache: bool = False,
+    label: str = "MMIF-Net",
+) -> tuple[Path, float]:
+    """MMIF-Net's two training stages through the bundle (:func:`train_bundle`), each resumable.
+
+    Stage 1, the paper's autoencoder task (``train.json``, λ = ``ssim_weight`` or the config's), trains into
+    ``autoencoder_dir``; stage 2, where ``fusion_dir`` is given, fine-tunes FA alone with the fusion loss
+    (``train_fusion.json``) from stage 1's last checkpoint into ``fusion_dir``. ``overrides`` (e.g. network
+    switches) apply to both stages. Returns the last stage's final checkpoint and the wall seconds of both.
+
+    Raises:
+        RuntimeError: a stage failed (the message names its log file).
+    """
+    configs = BUNDLE_DIR / "configs"
+    common = {
+        "dataset_dir": dataset_dir, "validation_cases": validation_cases, "device": device,
+        "num_workers": num_workers, "cache": cache,
+    }  # fmt: skip
+    autoencoder_overrides = {**(overrides or {}), **({} if ssim_weight is None else {"ssim_weight": ssim_weight})}
+    print(f"{label}: autoencoder ({autoencoder_budget.describe()})", flush=True)
+    weights, seconds = train_bundle(
+        [configs / "train.json"], autoencoder_dir, autoencoder_budget, overrides=autoencoder_overrides, **common
+    )
+    if fusion_dir is not None:
+        print(f"{label}: FA fine-tuning ({fusion_budget.describe()})", flush=True)
+        weights, fine_tuning = train_bundle(
+            [configs / "train.json", configs / "train_fusion.json"], fusion_dir, fusion_budget,
+            overrides={**(overrides or {}), "pretrained_file": weights}, **common,
+        )  # fmt: skip
+        seconds += fine_tuning
+    return weights, seconds

@@ -1,0 +1,90 @@
+"""Train the bundle's shipped weights: the paper configuration (MSL + SA + FA, λ from train.json) in two stages.
+
+Stage 1 is the paper's autoencoder task (``train.json``), stage 2 fine-tunes FA alone with the fusion loss
+(``train_fusion.json``) from stage 1's last checkpoint; both run through ``python -m monai.bundle run training``
+(``mmif_monai.comparison.training.train_mmif_net``), keep their last checkpoint (validation is off, so nothing
+is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
+2's last checkpoint, what ``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, seconds,
+hardware) and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. The shipped weights came from
+the command in the bundle README; ``--device cuda --num-workers 8`` is the GPU form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from mmif_monai.comparison.training import TrainingBudget, train_mmif_net
+from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
+from mmif_monai.io.images import atomic_output
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
+from mmif_monai.networks.pretrained import read_weights
+
+
+def _hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, default=REPO_ROOT / "outputs" / "shipped")
+    parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
+    parser.add_argument("--validation-cases", type=int, nargs="+", default=list(DEFAULT_VALIDATION_CASES))
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes; > 0 also caches the training split")
+    parser.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (cosine learning-rate decay over them)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=8, help="both stages")
+    parser.add_argument("--crop-size", type=int, default=96, help="both stages")
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="autoencoder (the paper's)")
+    parser.add_argument("--fusion-epochs", type=int, default=4)
+    parser.add_argument("--fusion-iterations-per-epoch", type=int, default=100)
+    parser.add_argument("--fusion-learning-rate", type=float, default=1e-3)
+    args = parser.parse_args()
+
+    try:
+        autoencoder = TrainingBudget(args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate)
+        fusion = TrainingBudget(
+            args.fusion_epochs, args.fusion_iterations_per_epoch, args.batch_size, args.crop_size, args.fusion_learning_rate
+        )
+        if not args.dataset_dir.is_dir():
+            raise FileNotFoundError(f"{args.dataset_dir}: data set folder not found (--dataset-dir)")
+        final, seconds = train_mmif_net(
+            args.out / "autoencoder", args.out / "fusion", autoencoder, fusion, args.dataset_dir,
+            tuple(args.validation_cases), args.device, num_workers=args.num_workers, cache=args.num_workers > 0,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+    with atomic_output(args.out / "model.pt") as tmp:
+        torch.save(read_weights(final), tmp)
+    digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()
+    record = {
+        "autoencoder": autoencoder.as_dict(),
+        "fusion": fusion.as_dict(),
+        "final_checkpoint": final.name,
+        "training_seconds": {
+            stage: float((args.out / stage / "training_seconds.txt").read_text()) for stage in ("autoencoder", "fusion")
+        },
+        "total_seconds": seconds,
+        "hardware": _hardware(args.device),
+        "num_workers": args.num_workers,
+        "model_sha256": digest,
+    }
+    with atomic_output(args.out / "training.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    print(f"wrote {args.out / 'model.pt'} (sha256 {digest[:12]}...)")
+
+
+if __name__ == "__main__":
+    main()
