@@ -32,12 +32,14 @@ def test_fusing_an_image_with_itself_returns_it_closely():
 
 
 def test_the_pipeline_removes_the_networks_border_frame():
-    """docs/method.md, "Background": on an empty pair the network writes only a border frame; the pipeline none."""
+    """docs/method.md, "Background": on an empty pair the network writes a visible border frame and, inside, at
+    most a constant far below one 8-bit grey level; the pipeline writes nothing."""
     net = load_mmif_net().network
     empty = torch.zeros(1, 1, 128, 128)
     with torch.no_grad():
         raw = net(empty, empty)
-    assert raw[..., 8:-8, 8:-8].abs().max() == 0
+    interior = raw[..., 8:-8, 8:-8]
+    assert interior.abs().max() < 0.1 / 255 and interior.max() == interior.min()
     assert raw.max() > 1 / 255
     assert fuse_batch(net, empty, empty).abs().max() == 0
 
