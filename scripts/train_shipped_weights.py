@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mmif_monai.comparison.training import TrainingBudget, train_mmif_net
+from mmif_monai.comparison.training import TrainingBudget, train_mmif_net, training_seconds
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.images import atomic_output
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
@@ -72,9 +72,7 @@ def main() -> None:
         "autoencoder": autoencoder.as_dict(),
         "fusion": fusion.as_dict(),
         "final_checkpoint": final.name,
-        "training_seconds": {
-            stage: float((args.out / stage / "training_seconds.txt").read_text()) for stage in ("autoencoder", "fusion")
-        },
+        "training_seconds": {stage: training_seconds(args.out / stage) for stage in ("autoencoder", "fusion")},
         "total_seconds": seconds,
         "hardware": _hardware(args.device),
         "num_workers": args.num_workers,

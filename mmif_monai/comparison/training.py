@@ -22,11 +22,14 @@ __all__ = [
     "train_bundle",
     "train_method",
     "train_mmif_net",
+    "training_seconds",
     "write_budget_record",
 ]
 
 #: the file in a study's output folder that records the training budgets its checkpoints were trained under
 BUDGET_RECORD = "budget.json"
+#: the file in a checkpoint folder that keeps the wall seconds spent training into it, over all calls
+SECONDS_RECORD = "training_seconds.txt"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,12 @@ def write_budget_record(out_dir: str | Path, record: Mapping) -> None:
     """Record in ``out_dir`` the budgets its checkpoints are trained under (see :func:`check_budget_record`)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / BUDGET_RECORD).write_text(json.dumps(record) + "\n")
+
+
+def training_seconds(ckpt_dir: str | Path) -> float:
+    """The wall seconds :func:`train_bundle` has spent training into ``ckpt_dir`` (0 before its first run)."""
+    record = Path(ckpt_dir) / SECONDS_RECORD
+    return float(record.read_text()) if record.is_file() else 0.0
 
 
 def bundle_command(
@@ -143,7 +152,7 @@ def train_bundle(
     cache: bool = False,
 ) -> tuple[Path, float]:
     """Train through the bundle into ``ckpt_dir`` (resuming a killed run) and return the final checkpoint and
-    the wall seconds training took (over all calls, kept in ``ckpt_dir/training_seconds.txt``). A finished run
+    the wall seconds training took (over all calls, kept in ``ckpt_dir``: :func:`training_seconds`). A finished run
     is not repeated. The bundle's log goes to ``ckpt_dir/train.log``; data loading as in :func:`bundle_command`.
 
     Raises:
@@ -151,8 +160,7 @@ def train_bundle(
     """
     ckpt_dir = Path(ckpt_dir)
     final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
-    record = ckpt_dir / "training_seconds.txt"
-    spent = float(record.read_text()) if record.is_file() else 0.0
+    spent = training_seconds(ckpt_dir)
     if final.is_file():
         return final, spent
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +172,7 @@ def train_bundle(
     with open(log, "a") as handle:
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
     spent += time.perf_counter() - start
-    record.write_text(f"{spent!r}\n")
+    (ckpt_dir / SECONDS_RECORD).write_text(f"{spent!r}\n")
     if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
         raise RuntimeError(f"training into {ckpt_dir} failed (exit code {result.returncode}); see {log}")
     return final, spent
