@@ -2,7 +2,8 @@
 
 Trains every variant through the bundle under one budget, fuses and scores the validation split, and writes
 ``docs/ablation.md`` (library: ``mmif_monai.comparison.ablation``). Interrupted runs continue where they
-stopped: finished trainings and fused images in ``--out`` are reused. The table in docs came from
+stopped: finished trainings and fused images in ``--out`` are reused. ``--seeds 0 1 2`` trains every variant
+once per seed and adds the spread over seeds to the tables. The table in docs came from
 
     python scripts/ablation.py
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--fusion-iterations-per-epoch", type=int, default=f.iterations_per_epoch)
     parser.add_argument("--fusion-learning-rate", type=float, default=f.learning_rate)
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(LAMBDA_SWEEP), help="SSIM weights to sweep")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds), help="train every variant once per seed")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
     parser.add_argument("--validation-cases", type=int, nargs="+", default=list(DEFAULT_VALIDATION_CASES))
     parser.add_argument("--device", default="cpu")
@@ -54,6 +56,7 @@ def main() -> None:
         limit=args.limit,
         validation_cases=tuple(args.validation_cases),
         device=args.device,
+        seeds=args.seeds,
     )
     try:
         run_ablation(settings)

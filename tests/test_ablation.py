@@ -63,7 +63,8 @@ def test_bundle_command_caches_and_loads_in_workers_only_when_asked():
 def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(tmp_path):
     settings = _settings(tmp_path)
     doc = run_ablation(settings)
-    checkpoints = settings.out_dir / "checkpoints"
+    assert [p.name for p in (settings.out_dir / "checkpoints").iterdir()] == ["seed0"]
+    checkpoints = settings.out_dir / "checkpoints" / "seed0"
     assert sorted(p.name for p in checkpoints.iterdir()) == [
         "autoencoder-msl0-sa1-lambda10", "autoencoder-msl0-sa1-lambda10-fa",
         "autoencoder-msl1-sa1-lambda10", "autoencoder-msl1-sa1-lambda100",
@@ -91,13 +92,14 @@ def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(
         assert f"| {title}" in doc
     assert "Qabf MRI–CT" in doc and "1 images per method" in doc
     assert "shipped weights (bundle README) are not among these rows" in doc  # tiny trainings are not the bundle's
+    assert "Spread over" not in doc and "`--seeds 0 1 2` measures it" in doc  # one seed: no spread to show
 
     # the document names the row whose parameters the bundle ships, compared tensor by tensor
     shipped = tmp_path / "model.pt"
     torch.save(model("autoencoder-msl1-sa1-lambda10"), shipped)
     rows = {
-        "w/o MSL": (WITHOUT_MSL, checkpoints / "autoencoder-msl0-sa1-lambda10-fa" / "checkpoint_epoch=1.pt"),
-        "w/o FA (l1 rule)": (WITHOUT_FA, checkpoints / "autoencoder-msl1-sa1-lambda10" / "checkpoint_epoch=1.pt"),
+        '"w/o MSL"': checkpoints / "autoencoder-msl0-sa1-lambda10-fa" / "checkpoint_epoch=1.pt",
+        '"w/o FA (l1 rule)"': checkpoints / "autoencoder-msl1-sa1-lambda10" / "checkpoint_epoch=1.pt",
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ablation, "DEFAULT_WEIGHTS", shipped)
@@ -110,6 +112,31 @@ def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(
     assert run_ablation(settings) == doc
     assert {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("*.pt")} == stamps
     assert {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("fused/*/*.png")} == fused
+
+
+def test_each_seed_trains_its_own_variants_and_the_document_gives_their_spread(tmp_path):
+    settings = _settings(tmp_path, variants=(WITHOUT_FA,), lambdas=(10.0,), seeds=(0, 1))
+    doc = run_ablation(settings)
+
+    def stem(seed: int) -> dict:
+        folder = settings.out_dir / "checkpoints" / f"seed{seed}" / WITHOUT_FA.autoencoder
+        return {k: v for k, v in torch.load(folder / "checkpoint_epoch=1.pt", weights_only=True)["model"].items() if k.startswith("stem.")}
+
+    # the seed reached the bundle: same variant, budget and data, other initial weights and crops
+    first, second = stem(0), stem(1)
+    assert first.keys() == second.keys() and any(not torch.equal(first[k], second[k]) for k in first)
+    assert "--seeds 0 1" in settings.command_line() and settings.command_line() in doc
+    assert doc.count("Spread over the 2 seeds") == 2  # ablation and λ sweep
+    spread_rows = [line for line in doc.splitlines() if line.startswith("| w/o FA (l1 rule) |") and " ± " in line and "–" in line]
+    assert len(spread_rows) == 1 and len(spread_rows[0].split(" | ")) == 5  # variant, Qabf, VIF, SSIM, MI
+    assert "each image once per seed" in doc and "3 images per method" not in doc
+
+
+def test_repeated_or_negative_seeds_are_refused_before_training(tmp_path):
+    for seeds in ((0, 0), (-1,), ()):
+        with pytest.raises(ValueError, match="--seeds needs one or more distinct non-negative seeds"):
+            run_ablation(_settings(tmp_path, seeds=seeds))
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_output_folder_of_another_budget_is_refused_before_training(tmp_path):

@@ -88,6 +88,7 @@ def test_mlflow_tracking_records_params_metrics_samples_and_model(tmp_path):
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.params["learning_rate"] == "0.002" and run.data.params["network"] == "MMIFNet"
+    assert run.data.params["seed"] == "0"  # the run can be repeated from its parameters
     assert {"train_loss", "val_qabf", "VIF"} <= set(run.data.metrics)
     artifacts = {a.path for folder in ("samples", "model", "config") for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"samples/fused_epoch_001.png", "model/model.pt"} <= artifacts

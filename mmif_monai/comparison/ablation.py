@@ -5,14 +5,17 @@ validation split (``scripts/ablation.py`` writes ``docs/ablation.md``).
 Every variant is two bundle runs at most: the paper's autoencoder task (``train.json`` with the variant's
 network switches and λ), then, when FA is on, the fusion-loss fine-tuning of FA alone (``train_fusion.json``)
 from that autoencoder. FA is not on the reconstruction path, so variants that differ only in FA share their
-autoencoder; "w/o FA" fuses with the l1 rule instead.
+autoencoder; "w/o FA" fuses with the l1 rule instead. With several seeds (the bundle's ``seed``: weight
+initialisation, crops and augmentation) every variant is trained once per seed, and the document adds the spread
+of the per-seed means, so that a gap between rows can be read against run-to-run variation.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +92,7 @@ class AblationSettings:
     limit: int | None = None
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES
     device: str = "cpu"
+    seeds: Sequence[int] = (0,)
 
     def command_line(self) -> str:
         """The ``scripts/ablation.py`` command that repeats this run (non-default options only, budgets always)."""
@@ -100,6 +104,7 @@ class AblationSettings:
             f"--fusion-epochs {f.epochs}", f"--fusion-iterations-per-epoch {f.iterations_per_epoch}",
             f"--fusion-learning-rate {f.learning_rate:g}",
             "--lambdas " + " ".join(f"{w:g}" for w in self.lambdas),
+            "--seeds " + " ".join(map(str, self.seeds)),
         ]  # fmt: skip
         return " ".join(parts + data_options(self.dataset_dir, self.limit, self.validation_cases, self.device))
 
@@ -113,12 +118,14 @@ def _check(settings: AblationSettings) -> None:
         raise ValueError(f"--limit must be >= 1, got {settings.limit}")
     if not settings.lambdas or any(w < 0 for w in settings.lambdas):
         raise ValueError(f"--lambdas needs one or more non-negative SSIM weights, got {list(settings.lambdas)}")
+    if not settings.seeds or any(s < 0 for s in settings.seeds) or len(set(settings.seeds)) != len(settings.seeds):
+        raise ValueError(f"--seeds needs one or more distinct non-negative seeds, got {list(settings.seeds)}")
     check_budget_record(settings.out_dir, settings.record())
 
 
-def _train(variant: AblationVariant, settings: AblationSettings) -> tuple[Path, float]:
-    """The variant's weights (autoencoder, then FA fine-tuning when FA is on) and the training seconds."""
-    checkpoints = settings.out_dir / "checkpoints"
+def _train(variant: AblationVariant, seed: int, settings: AblationSettings) -> tuple[Path, float]:
+    """The variant's weights (autoencoder, then FA fine-tuning when FA is on) for one seed and the training seconds."""
+    checkpoints = settings.out_dir / "checkpoints" / f"seed{seed}"
     return train_mmif_net(
         checkpoints / variant.autoencoder,
         checkpoints / f"{variant.autoencoder}-fa" if variant.fa else None,
@@ -127,9 +134,9 @@ def _train(variant: AblationVariant, settings: AblationSettings) -> tuple[Path, 
         settings.dataset_dir,
         settings.validation_cases,
         settings.device,
-        overrides={"network_def#msl": variant.msl, "network_def#sa": variant.sa},
+        overrides={"network_def#msl": variant.msl, "network_def#sa": variant.sa, "seed": seed},
         ssim_weight=variant.ssim_weight,
-        label=variant.title,
+        label=f"{variant.title} (seed {seed})",
     )
 
 
@@ -154,36 +161,49 @@ def _fuse_and_score(
     return scores
 
 
-def _pooled(scores: Mapping[str, Results], titles: Sequence[str]) -> Results:
-    """Each variant's per-image values over all pair types together."""
+def _pooled(scores: Iterable[Results], titles: Sequence[str]) -> Results:
+    """Each variant's per-image values over all the given results together (pair types, seeds)."""
     pooled: Results = {}
     for title in titles:
         pooled[title] = {}
-        for results in scores.values():
+        for results in scores:
             for metric, values in results[title].items():
                 pooled[title].setdefault(metric, []).extend(values)
     return pooled
 
 
-def _per_type_table(scores: Mapping[str, Results], titles: Sequence[str]) -> str:
-    """Means of the target metrics per pair type, one row per variant."""
-    types = list(scores)
+def _per_type_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequence[str]) -> str:
+    """Means of the target metrics per pair type (over images and seeds), one row per variant."""
+    types = list(next(iter(scores.values())))
     header = ["variant"] + [f"{m} {PAIR_TYPE_TITLES[t].split(' (')[0]}" for m in TARGET_METRICS for t in types]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    summaries = {t: summarise({title: scores[t][title] for title in titles}) for t in types}
+    summaries = {t: summarise(_pooled([by_type[t] for by_type in scores.values()], titles)) for t in types}
     for title in titles:
         cells = [f"{summaries[t][title][m][0]:.4f}" for m in TARGET_METRICS for t in types]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _settings_table(variants: Mapping[str, tuple[AblationVariant, Path]], seconds: Mapping[str, float]) -> str:
+def _seed_spread_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequence[str]) -> str:
+    """Per variant and metric: the mean and sample standard deviation over seeds of the per-seed means of all
+    validation pairs, and their range."""
+    metrics = (*TARGET_METRICS, "MI")
+    per_seed = [summarise(_pooled(by_type.values(), titles)) for by_type in scores.values()]
+    lines = ["| variant | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 1)]
+    for title in titles:
+        cells = []
+        for metric in metrics:
+            means = [summary[title][metric][0] for summary in per_seed]
+            cells.append(f"{statistics.mean(means):.4f} ± {statistics.stdev(means):.4f} ({min(means):.4f}–{max(means):.4f})")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _settings_table(variants: Mapping[str, AblationVariant], minutes: Mapping[str, float]) -> str:
     lines = ["| variant | MSL | SA | FA (✗: l1 rule) | λ | training (min) |", "| --- | --- | --- | --- | --- | --- |"]
     mark = {True: "✓", False: "✗"}
-    for title, (v, _) in variants.items():
-        lines.append(
-            f"| {title} | {mark[v.msl]} | {mark[v.sa]} | {mark[v.fa]} | {v.ssim_weight:g} | {seconds[title] / 60:.1f} |"
-        )
+    for title, v in variants.items():
+        lines.append(f"| {title} | {mark[v.msl]} | {mark[v.sa]} | {mark[v.fa]} | {v.ssim_weight:g} | {minutes[title]:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -194,39 +214,56 @@ def run_ablation(settings: AblationSettings) -> str:
     write_budget_record(settings.out_dir, settings.record())
 
     studies = {"ablation": list(settings.variants), "lambda": lambda_variants(settings.lambdas)}
-    trained: dict[str, tuple[AblationVariant, Path]] = {}
-    seconds: dict[str, float] = {}
-    for variant in [v for study in studies.values() for v in study]:
-        if variant.title not in trained:
-            weights, seconds[variant.title] = _train(variant, settings)
-            trained[variant.title] = (variant, weights)
-    scores = _fuse_and_score(trained, pairs, settings)
+    variants = {v.title: v for study in studies.values() for v in study}
+    trained: dict[int, dict[str, tuple[AblationVariant, Path]]] = {seed: {} for seed in settings.seeds}
+    seconds: dict[str, list[float]] = {title: [] for title in variants}
+    for seed in settings.seeds:
+        for title, variant in variants.items():
+            weights, spent = _train(variant, seed, settings)
+            trained[seed][title] = (variant, weights)
+            seconds[title].append(spent)
+    scores = {seed: _fuse_and_score(trained[seed], pairs, settings) for seed in settings.seeds}
+    minutes = {title: statistics.mean(spent) / 60 for title, spent in seconds.items()}
 
     sections = []
+    several = len(settings.seeds) > 1
     for study, heading in (("ablation", "Ablation (the paper's Table 4)"), ("lambda", "λ sweep (SSIM weight of the autoencoder loss)")):
         titles = [v.title for v in studies[study]]
         section = (
-            f"## {heading}\n\n{_settings_table({t: trained[t] for t in titles}, seconds)}\n"
-            f"All validation pairs together:\n\n{markdown_table(_pooled(scores, titles), 'literature')}\n"
-            f"Per pair type (means):\n\n{_per_type_table(scores, titles)}"
+            f"## {heading}\n\n{_settings_table({t: variants[t] for t in titles}, minutes)}\n"
+            + (
+                f"Spread over the {len(settings.seeds)} seeds (all validation pairs; mean ± standard deviation of the"
+                f" per-seed means, and their range):\n\n{_seed_spread_table(scores, titles)}\n"
+                if several
+                else ""
+            )
+            + f"All validation pairs together{' (each image once per seed)' if several else ''}:\n\n"
+            f"{markdown_table(_pooled([r for by_type in scores.values() for r in by_type.values()], titles), 'literature')}\n"
+            f"Per pair type (means{' over images and seeds' if several else ''}):\n\n{_per_type_table(scores, titles)}"
         )
         print(section, flush=True)
         sections.append(section)
-    doc = _document(settings, pairs, sections, trained)
+    labelled = {
+        f'"{title}"' + (f" (seed {seed})" if several else ""): weights
+        for seed, rows in trained.items()
+        for title, (_, weights) in rows.items()
+    }
+    doc = _document(settings, pairs, sections, labelled)
     with atomic_output(settings.doc) as tmp:
         tmp.write_text(doc)
     print(f"wrote {settings.doc}")
     return doc
 
 
-def _shipped_weights_row(trained: Mapping[str, tuple[AblationVariant, Path]]) -> str:
-    """Which row, if any, holds the parameters the bundle ships (compared tensor by tensor)."""
+def _shipped_weights_row(trained: Mapping[str, Path]) -> str:
+    """Which row, if any, holds the parameters the bundle ships (compared tensor by tensor); ``trained`` maps row
+    labels to weights files."""
     if DEFAULT_WEIGHTS.is_file():
         shipped = read_weights(DEFAULT_WEIGHTS)
-        for title, (_, weights) in trained.items():
+        for label, weights in trained.items():
             candidate = read_weights(weights)
             if candidate.keys() == shipped.keys() and all(torch.equal(candidate[k], shipped[k]) for k in shipped):
-                return f"The bundle's shipped weights (`{DEFAULT_WEIGHTS.relative_to(REPO_ROOT)}`) are the row \"{title}\"."
+                return f"The bundle's shipped weights (`{DEFAULT_WEIGHTS.relative_to(REPO_ROOT)}`) are the row {label}."
     return "The bundle's shipped weights (bundle README) are not among these rows."
 
 
@@ -234,7 +271,7 @@ def _document(
     settings: AblationSettings,
     pairs: Mapping[str, Sequence[FusionPair]],
     sections: Sequence[str],
-    trained: Mapping[str, tuple[AblationVariant, Path]],
+    trained: Mapping[str, Path],
 ) -> str:
     counts = ", ".join(f"{len(p)} {t}" for t, p in pairs.items())
     readme = os.path.relpath(BUNDLE_DIR / "docs" / "README.md", settings.doc.parent)
@@ -258,6 +295,14 @@ def _document(
         f" then the fusion-loss fine-tuning of FA alone (`train_fusion.json`) for {settings.fusion_budget.describe()}."
         " Variants that differ only in FA share their autoencoder. The last checkpoint is used; nothing is"
         " selected on the validation split, and no setting was tuned on these numbers.",
+        f"- **Seeds:** {', '.join(map(str, settings.seeds))}. The bundle's `seed` (MONAI's `set_determinism`) sets"
+        " the weight initialisation, the crops and the augmentation; every variant is trained once per seed"
+        + (
+            ", the tables pool the seeds (each validation image once per seed), and training minutes are means per"
+            " seed."
+            if len(settings.seeds) > 1
+            else ". One seed says nothing of the run-to-run spread; `--seeds 0 1 2` measures it."
+        ),
         "- **The λ sweep** keeps the full architecture and fuses with the l1 rule, so that only the"
         " autoencoder's loss changes (λ = 10 is the paper's and the bundle's default).",
         "- **Budget:** far below the paper's; the tables rank equally short trainings. "
