@@ -3,9 +3,9 @@
 Trains every variant through the bundle under one budget, fuses and scores the validation split, and writes
 ``docs/ablation.md`` (library: ``mmif_monai.comparison.ablation``). Interrupted runs continue where they
 stopped: finished trainings and fused images in ``--out`` are reused. ``--seeds 0 1 2`` trains every variant
-once per seed and adds the spread over seeds to the tables. The table in docs came from
+once per seed and adds the spread over seeds to the tables. The tables in docs came from
 
-    python scripts/ablation.py
+    python scripts/ablation.py --seeds 0 1 2
 
 ``--limit N`` scores only the first N validation pairs of each type (a quick smoke run).
 """
