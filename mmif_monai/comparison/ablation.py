@@ -94,6 +94,11 @@ class AblationSettings:
     device: str = "cpu"
     seeds: Sequence[int] = (0,)
 
+    @property
+    def pools_seeds(self) -> bool:
+        """Whether the tables pool several seeds (and add their spread)."""
+        return len(self.seeds) > 1
+
     def command_line(self) -> str:
         """The ``scripts/ablation.py`` command that repeats this run (non-default options only, budgets always)."""
         a, f = self.autoencoder_budget, self.fusion_budget
@@ -226,7 +231,7 @@ def run_ablation(settings: AblationSettings) -> str:
     minutes = {title: statistics.mean(spent) / 60 for title, spent in seconds.items()}
 
     sections = []
-    several = len(settings.seeds) > 1
+    several = settings.pools_seeds
     for study, heading in (("ablation", "Ablation (the paper's Table 4)"), ("lambda", "λ sweep (SSIM weight of the autoencoder loss)")):
         titles = [v.title for v in studies[study]]
         section = (
@@ -300,7 +305,7 @@ def _document(
         + (
             ", the tables pool the seeds (each validation image once per seed), and training minutes are means per"
             " seed."
-            if len(settings.seeds) > 1
+            if settings.pools_seeds
             else ". One seed says nothing of the run-to-run spread; `--seeds 0 1 2` measures it."
         ),
         "- **The λ sweep** keeps the full architecture and fuses with the l1 rule, so that only the"
