@@ -34,6 +34,11 @@ def main() -> None:
         help="the figure's columns after the sources (two slices of each pair type per row)",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--weights", type=Path, default=None,
+        help="MMIF-Net weights to score instead of the shipped ones (a state dict or training checkpoint), e.g. a"
+        " candidate before it is shipped; give --doc and --figure other paths then",
+    )  # fmt: skip
     args = parser.parse_args()
 
     _, validation = split_pairs(list_pairs(args.dataset_dir), DEFAULT_VALIDATION_CASES)
@@ -43,10 +48,13 @@ def main() -> None:
         f"Validation split: atlas cases {', '.join(map(str, DEFAULT_VALIDATION_CASES))} of the AANLIB copy "
         "(docs/method.md, \"Data split\"). Regenerate with:",
         "",
-        "    python scripts/evaluate_validation.py" + (f" --ssim-protocol {args.ssim_protocol}" if args.ssim_protocol != "literature" else ""),
+        "    python scripts/evaluate_validation.py"
+        + (f" --ssim-protocol {args.ssim_protocol}" if args.ssim_protocol != "literature" else "")
+        + (f" --weights {args.weights}" if args.weights else ""),
         "",
-        "Methods: the classical baselines (docs/metrics.md) and MMIF-Net with the bundle's shipped weights "
-        "(bundles/mmif_net/docs/README.md says how far they were trained). Colour sources and results are scored "
+        "Methods: the classical baselines (docs/metrics.md) and MMIF-Net with "
+        + (f"the weights in `{args.weights}`" if args.weights else "the bundle's shipped weights ")
+        + "(bundles/mmif_net/docs/README.md says how far they were trained). Colour sources and results are scored "
         "on their luminance.",
         "",
     ]
@@ -58,7 +66,7 @@ def main() -> None:
             continue
         out = args.out / pair_type
         anatomical, functional = stage_sources(pairs, out / "sources")
-        folders = fuse_with_methods(pairs, args.methods, out / "fused", device=args.device)
+        folders = fuse_with_methods(pairs, args.methods, out / "fused", device=args.device, weights=args.weights)
         figure_folders[pair_type] = {m: folders[m] for m in args.figure_methods if m in folders}
         figure_pairs += [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else pairs[:1]
         results = evaluate_folders(folders, anatomical, functional, args.ssim_protocol, device=args.device)

@@ -38,6 +38,24 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     assert abs(width / height - 4 / 3) < 0.05, (width, height)
 
 
+def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_path):
+    weights = tmp_path / "candidate.pt"
+    torch.manual_seed(0)
+    torch.save(MMIFNet().state_dict(), weights)
+    doc, out = tmp_path / "validation.md", tmp_path / "out"
+    result = _script(
+        "scripts/evaluate_validation.py", "--limit", "1", "--methods", "mmif-net", "--weights", str(weights),
+        "--out", str(out), "--doc", str(doc), "--figure", str(tmp_path / "grid.png"), "--figure-methods", "mmif-net",
+        "--dataset-dir", str(SAMPLES_DIR),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = doc.read_text()
+    assert f"--weights {weights}" in text and f"MMIF-Net with the weights in `{weights}`" in text
+    # the fusions are filed under the candidate's digest, never mixed with the shipped weights' ones
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    assert [p.name for p in (out / "mri_ct" / "fused").iterdir()] == [f"mmif-net-{digest}"]
+
+
 def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_parameters(tmp_path):
     out = tmp_path / "shipped"
     result = _script(

@@ -11,7 +11,7 @@ from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 from mmif_monai.io.images import read_slice
 from mmif_monai.io.preview import save_preview_grid
-from mmif_monai.networks.pretrained import weights_digest
+from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 
 __all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "save_fusion_grid"]
 
@@ -38,17 +38,22 @@ def fuse_with_methods(
     out_dir: str | Path,
     device: str = "cpu",
     progress: bool = True,
+    weights: str | Path | None = None,
 ) -> dict[str, Path]:
     """Fuse every pair with every method into ``out_dir/<method>/<name>``; returns method -> folder.
 
-    Results already there are reused, so an interrupted comparison continues where it stopped. MMIF-Net's
-    folder is ``<method>-<weights digest>``: its results depend on the shipped weights, and new weights must
-    not reuse the old ones' fusions.
+    Results already there are reused, so an interrupted comparison continues where it stopped. MMIF-Net fuses
+    with ``weights`` (``None``: the shipped ones) into ``<method>-<weights digest>``: its results depend on the
+    weights, and new weights must not reuse the old ones' fusions.
     """
     folders: dict[str, Path] = {}
     for method in methods:
-        folder = Path(out_dir) / (f"{method}-{weights_digest()}" if method == NETWORK_METHOD else method)
-        folders[method] = fuse_missing(lambda m=method: load_fusion_method(m, device=device), pairs, folder, device, progress)
+        network = method == NETWORK_METHOD
+        folder = Path(out_dir) / (f"{method}-{weights_digest(weights or DEFAULT_WEIGHTS)}" if network else method)
+        folders[method] = fuse_missing(
+            lambda m=method, w=weights if network else None: load_fusion_method(m, weights=w, device=device),
+            pairs, folder, device, progress,
+        )  # fmt: skip
     return folders
 
 
