@@ -1,12 +1,13 @@
 """Train the bundle's shipped weights: the paper configuration (MSL + SA + FA, λ from train.json) in two stages.
 
 Stage 1 is the paper's autoencoder task (``train.json``), stage 2 fine-tunes FA alone with the fusion loss
-(``train_fusion.json``) from stage 1's last checkpoint; both run through ``python -m monai.bundle run training``
+(``train_fusion.json``, its gradient term weighted by ``--fusion-gradient-weight``) from stage 1's last
+checkpoint; both run through ``python -m monai.bundle run training``
 (``mmif_monai.comparison.training.train_mmif_net``), keep their last checkpoint (validation is off, so nothing
 is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
 2's last checkpoint, what ``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, seconds,
 hardware) and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. The shipped weights came from
-the command in the bundle README; ``--device cuda --num-workers 8`` is the GPU form.
+the commands in the bundle README; ``--device cuda --num-workers 3`` is the GPU form.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def main() -> None:
     parser.add_argument("--fusion-epochs", type=int, default=4)
     parser.add_argument("--fusion-iterations-per-epoch", type=int, default=100)
     parser.add_argument("--fusion-learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--fusion-gradient-weight", type=float, default=3.0,
+        help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there; the shipped weights used 3)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     try:
@@ -60,6 +65,7 @@ def main() -> None:
         final, seconds = train_mmif_net(
             args.out / "autoencoder", args.out / "fusion", autoencoder, fusion, args.dataset_dir,
             tuple(args.validation_cases), args.device, num_workers=args.num_workers, cache=args.num_workers > 0,
+            fusion_overrides={"gradient_weight": args.fusion_gradient_weight},
         )  # fmt: skip
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -71,6 +77,7 @@ def main() -> None:
     record = {
         "autoencoder": autoencoder.as_dict(),
         "fusion": fusion.as_dict(),
+        "fusion_gradient_weight": args.fusion_gradient_weight,
         "final_checkpoint": final.name,
         "training_seconds": {stage: training_seconds(args.out / stage) for stage in ("autoencoder", "fusion")},
         "total_seconds": seconds,

@@ -66,6 +66,10 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((out / "training.json").read_text())
     assert record["fusion"]["iterations_per_epoch"] == 2 and record["final_checkpoint"] == "checkpoint_epoch=1.pt"
+    # the shipped weights' fusion-loss gradient weight reaches stage 2 (the bundle logs its overrides), not stage 1
+    assert record["fusion_gradient_weight"] == 3.0
+    assert "> gradient_weight: 3.0" in (out / "fusion" / "train.log").read_text()
+    assert "gradient_weight" not in (out / "autoencoder" / "train.log").read_text()
     assert record["model_sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
     shipped = torch.load(out / "model.pt", weights_only=True)
     fine_tuned = torch.load(out / "fusion" / "checkpoint_epoch=1.pt", weights_only=True)["model"]

@@ -209,13 +209,15 @@ def train_mmif_net(
     num_workers: int = 0,
     cache: bool = False,
     label: str = "MMIF-Net",
+    fusion_overrides: Mapping[str, object] | None = None,
 ) -> tuple[Path, float]:
     """MMIF-Net's two training stages through the bundle (:func:`train_bundle`), each resumable.
 
     Stage 1, the paper's autoencoder task (``train.json``, λ = ``ssim_weight`` or the config's), trains into
     ``autoencoder_dir``; stage 2, where ``fusion_dir`` is given, fine-tunes FA alone with the fusion loss
     (``train_fusion.json``) from stage 1's last checkpoint into ``fusion_dir``. ``overrides`` (e.g. network
-    switches) apply to both stages. Returns the last stage's final checkpoint and the wall seconds of both.
+    switches) apply to both stages, ``fusion_overrides`` (e.g. the fusion loss weights) to stage 2 only. Returns
+    the last stage's final checkpoint and the wall seconds of both.
 
     Raises:
         RuntimeError: a stage failed (the message names its log file).
@@ -234,7 +236,7 @@ def train_mmif_net(
         print(f"{label}: FA fine-tuning ({fusion_budget.describe()})", flush=True)
         weights, fine_tuning = train_bundle(
             [configs / "train.json", configs / "train_fusion.json"], fusion_dir, fusion_budget,
-            overrides={**(overrides or {}), "pretrained_file": weights}, **common,
+            overrides={**(overrides or {}), **(fusion_overrides or {}), "pretrained_file": weights}, **common,
         )  # fmt: skip
         seconds += fine_tuning
     return weights, seconds
