@@ -53,8 +53,8 @@ def main() -> None:
         + (f" --weights {args.weights}" if args.weights else ""),
         "",
         "Methods: the classical baselines (docs/metrics.md) and MMIF-Net with "
-        + (f"the weights in `{args.weights}`" if args.weights else "the bundle's shipped weights ")
-        + "(bundles/mmif_net/docs/README.md says how far they were trained). Colour sources and results are scored "
+        + (f"the weights in `{args.weights}`" if args.weights else "the bundle's shipped weights")
+        + " (bundles/mmif_net/docs/README.md says how far they were trained). Colour sources and results are scored "
         "on their luminance.",
         "",
     ]

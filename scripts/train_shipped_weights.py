@@ -7,7 +7,7 @@ checkpoint; both run through ``python -m monai.bundle run training``
 is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
 2's last checkpoint, what ``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, seconds,
 hardware) and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. The shipped weights came from
-the commands in the bundle README; ``--device cuda --num-workers 3`` is the GPU form.
+the commands in the bundle README; ``--device cuda --num-workers 8`` is the GPU form.
 """
 
 from __future__ import annotations
