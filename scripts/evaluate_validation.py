@@ -5,7 +5,12 @@ document (default ``docs/validation.md``) with a table per pair type. Example (t
 
     python scripts/evaluate_validation.py --dataset-dir ../shared/data/aanlib
 
-``--limit N`` scores only the first N validation pairs of each type (a quick smoke run).
+``--limit N`` scores only the first N validation pairs of each type (a quick smoke run). The method
+``max-autoencoded`` is a diagnostic, not a fusion method: pixel-max fusion reconstructed by MMIF-Net's
+autoencoder, which shows what the network loses of the max image by itself (bundles/mmif_net/docs/README.md):
+
+    python scripts/evaluate_validation.py --methods max mmif-net max-autoencoded --doc OUT/ceiling.md \
+        --figure OUT/ceiling.png --figure-methods max max-autoencoded
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.comparison import fuse_with_methods, save_fusion_grid, stage_sources
-from mmif_monai.fusion.methods import NETWORK_METHOD
+from mmif_monai.fusion.methods import AUTOENCODED_MAX, NETWORK_METHOD
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.metrics.report import evaluate_folders, write_evaluation
@@ -25,7 +30,8 @@ def main() -> None:
     parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "validation")
     parser.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "validation.md")
-    parser.add_argument("--methods", nargs="+", default=[*CLASSICAL_METHODS, NETWORK_METHOD])
+    default_methods = [*CLASSICAL_METHODS, NETWORK_METHOD]
+    parser.add_argument("--methods", nargs="+", default=default_methods)
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
     parser.add_argument("--figure", type=Path, default=REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png")
@@ -50,12 +56,19 @@ def main() -> None:
         "",
         "    python scripts/evaluate_validation.py"
         + (f" --ssim-protocol {args.ssim_protocol}" if args.ssim_protocol != "literature" else "")
+        + (f" --methods {' '.join(args.methods)}" if args.methods != default_methods else "")
         + (f" --weights {args.weights}" if args.weights else ""),
         "",
         "Methods: the classical baselines (docs/metrics.md) and MMIF-Net with "
         + (f"the weights in `{args.weights}`" if args.weights else "the bundle's shipped weights")
-        + " (bundles/mmif_net/docs/README.md says how far they were trained). Colour sources and results are scored "
-        "on their luminance.",
+        + " (bundles/mmif_net/docs/README.md says how far they were trained)"
+        + (
+            f"; `{AUTOENCODED_MAX}` is no fusion method but the pixel-max image reconstructed by those weights'"
+            " autoencoder, a diagnostic of what the network loses by itself"
+            if AUTOENCODED_MAX in args.methods
+            else ""
+        )
+        + ". Colour sources and results are scored on their luminance.",
         "",
     ]
     figure_folders: dict[str, dict[str, Path]] = {}

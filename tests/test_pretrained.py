@@ -4,6 +4,8 @@ the l1 rule on FA-trained weights."""
 import pytest
 import torch
 
+from mmif_monai.fusion.classical import max_fusion
+from mmif_monai.fusion.methods import AUTOENCODED_MAX, available_methods, load_fusion_method
 from mmif_monai.fusion.pipeline import fuse_batch
 from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.fusion.strategies import L1NormFusion
@@ -29,6 +31,27 @@ def test_fusing_an_image_with_itself_returns_it_closely():
         psnr = 10 * torch.log10(torch.tensor(1.0 / mse))
         print(f"self-fusion PSNR {name}: {float(psnr):.1f} dB")
         assert psnr > 25.0, f"{name}: self-fusion PSNR {float(psnr):.1f} dB"
+
+
+def test_autoencoded_max_is_the_autoencoder_on_the_max_image_whatever_fa_learned():
+    """The diagnostic's premise: the trained FA, given identical features, returns them, so the network fed the
+    max image twice decodes the sum of its LatLRR parts' reconstructions."""
+    fuse, description = load_fusion_method(AUTOENCODED_MAX)
+    assert str(DEFAULT_WEIGHTS) in description and AUTOENCODED_MAX not in available_methods()
+    net = load_mmif_net().network
+    assert any(p.abs().sum() > 0 for p in net.fusions[0].correction[-1].parameters())  # FA trained: not the l1 rule
+    a = read_slice(SAMPLES_DIR / "mri_ct/MRI/37010.png")[None]
+    b = read_slice(SAMPLES_DIR / "mri_ct/CT/37010.png")[None]
+    with torch.no_grad():
+        low, salient = net.decomposition(max_fusion(a, b))
+        expected = (net.reconstruct(low) + net.reconstruct(salient)).clamp(0, 1)
+        autoencoded = fuse(a, b)
+        fused = net(a, b)
+    # equal up to max-unpooling's near-tie flips (docs/method.md, "Inference form and cost"): a few pixels by ~1e-3
+    difference = (autoencoded - expected).abs()
+    assert float(difference.mean()) < 1e-5 and float((difference > 1e-4).float().mean()) < 0.01
+    # and it is not the fusion itself: the network fuses the sources, not their max
+    assert float((fused - autoencoded).abs().mean()) > 1e-3
 
 
 def test_the_pipeline_removes_the_networks_border_frame():

@@ -11,6 +11,7 @@ from PIL import Image
 
 from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.networks import MMIFNet
+from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def _script(*args: str) -> subprocess.CompletedProcess:
 def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_path):
     doc, figure = tmp_path / "validation.md", tmp_path / "grid.png"
     result = _script(
-        "scripts/evaluate_validation.py", "--limit", "1", "--methods", "average", "mmif-net",
+        "scripts/evaluate_validation.py", "--limit", "1", "--methods", "average", "mmif-net", "max-autoencoded",
         "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(figure), "--figure-methods", "mmif-net", "average",
         # the shipped samples hold validation pairs of each type, so the test does not depend on the full data set
         "--dataset-dir", str(SAMPLES_DIR),
@@ -31,7 +32,14 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     text = doc.read_text()
     for pair_type in ("mri_ct", "mri_pet", "mri_spect"):
         assert f"## {pair_type} (1 pairs)" in text
-    assert text.count("| mmif-net |") == 3
+    assert text.count("| mmif-net |") == 3 and text.count("| max-autoencoded |") == 3
+    # the regeneration command names the methods asked for; the diagnostic is said to be no fusion method
+    assert "evaluate_validation.py --methods average mmif-net max-autoencoded\n" in text
+    assert "`max-autoencoded` is no fusion method" in text
+    # the diagnostic depends on the weights, so its fusions are filed under their digest too
+    digest = hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()[:12]
+    fused = sorted(p.name for p in (tmp_path / "out" / "mri_ct" / "fused").iterdir())
+    assert fused == ["average", f"max-autoencoded-{digest}", f"mmif-net-{digest}"]
     # one row per pair type (one pair each); columns: the two sources and the two methods asked for
     with Image.open(figure) as image:
         width, height = image.size

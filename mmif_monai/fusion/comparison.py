@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mmif_monai.fusion.files import FileJob, fuse_files
-from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
+from mmif_monai.fusion.methods import WEIGHTED_METHODS, load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 from mmif_monai.io.images import read_slice
@@ -42,13 +42,14 @@ def fuse_with_methods(
 ) -> dict[str, Path]:
     """Fuse every pair with every method into ``out_dir/<method>/<name>``; returns method -> folder.
 
-    Results already there are reused, so an interrupted comparison continues where it stopped. MMIF-Net fuses
-    with ``weights`` (``None``: the shipped ones) into ``<method>-<weights digest>``: its results depend on the
-    weights, and new weights must not reuse the old ones' fusions.
+    Results already there are reused, so an interrupted comparison continues where it stopped. The methods that
+    use MMIF-Net (:data:`WEIGHTED_METHODS`) fuse with ``weights`` (``None``: the shipped ones) into
+    ``<method>-<weights digest>``: their results depend on the weights, and new weights must not reuse the old
+    ones' fusions.
     """
     folders: dict[str, Path] = {}
     for method in methods:
-        network = method == NETWORK_METHOD
+        network = method in WEIGHTED_METHODS
         folder = Path(out_dir) / (f"{method}-{weights_digest(weights or DEFAULT_WEIGHTS)}" if network else method)
         folders[method] = fuse_missing(
             lambda m=method, w=weights if network else None: load_fusion_method(m, weights=w, device=device),
