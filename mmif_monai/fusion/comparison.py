@@ -49,10 +49,10 @@ def fuse_with_methods(
     """
     folders: dict[str, Path] = {}
     for method in methods:
-        network = method in WEIGHTED_METHODS
-        folder = Path(out_dir) / (f"{method}-{weights_digest(weights or DEFAULT_WEIGHTS)}" if network else method)
+        weighted = method in WEIGHTED_METHODS
+        folder = Path(out_dir) / (f"{method}-{weights_digest(weights or DEFAULT_WEIGHTS)}" if weighted else method)
         folders[method] = fuse_missing(
-            lambda m=method, w=weights if network else None: load_fusion_method(m, weights=w, device=device),
+            lambda m=method, w=weights if weighted else None: load_fusion_method(m, weights=w, device=device),
             pairs, folder, device, progress,
         )  # fmt: skip
     return folders
