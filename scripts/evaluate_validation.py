@@ -25,6 +25,31 @@ from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.metrics.report import evaluate_folders, write_evaluation
 
+def describe_methods(methods: list[str], weights: Path | None) -> str:
+    """The doc's sentence on what was scored: the methods asked for, and which MMIF-Net weights they used."""
+    weights_phrase = f"the weights in `{weights}`" if weights else "the bundle's shipped weights"
+    weights_phrase += " (bundles/mmif_net/docs/README.md says how far they were trained)"
+    classical = [m for m in CLASSICAL_METHODS if m in methods]
+    described = []
+    if classical == list(CLASSICAL_METHODS):
+        described.append("the classical baselines (docs/metrics.md)")
+    elif classical:
+        names = ", ".join(f"`{m}`" for m in classical)
+        described.append(f"the classical baseline{'s' if len(classical) > 1 else ''} {names} (docs/metrics.md)")
+    if NETWORK_METHOD in methods:
+        described.append(f"MMIF-Net with {weights_phrase}")
+    sentence = " and ".join(described)
+    if AUTOENCODED_MAX in methods:
+        autoencoder = "those weights' autoencoder"
+        if NETWORK_METHOD not in methods:
+            autoencoder = f"MMIF-Net's autoencoder with {weights_phrase}"
+        sentence += (
+            f"{'; ' if described else ''}`{AUTOENCODED_MAX}` is no fusion method but the pixel-max image reconstructed"
+            f" by {autoencoder}, a diagnostic of what the network loses by itself"
+        )
+    return sentence
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
@@ -59,15 +84,7 @@ def main() -> None:
         + (f" --methods {' '.join(args.methods)}" if args.methods != default_methods else "")
         + (f" --weights {args.weights}" if args.weights else ""),
         "",
-        "Methods: the classical baselines (docs/metrics.md) and MMIF-Net with "
-        + (f"the weights in `{args.weights}`" if args.weights else "the bundle's shipped weights")
-        + " (bundles/mmif_net/docs/README.md says how far they were trained)"
-        + (
-            f"; `{AUTOENCODED_MAX}` is no fusion method but the pixel-max image reconstructed by those weights'"
-            " autoencoder, a diagnostic of what the network loses by itself"
-            if AUTOENCODED_MAX in args.methods
-            else ""
-        )
+        "Methods: " + describe_methods(args.methods, args.weights)
         + ". Colour sources and results are scored on their luminance.",
         "",
     ]

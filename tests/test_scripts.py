@@ -36,6 +36,8 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     # the regeneration command names the methods asked for; the diagnostic is said to be no fusion method
     assert "evaluate_validation.py --methods average mmif-net max-autoencoded\n" in text
     assert "`max-autoencoded` is no fusion method" in text
+    # the methods sentence names the one classical baseline scored, not all of them
+    assert "Methods: the classical baseline `average` (docs/metrics.md) and MMIF-Net with the bundle's" in text
     # the diagnostic depends on the weights, so its fusions are filed under their digest too
     digest = hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()[:12]
     fused = sorted(p.name for p in (tmp_path / "out" / "mri_ct" / "fused").iterdir())
@@ -58,7 +60,7 @@ def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_pa
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     text = doc.read_text()
-    assert f"--weights {weights}" in text and f"MMIF-Net with the weights in `{weights}` (bundles/" in text
+    assert f"--weights {weights}" in text and f"Methods: MMIF-Net with the weights in `{weights}` (bundles/" in text
     # the fusions are filed under the candidate's digest, never mixed with the shipped weights' ones
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
     assert [p.name for p in (out / "mri_ct" / "fused").iterdir()] == [f"mmif-net-{digest}"]
