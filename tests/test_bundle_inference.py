@@ -56,6 +56,27 @@ def test_evaluating_writes_the_fusion_metrics_of_the_shipped_model(tmp_path):
     assert 0 < metrics["val_qabf"] < 1 and 0 < metrics["SSIM"] <= 2 and metrics["PSNR"] > 0
 
 
+def test_evaluating_with_mlflow_tracking_records_a_finished_run_with_the_metrics_and_config(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    result = _bundle(
+        "evaluating", ["train.json", "evaluate.json"],
+        "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--output_dir", str(tmp_path), "--num_workers", "0",
+        "--tracking", "mlflow",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "metrics.csv") as f:
+        metrics = {row[0]: float(row[1]) for row in csv.reader(f)}
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    # closed (not left RUNNING), with the metrics MetricsSaver wrote
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics == pytest.approx(metrics)
+    # the executed config says which weights and data were scored
+    (config,) = client.list_artifacts(run.info.run_id, "config")
+    local = Path(client.download_artifacts(run.info.run_id, config.path, str(tmp_path / "download")))
+    assert str(SAMPLES) in local.read_text()
+
+
 def test_volume_inference_fuses_a_phantom_study_into_a_nifti_on_the_anatomical_grid(tmp_path):
     import nibabel as nib
 

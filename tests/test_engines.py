@@ -90,3 +90,23 @@ def test_fusion_task_trains_only_the_named_modules_and_keeps_the_rest_in_eval_mo
 def test_fusion_task_rejects_unknown_modules():
     with pytest.raises(ValueError, match="no submodule"):
         FusionTask(MMIFNet(), trainable=["encoder_that_does_not_exist"])
+
+
+def test_log_evaluation_run_skips_undefined_values_and_marks_a_failed_run(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    from mmif_monai.engines import log_evaluation_run
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    report = tmp_path / "metrics.md"
+    report.write_text("| method | CC |\n")
+    summary = {"max": {"VIF": (0.6, 0.1), "CC": (float("nan"), float("nan"))}}
+    run_id = log_evaluation_run(summary, [report], uri, "study", artifact_location=(tmp_path / "art").as_uri())
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.data.metrics == {"max/VIF": 0.6, "max/VIF_std": 0.1} and run.info.status == "FINISHED"
+    assert (tmp_path / "art" / run_id / "artifacts" / "metrics.md").read_text() == "| method | CC |\n"
+    # an artifact that cannot be logged fails the call and leaves the run marked FAILED, not running
+    with pytest.raises(OSError):
+        log_evaluation_run(summary, [tmp_path / "missing.csv"], uri, "study")
+    runs = client.search_runs([client.get_experiment_by_name("study").experiment_id], order_by=["start_time DESC"])
+    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
