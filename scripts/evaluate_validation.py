@@ -18,12 +18,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mmif_monai.comparison.ablation import TARGET_METRICS
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.comparison import fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.fusion.methods import AUTOENCODED_MAX, NETWORK_METHOD
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
+
 
 def describe_methods(methods: list[str], weights: Path | None) -> str:
     """The doc's sentence on what was scored: the methods asked for, and which MMIF-Net weights they used."""
@@ -101,6 +104,11 @@ def main() -> None:
         figure_pairs += [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else pairs[:1]
         results = evaluate_folders(folders, anatomical, functional, args.ssim_protocol, device=args.device)
         table, _ = write_evaluation(results, out / "metrics", anatomical, functional, args.ssim_protocol, overwrite=True)
+        rules = [m for m in CLASSICAL_METHODS if m in results]
+        if NETWORK_METHOD in results and rules:
+            # is MMIF-Net's lead or lag on the quality target's metrics larger than the images' spread explains?
+            comparison = paired_comparison(results, [(NETWORK_METHOD, r) for r in rules], metrics=TARGET_METRICS)
+            table += "\n" + paired_comparison_table(comparison)
         print(f"\n## {pair_type} ({len(pairs)} pairs)\n\n{table}")
         sections += [f"## {pair_type} ({len(pairs)} pairs)", "", table, ""]
     args.doc.parent.mkdir(parents=True, exist_ok=True)

@@ -89,3 +89,50 @@ def test_evaluate_scores_method_folders_side_by_side(tmp_path, capsys):
     assert len(csv_rows) == 1 + 2 * 2  # header + 2 methods x 2 images
     assert main(args) == 1  # outputs exist: refused without --overwrite
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_evaluate_records_an_mlflow_run_of_the_study(tmp_path, capsys):
+    mlflow = pytest.importorskip("mlflow")
+    for method in ("average", "max"):
+        assert main(["fuse", "--method", method, "--pairs", str(CT / "MRI"), str(CT / "CT"), "-o", str(tmp_path / method)]) == 0
+    out = tmp_path / "study"
+    args = [
+        "evaluate", "--fused", str(tmp_path / "average"), str(tmp_path / "max"), "--a", str(CT / "MRI"), "--b", str(CT / "CT"),
+        "-o", str(out), "--tracking", "mlflow", "--tag", "site=phantom-hospital", "--tag", "reader=R1", "--run-name", "week 1",
+        "--reference", "average",
+    ]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "MLflow run" in printed and "| max − average |" in printed
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name("mmif-evaluation")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "week 1"
+    assert run.data.params == {"methods": "average, max", "ssim_protocol": "literature", "images": "2", "reference": "average"}
+    assert run.data.tags["site"] == "phantom-hospital" and run.data.tags["reader"] == "R1"
+    # the logged means are those of the per-image CSV, for every method and metric
+    header, *rows = [line.split(",") for line in (out / "metrics.csv").read_text().strip().splitlines()]
+    for method in ("average", "max"):
+        vif = [float(row[header.index("VIF")]) for row in rows if row[header.index("method")] == method]
+        assert run.data.metrics[f"{method}/VIF"] == pytest.approx(np.mean(vif), rel=1e-6)
+        assert run.data.metrics[f"{method}/VIF_std"] == pytest.approx(np.std(vif), rel=1e-6, abs=1e-12)
+    assert len([k for k in run.data.metrics if not k.endswith("_std")]) == 2 * 11
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"metrics.csv", "metrics.md", "metrics.png", "paired.md"}
+    # the artifacts live next to the database, not in the working directory
+    assert (out / "mlruns").is_dir()
+    # a second evaluation into the same folder adds a run to the study's store
+    assert main([*args, "--overwrite"]) == 0
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+def test_evaluate_refuses_bad_tags_and_references_before_scoring(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["evaluate", "--fused", str(CT / "CT"), "--a", str(CT / "MRI"), "--b", str(CT / "CT"), "-o", str(out)]
+    assert main([*args, "--tracking", "mlflow", "--tag", "site"]) == 1
+    assert "--tag needs KEY=VALUE" in capsys.readouterr().err
+    assert main([*args, "--tag", "site=A"]) == 1
+    assert "add --tracking mlflow" in capsys.readouterr().err
+    assert main([*args, "--reference", "max"]) == 1
+    assert "--reference needs to name one of several methods" in capsys.readouterr().err
+    assert not out.exists()

@@ -369,6 +369,13 @@ def test_evaluate_folders_and_writers(tmp_path):
     with pytest.raises(FileExistsError, match="metrics.csv"):
         M.write_evaluation(results, tmp_path / "report", dirs["a"], dirs["b"])
     M.write_evaluation(results, tmp_path / "report", dirs["a"], dirs["b"], overwrite=True)
+    # with a reference method, the paired differences from it are written and returned too
+    table, written = M.write_evaluation(results, tmp_path / "paired", dirs["a"], dirs["b"], reference="avg")
+    assert written[-1].name == "paired.md" and "| max − avg |" in written[-1].read_text()
+    assert table.endswith(written[-1].read_text())
+    with pytest.raises(ValueError, match="reference 'mean'"):
+        M.write_evaluation(results, tmp_path / "other", dirs["a"], dirs["b"], reference="mean")
+    assert not (tmp_path / "other").exists()
 
 
 def test_evaluate_folders_errors(tmp_path):
@@ -391,3 +398,56 @@ def test_reporting_transform_is_a_labelled_linear_view():
     assert table["EN"] == 6.0  # the input table is left alone
     with pytest.raises(ValueError, match="VIF"):
         M.apply_reporting_transform(table, {"VIF": (1.0, 0.0)})
+
+
+def test_paired_difference_finds_a_consistent_gain_and_none_in_noise():
+    rng = np.random.default_rng(1)
+    reference = rng.uniform(0.4, 0.8, 60)
+    # the same images scored 0.02 higher, with image-to-image noise of 0.01
+    better = reference + 0.02 + rng.normal(0, 0.01, 60)
+    d = M.paired_difference(better, reference)
+    assert d.images == 60 and d.mean == pytest.approx(np.mean(better - reference))
+    assert 0 < d.low < d.mean < d.high and d.excludes_zero and d.p_value < 1e-6
+    # for a large sample the percentile bootstrap agrees with the normal interval mean ± 1.96 s / sqrt(n)
+    half_width = 1.96 * np.std(better - reference) / np.sqrt(60)
+    assert (d.high - d.low) / 2 == pytest.approx(half_width, rel=0.15)
+    # the between-image spread (0.4 to 0.8) does not hide the paired gain, but it would an unpaired one
+    assert 0.02 < np.std(reference)
+    # pure noise around the reference: the interval straddles zero and the test does not reject
+    noisy = reference + rng.normal(0, 0.01, 60)
+    n = M.paired_difference(noisy, reference)
+    assert n.low < 0 < n.high and not n.excludes_zero and n.p_value > 0.05
+    # identical scores: no difference at all
+    same = M.paired_difference(reference, reference)
+    assert (same.mean, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    # the same seed gives the same interval; the order of the images does not change the mean
+    assert M.paired_difference(better, reference) == d
+    assert M.paired_difference(better[::-1], reference[::-1]).mean == pytest.approx(d.mean)
+
+
+def test_paired_difference_drops_undefined_values_and_checks_its_input():
+    d = M.paired_difference([0.5, math.nan, 0.7, 0.9], [0.4, 0.5, math.nan, 0.6])
+    assert d.images == 2 and d.mean == pytest.approx(0.2)
+    assert math.isnan(M.paired_difference([math.nan], [0.5]).mean)
+    with pytest.raises(ValueError, match="equally long"):
+        M.paired_difference([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="confidence"):
+        M.paired_difference([0.1], [0.2], confidence=95)
+
+
+def test_paired_comparison_table_marks_differences_whose_interval_excludes_zero():
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.3, 0.9, 40)
+    results = {
+        "rule": {"VIF": list(base), "Qabf": list(base)},
+        "net": {"VIF": list(base + 0.05 + rng.normal(0, 0.01, 40)), "Qabf": list(base + rng.normal(0, 0.01, 40))},
+    }
+    comparison = M.paired_comparison(results, [("net", "rule")], metrics=["VIF", "Qabf", "SSIM"])
+    assert list(comparison[("net", "rule")]) == ["VIF", "Qabf"]  # SSIM was not scored; usual metric order kept
+    table = M.paired_comparison_table(comparison)
+    row = next(line for line in table.splitlines() if line.startswith("| net − rule |"))
+    vif_cell, qabf_cell = [c.strip() for c in row.split("|")[2:4]]
+    assert vif_cell.startswith("**+0.05") and not qabf_cell.startswith("**")
+    assert "over 40 images" in table and "95% percentile-bootstrap" in table
+    with pytest.raises(ValueError, match="no results for \\['max'\\]"):
+        M.paired_comparison(results, [("net", "max")])

@@ -33,6 +33,8 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     for pair_type in ("mri_ct", "mri_pet", "mri_spect"):
         assert f"## {pair_type} (1 pairs)" in text
     assert text.count("| mmif-net |") == 3 and text.count("| max-autoencoded |") == 3
+    # MMIF-Net's paired differences from the classical rule scored, on the quality target's metrics
+    assert text.count("| mmif-net − average |") == 3 and "| method − reference | Qabf | VIF | SSIM |" in text
     # the regeneration command names the methods asked for; the diagnostic is said to be no fusion method
     assert "evaluate_validation.py --methods average mmif-net max-autoencoded\n" in text
     assert "`max-autoencoded` is no fusion method" in text

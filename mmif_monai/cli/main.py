@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", type=Path, default=Path("outputs/evaluate"), help="folder for CSV, table, plot")
     evaluate.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if present)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    evaluate.add_argument(
+        "--reference", help="a method to compare the others with, image by image: paired.md (bootstrap CI, Wilcoxon p)"
+    )
+    tracking = evaluate.add_argument_group("MLflow", "record the evaluation as an MLflow run, e.g. a validation study")
+    tracking.add_argument("--tracking", choices=["mlflow"], help="log metrics, settings and the outputs to MLflow")
+    tracking.add_argument("--tracking-uri", help="MLflow store (default: sqlite database OUTPUT/mlruns.db)")
+    tracking.add_argument("--experiment", default="mmif-evaluation", help="MLflow experiment name")
+    tracking.add_argument("--run-name", help="MLflow run name")
+    tracking.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a study label (repeatable)")
 
     compare = commands.add_parser(
         "compare", help="train/load DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN; compare with MMIF-Net -> docs/results.md"
@@ -148,10 +157,39 @@ def _evaluate(args: argparse.Namespace) -> None:
     methods = args.method or [folder.name for folder in args.fused]
     if len(methods) != len(args.fused) or len(set(methods)) != len(methods):
         raise ValueError("--method needs one distinct name per --fused folder")
+    if args.tracking is None and (args.tag or args.run_name or args.tracking_uri):
+        raise ValueError("--tag, --run-name and --tracking-uri label an MLflow run: add --tracking mlflow")
+    if args.reference is not None and (args.reference not in methods or len(methods) < 2):
+        raise ValueError(f"--reference needs to name one of several methods, {methods}")
+    malformed_tags = [tag for tag in args.tag if "=" not in tag]
+    if malformed_tags:
+        raise ValueError(f"--tag needs KEY=VALUE, got {malformed_tags}")
     results = evaluate_folders(dict(zip(methods, args.fused)), args.a, args.b, args.ssim_protocol, device=args.device)
-    table, written = write_evaluation(results, args.output, args.a, args.b, args.ssim_protocol, args.overwrite)
+    table, written = write_evaluation(
+        results, args.output, args.a, args.b, args.ssim_protocol, args.overwrite, args.reference
+    )
     print(table)
     print("wrote " + ", ".join(str(p) for p in written))
+    if args.tracking == "mlflow":
+        _track_evaluation(args, results, methods, written)
+
+
+def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str], written: list[Path]) -> None:
+    from mmif_monai.engines import log_evaluation_run
+    from mmif_monai.metrics.report import image_names, summarise
+
+    output = args.output.resolve()
+    tracking_uri = args.tracking_uri or f"sqlite:///{output / 'mlruns.db'}"
+    images = len(image_names(args.a, args.b))
+    params = {"methods": ", ".join(methods), "ssim_protocol": args.ssim_protocol, "images": images}
+    if args.reference is not None:
+        params["reference"] = args.reference
+    tags = dict(tag.split("=", 1) for tag in args.tag)
+    run_id = log_evaluation_run(
+        summarise(results), written, tracking_uri, args.experiment, params, tags, args.run_name,
+        artifact_location=None if args.tracking_uri else (output / "mlruns").as_uri(),
+    )  # fmt: skip
+    print(f"MLflow run {run_id} in {tracking_uri} (experiment {args.experiment})")
 
 
 def _compare(args: argparse.Namespace) -> None:

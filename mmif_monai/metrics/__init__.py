@@ -5,6 +5,7 @@
 - :mod:`~mmif_monai.metrics.protocol`: the literature's 8-bit grey / luminance / stretch preprocessing.
 - :mod:`~mmif_monai.metrics.fusion_metric`: MONAI cumulative metrics for evaluators and Ignite handlers.
 - :mod:`~mmif_monai.metrics.report`: scoring folders, CSV / Markdown / plot writers, the reporting transform.
+- :mod:`~mmif_monai.metrics.statistics`: paired differences between methods (bootstrap interval, Wilcoxon test).
 
 Definitions, sources, ranges and blind spots: ``docs/metrics.md``.
 """
@@ -26,8 +27,18 @@ from mmif_monai.metrics.report import (
     write_evaluation,
     write_markdown,
 )
+from mmif_monai.metrics.statistics import (
+    PairedDifference,
+    paired_comparison,
+    paired_comparison_table,
+    paired_difference,
+)
 
 __all__ = [
+    "PairedDifference",
+    "paired_difference",
+    "paired_comparison",
+    "paired_comparison_table",
     "METRIC_NAMES",
     "SSIM_PROTOCOLS",
     "LUMA_WEIGHTS",

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from mmif_monai.io.paths import IMAGE_SUFFIXES
 from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics
 from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
+from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -296,26 +297,39 @@ def write_evaluation(
     b_dir: str | Path,
     ssim_protocol: str = "literature",
     overwrite: bool = False,
+    reference: str | None = None,
 ) -> tuple[str, list[Path]]:
     """Write ``metrics.csv`` (per image, labelled by :func:`image_names`), ``metrics.md`` and ``metrics.png``.
 
+    With a ``reference`` method, also ``paired.md``: every other method's paired differences from it
+    (:mod:`mmif_monai.metrics.statistics`).
+
     Returns:
-        the Markdown table and the paths written.
+        the Markdown tables and the paths written.
 
     Raises:
         FileExistsError: if one of the files exists and ``overwrite`` is False (nothing is written then).
+        ValueError: for a ``reference`` that is not one of two or more methods.
     """
+    if reference is not None and (reference not in results or len(results) < 2):
+        raise ValueError(f"the reference {reference!r} needs to be one of several methods scored: {list(results)}")
     folder = Path(output_dir)
-    paths = [folder / name for name in ("metrics.csv", "metrics.md", "metrics.png")]
+    names = ["metrics.csv", "metrics.md", "metrics.png"] + (["paired.md"] if reference is not None else [])
+    paths = [folder / name for name in names]
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists; overwrite it explicitly")
     table = markdown_table(results, ssim_protocol)
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path, png_path = paths
+    csv_path, md_path, png_path = paths[:3]
     write_csv(results, csv_path, names=image_names(a_dir, b_dir))
     md_path.write_text(table)
     plot_results(results, png_path)
+    if reference is not None:
+        comparison = paired_comparison(results, [(m, reference) for m in results if m != reference])
+        paired = paired_comparison_table(comparison)
+        paths[3].write_text(paired)
+        table += "\n" + paired
     return table, paths
 
 
