@@ -134,5 +134,5 @@ def test_evaluate_refuses_bad_tags_and_references_before_scoring(tmp_path, capsy
     assert main([*args, "--tag", "site=A"]) == 1
     assert "add --tracking mlflow" in capsys.readouterr().err
     assert main([*args, "--reference", "max"]) == 1
-    assert "--reference needs to name one of several methods" in capsys.readouterr().err
+    assert "the reference 'max' needs to be one of several methods" in capsys.readouterr().err
     assert not out.exists()

@@ -152,15 +152,14 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+    from mmif_monai.metrics.report import check_reference, evaluate_folders, write_evaluation
 
     methods = args.method or [folder.name for folder in args.fused]
     if len(methods) != len(args.fused) or len(set(methods)) != len(methods):
         raise ValueError("--method needs one distinct name per --fused folder")
     if args.tracking is None and (args.tag or args.run_name or args.tracking_uri):
         raise ValueError("--tag, --run-name and --tracking-uri label an MLflow run: add --tracking mlflow")
-    if args.reference is not None and (args.reference not in methods or len(methods) < 2):
-        raise ValueError(f"--reference needs to name one of several methods, {methods}")
+    check_reference(args.reference, methods)  # before scoring, which takes long
     malformed_tags = [tag for tag in args.tag if "=" not in tag]
     if malformed_tags:
         raise ValueError(f"--tag needs KEY=VALUE, got {malformed_tags}")

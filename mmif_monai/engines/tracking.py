@@ -110,9 +110,10 @@ def attach_evaluation_tracking_extras(
     The config says which weights (``ckpt_dir``) and data (``dataset_dir``, ``validation_cases``) were scored.
     Returns whether tracking was on; without it nothing is attached.
     """
-    tracker, config = _tracker(handlers), _executed_config(output_dir)
+    tracker = _tracker(handlers)
     if tracker is None:
         return False
+    config = _executed_config(output_dir)
 
     def log_config(_: Engine) -> None:
         # at the epoch's end: the handler closes the run on COMPLETED

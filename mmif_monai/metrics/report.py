@@ -35,6 +35,7 @@ __all__ = [
     "write_csv",
     "markdown_table",
     "write_markdown",
+    "check_reference",
     "write_evaluation",
     "plot_results",
     "apply_reporting_transform",
@@ -290,6 +291,12 @@ def plot_results(results: Results, path: str | Path) -> None:
     fig.savefig(path, format="png", dpi=120)
 
 
+def check_reference(reference: str | None, methods: Sequence[str]) -> None:
+    """Refuse a paired-comparison ``reference`` that is not one of two or more ``methods`` (``None`` passes)."""
+    if reference is not None and (reference not in methods or len(methods) < 2):
+        raise ValueError(f"the reference {reference!r} needs to be one of several methods scored: {list(methods)}")
+
+
 def write_evaluation(
     results: Results,
     output_dir: str | Path,
@@ -311,8 +318,7 @@ def write_evaluation(
         FileExistsError: if one of the files exists and ``overwrite`` is False (nothing is written then).
         ValueError: for a ``reference`` that is not one of two or more methods.
     """
-    if reference is not None and (reference not in results or len(results) < 2):
-        raise ValueError(f"the reference {reference!r} needs to be one of several methods scored: {list(results)}")
+    check_reference(reference, list(results))
     folder = Path(output_dir)
     names = ["metrics.csv", "metrics.md", "metrics.png"] + (["paired.md"] if reference is not None else [])
     paths = [folder / name for name in names]
