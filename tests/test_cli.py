@@ -136,3 +136,30 @@ def test_evaluate_refuses_bad_tags_and_references_before_scoring(tmp_path, capsy
     assert main([*args, "--reference", "max"]) == 1
     assert "the reference 'max' needs to be one of several methods" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--batch-size", "0", "argument --batch-size: must be at least 1, got 0"),
+        ("--batch-size", "-3", "argument --batch-size: must be at least 1, got -3"),
+        ("--batch-size", "two", "argument --batch-size: expected a whole number, got 'two'"),
+    ],
+)
+def test_numeric_options_are_checked_by_the_parser(tmp_path, capsys, option, value, expected):
+    args = ["fuse", "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png")]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "-o", str(tmp_path / "fused.png"), option, value])
+    assert stop.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].endswith(expected)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [("--learning-rate", "0", "must be a positive finite number"), ("--epochs", "0", "must be at least 1"),
+     ("--timing-repeats", "-1", "must be at least 1"), ("--validation-cases", "-2", "must be at least 0")],
+)  # fmt: skip
+def test_compare_budget_options_are_checked_by_the_parser(capsys, option, value, expected):
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", option, value])
+    assert stop.value.code == 2 and f"argument {option}: {expected}" in capsys.readouterr().err

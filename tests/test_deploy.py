@@ -89,7 +89,7 @@ def study_without_functional_series(tmp_path):
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("study_of_two_patients", ["2 patients", "PHANTOM-001", "PHANTOM-002"]),
+        ("study_of_two_patients", ["2 patients", "patient 1: CT 'CT HEAD PHANTOM'", "patient 2: CT"]),
         ("study_without_functional_series", ["no functional series", "CT 'CT HEAD PHANTOM'"]),
     ],
 )
@@ -101,6 +101,7 @@ def test_bad_study_is_a_one_line_error_naming_the_folder_and_nothing_is_written(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mmif-deploy: error:"), result.stderr[-3000:]
     assert str(folder) in lines[0] and all(text in lines[0] for text in expected), lines[0]
+    assert "PHANTOM-00" not in result.stderr + result.stdout  # series are named, patients' identifiers never
     assert not out.exists()
 
 

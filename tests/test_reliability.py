@@ -48,6 +48,8 @@ class Case:
     args: list[str]
     culprit: Path
     problem: str
+    #: what the message must never show (patient identifiers)
+    hidden: tuple[str, ...] = ()
 
 
 CASES: dict[str, Callable[[Path], Case]] = {}
@@ -343,6 +345,94 @@ def _(root: Path) -> Case:
     return Case(["--pairs", str(a), str(b), "-o", str(root / "out")], b / "3.png", "cannot read")
 
 
+@case("output is an existing folder (even with --overwrite)")
+def _(root: Path) -> Case:
+    anatomical, functional = _good_pair(root)
+    folder = root / "out" / "fused.png"
+    (folder / "keep.txt").parent.mkdir(parents=True)
+    (folder / "keep.txt").write_text("not the program's")
+    return Case(_fuse_one(root, anatomical, functional, "--overwrite"), folder, "existing folder; a file never replaces a folder")
+
+
+# ------------------------------------------------------------------------------------------------- weights and device
+
+
+def _weights(root: Path, name: str, state) -> Path:
+    path = root / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def _fuse_with_weights(root: Path, weights: Path) -> list[str]:
+    anatomical, functional = _good_pair(root)
+    return _fuse_one(root, anatomical, functional, "--method", "mmif-net", "--weights", str(weights))
+
+
+class _Trap:
+    """Unpickling this calls os.mkdir: a weights file that runs code when loaded (the snapshot would show it)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@case("--weights: random bytes")
+def _(root: Path) -> Case:
+    weights = root / "in" / "random.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    return Case(_fuse_with_weights(root, weights), weights, "not a PyTorch weights file")
+
+
+@case("--weights: an empty file")
+def _(root: Path) -> Case:
+    weights = root / "in" / "empty.pt"
+    weights.parent.mkdir(parents=True)
+    weights.touch()
+    return Case(_fuse_with_weights(root, weights), weights, "empty; not a PyTorch weights file")
+
+
+@case("--weights: a pickle that would run code (never run)")
+def _(root: Path) -> Case:
+    weights = _weights(root, "trap.pt", {"model": _Trap(root / "pwned")})
+    return Case(_fuse_with_weights(root, weights), weights, r"refused: the file holds code or objects other than tensors \(weights_only\)")
+
+
+@case("--weights: weights of another network")
+def _(root: Path) -> Case:
+    from mmif_monai.networks.densefuse import DenseFuse
+
+    weights = _weights(root, "densefuse.pt", DenseFuse().state_dict())
+    return Case(_fuse_with_weights(root, weights), weights, "not weights of this MMIF-Net configuration: missing .*; unexpected ")
+
+
+@case("--weights: NaN parameters")
+def _(root: Path) -> Case:
+    from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, read_weights
+
+    state = read_weights(DEFAULT_WEIGHTS)
+    first = next(key for key, value in state.items() if value.is_floating_point())
+    state[first] = torch.full_like(state[first], float("nan"))
+    return Case(_fuse_with_weights(root, _weights(root, "nan.pt", state)), root / "in" / "nan.pt", "hold NaN/Inf")
+
+
+@case("--weights: all parameters zero (a black fusion)")
+def _(root: Path) -> Case:
+    from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, read_weights
+
+    state = {key: torch.zeros_like(value) for key, value in read_weights(DEFAULT_WEIGHTS).items()}
+    return Case(_fuse_with_weights(root, _weights(root, "zero.pt", state)), root / "in" / "zero.pt", "into a constant image")
+
+
+@case("--device cuda:99 (no such CUDA device)")
+def _(root: Path) -> Case:
+    anatomical, functional = _good_pair(root)
+    return Case(_fuse_one(root, anatomical, functional, "--device", "cuda:99"), Path("cuda:99"), "no CUDA device.*available: cpu")
+
+
 # ------------------------------------------------------------------------------------------------- 3D volumes
 
 
@@ -401,14 +491,14 @@ def _(root: Path) -> Case:
 def _(root: Path) -> Case:
     ct, pet = _study(root)
     _edit_series(ct, lambda i, ds: setattr(ds, "PatientID", "OTHER-002") if i == 3 else None)
-    return Case(_fuse_volumes(root, ct, pet), ct, "several PatientIDs")
+    return Case(_fuse_volumes(root, ct, pet), ct, "2 patients", hidden=("OTHER-002", "PHANTOM-001"))
 
 
 @case("3D: anatomical and functional series of two patients")
 def _(root: Path) -> Case:
     ct, pet = _study(root)
     _edit_series(pet, lambda i, ds: setattr(ds, "PatientID", "OTHER-002"))
-    return Case(_fuse_volumes(root, ct, pet), pet, "two patients")
+    return Case(_fuse_volumes(root, ct, pet), pet, "two patients", hidden=("OTHER-002", "PHANTOM-001"))
 
 
 @case("3D: uneven slice spacing in a series")
@@ -559,6 +649,66 @@ def _(root: Path) -> Case:
     return Case(args, ct.parent, "modify the input")
 
 
+def _fuse_to_dicom(root: Path, output: Path, *extra: str) -> list[str]:
+    ct, pet = _study(root)
+    return ["--anatomical", str(ct), "--functional", str(pet), "--format", "dicom", "-o", str(output), *extra]
+
+
+@case("3D: --overwrite into a DICOM output folder that holds other files")
+def _(root: Path) -> Case:
+    from mmif_monai.io.dicom_series import write_fused_series
+    from monai.data.meta_tensor import MetaTensor
+
+    output = root / "out" / "DCM"
+    # an earlier fused series of ours, and next to it another patient's series and notes: none may be deleted
+    write_fused_series(MetaTensor(torch.rand(1, 8, 8, 3), affine=torch.eye(4)), None, output)
+    other = write_phantom_dicom_study(root / "other", shape=(16, 16, 4), patient_id="OTHER-002")
+    other.ct_dir.rename(output / "other-patient")
+    (output / "notes.txt").write_text("reading notes")
+    return Case(_fuse_to_dicom(root, output, "--overwrite"), output, "replaces only a fused series written by mmif")
+
+
+@case("3D: NIfTI output is an existing folder (even with --overwrite)")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    folder = root / "out" / "fused.nii.gz"
+    folder.mkdir(parents=True)
+    (folder / "keep.nii.gz").write_bytes(b"someone else's")
+    return Case(_fuse_volumes(root, anatomical, functional, "--overwrite"), folder, "a file never replaces a folder")
+
+
+@case("3D: DICOM output is an existing file (even with --overwrite)")
+def _(root: Path) -> Case:
+    output = root / "out" / "DCM"
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"a file, not a series folder")
+    return Case(_fuse_to_dicom(root, output, "--overwrite"), output, "a DICOM series folder never replaces a file")
+
+
+@case("3D: functional series in another frame of reference (no --register)")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    frame = generate_uid()
+    _edit_series(pet, lambda i, ds: setattr(ds, "FrameOfReferenceUID", frame))
+    return Case(_fuse_volumes(root, ct, pet), pet, "FrameOfReferenceUID differs .* pass --register")
+
+
+@case("3D: a CT volume given as the functional input (NIfTI, inputs swapped)")
+def _(root: Path) -> Case:
+    ct, pet = _nifti(root)
+    return Case(_fuse_volumes(root, pet, ct), ct, "looks like CT in Hounsfield units; are --anatomical and --functional swapped")
+
+
+@case("3D: NIfTI voxel size 0 in pixdim, no sform")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    image = nib.load(anatomical)
+    flat = nib.Nifti1Image(np.asanyarray(image.dataobj), None)
+    flat.header["pixdim"][1:4] = [10.0, 10.0, 0.0]
+    nib.save(flat, anatomical)
+    return Case(_fuse_volumes(root, anatomical, functional), anatomical, "voxel size of 0 mm along z")
+
+
 # -------------------------------------------------------------------------------------------------------- checks
 
 
@@ -583,6 +733,7 @@ def _check_error(case_: Case, code: int, stderr: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("mmif: error: "), stderr
     assert case_.culprit.name in lines[0], lines[0]
     assert re.search(case_.problem, lines[0]), lines[0]
+    assert not [text for text in case_.hidden if text in stderr], lines[0]
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -683,7 +834,8 @@ def test_a_failed_write_leaves_the_earlier_output_and_no_temporary_file(tmp_path
 
     monkeypatch.setattr(Image.Image, "save", disk_full)
     assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional, "--overwrite")]) == 1
-    assert "No space left" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert f"cannot write {out}: No space left on device" in err and ".fused-" not in err  # no temporary name
     assert out.read_bytes() == b"an earlier result"
     assert sorted(p.name for p in out.parent.iterdir()) == ["fused.png"]
 
@@ -763,3 +915,102 @@ def test_every_catalogue_case_is_documented():
     rows = [line.split(" | ")[0].removeprefix("| ").strip() for line in catalogue.splitlines() if line.startswith("| ")]
     documented = set(rows) - {"case", "---"}
     assert documented == set(CASES), {"undocumented": sorted(set(CASES) - documented), "not in the catalogue": sorted(documented - set(CASES))}
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+
+
+def _average_3d(ct: Path, pet: Path, output: Path, *extra: str) -> int:
+    return main(["fuse", "--method", "average", "--anatomical", str(ct), "--functional", str(pet), "-o", str(output), *extra])
+
+
+def test_overwrite_replaces_an_earlier_fused_series_and_spares_its_neighbours(tmp_path, capfd):
+    ct, pet = _study(tmp_path)
+    output = tmp_path / "out" / "DCM"
+    neighbour = tmp_path / "out" / "notes.txt"
+    neighbour.parent.mkdir()
+    neighbour.write_text("next to the series, not in it")
+    assert _average_3d(ct, pet, output, "--format", "dicom") == 0
+    first = {path.name: pydicom.dcmread(path).SeriesInstanceUID for path in output.iterdir()}
+    assert _average_3d(ct, pet, output, "--format", "dicom", "--overwrite") == 0, capfd.readouterr().err
+    second = {path.name: pydicom.dcmread(path).SeriesInstanceUID for path in output.iterdir()}
+    assert second.keys() == first.keys() and set(second.values()).isdisjoint(first.values())  # a new series
+    assert neighbour.read_text() == "next to the series, not in it"
+    assert not list(output.parent.glob(".mmif-staging-*"))
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL inside staged_outputs (a real kill: nothing of Python's clean-up runs) leaves a staging folder with a
+    file in it; the next run writing into that folder removes it, and keeps a running process's staging."""
+    out = tmp_path / "out"
+    killer = (
+        "import os, signal, sys\n"
+        "from mmif_monai.io.outputs import staged_outputs\n"
+        "with staged_outputs([sys.argv[1]]) as (staged,):\n"
+        "    staged.mkdir(); (staged / 'IM000001.dcm').write_bytes(b'torn')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", killer, str(out / "DCM")], capture_output=True, timeout=120)
+    assert result.returncode == -9
+    (left,) = out.glob(".mmif-staging-*")
+    assert (left / "DCM" / "IM000001.dcm").read_bytes() == b"torn"
+    running = out / f".mmif-staging-{os.getpid()}-live"  # this test's own process is running
+    running.mkdir()
+    ct, pet = _nifti(tmp_path)
+    assert _average_3d(ct, pet, out / "fused.nii.gz") == 0
+    assert not left.exists() and running.is_dir()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "fused.nii.gz", "fused_axial.png", "fused_coronal.png", "fused_sagittal.png"
+    ]  # fmt: skip
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, monkeypatch, capfd):
+    """As root, permission bits do not stop a write, so the two refusals are simulated: a read-only file system
+    (statvfs) and a folder without write permission (os.access)."""
+    anatomical, functional = _good_pair(tmp_path)
+    (tmp_path / "out").mkdir()
+    before = _snapshot(tmp_path)
+    read_only = os.statvfs_result((4096,) * 8 + (os.ST_RDONLY, 255))
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "statvfs", lambda path: read_only)
+        assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional)]) == 1
+    assert f"cannot write {tmp_path / 'out' / 'fused.png'}: the folder {tmp_path / 'out'} is on a read-only file system" in capfd.readouterr().err
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "access", lambda path, mode: False)
+        assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional)]) == 1
+    assert f"the folder {tmp_path / 'out'} is not writable" in capfd.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_path_mistakes_fail_before_the_network_stack_is_imported(tmp_path):
+    """A missing input, an output that would be refused or a damaged weights file fail with the standard library
+    alone: neither torch nor MONAI is imported (start-up takes seconds; this fails in a fraction of one)."""
+    anatomical, functional = _good_pair(tmp_path)
+    garbage = tmp_path / "in" / "garbage.pt"
+    garbage.write_bytes(b"not weights")
+    (tmp_path / "out" / "fused.png").mkdir(parents=True)
+    mistakes = [
+        ["--anatomical", str(tmp_path / "nowhere.png"), "--functional", str(functional), "-o", str(tmp_path / "o.png")],
+        ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(tmp_path / "out" / "fused.png")],
+        ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(tmp_path / "o.png"), "--weights", str(garbage)],
+        ["--anatomical", str(tmp_path / "ct.nii.gz"), "--functional", str(functional), "-o", str(tmp_path / "o.nii.gz")],
+    ]
+    probe = (
+        "import json, sys\n"
+        "from mmif_monai.cli.main import main\n"
+        "codes = [main(['fuse', *args]) for args in json.loads(sys.argv[1])]\n"
+        "print(json.dumps({'codes': codes, 'loaded': [m for m in ('torch', 'monai') if m in sys.modules]}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, json.dumps(mistakes)], capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"codes": [1, 1, 1, 1], "loaded": []}, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 4 and "Traceback" not in result.stderr
+
+
+def test_another_frame_of_reference_is_fused_when_registered(tmp_path, capfd):
+    """Refused without --register (catalogue); with it the volumes are aligned by content, so they may differ."""
+    ct, pet = _study(tmp_path)
+    frame = generate_uid()
+    _edit_series(pet, lambda i, ds: setattr(ds, "FrameOfReferenceUID", frame))
+    assert _average_3d(ct, pet, tmp_path / "out" / "fused.nii.gz", "--register") == 0, capfd.readouterr().err
+    assert (tmp_path / "out" / "fused_registration.tfm").is_file()

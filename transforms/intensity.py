@@ -27,7 +27,7 @@ rule              ``(a_min, a_max)``
                   there.
 ================  ================================================================================================
 
-A constant image (``a_min == a_max``) maps to zeros, never NaN. NaN or Inf in the input raises ``ValueError``:
+A constant image (``a_min == a_max``, or a window no wider than float resolution) maps to zeros, never NaN. NaN or Inf in the input raises ``ValueError``:
 they would otherwise spread through the percentiles and the fusion network silently.
 """
 
@@ -177,6 +177,15 @@ def suv_scale_factor(meta: Dataset | Mapping[Any, Any]) -> float | None:
     return weight * 1000.0 / decayed_dose
 
 
+def _holds_contrast(a_min: float, a_max: float, dtype: torch.dtype) -> bool:
+    """Whether the window [a_min, a_max] is wider than float resolution. A window of a few units in the last place
+    of its ends is rounding noise, and one below the smallest normal float32 (denormals, 1e-38 and less) is no
+    contrast any scanner or file stores: stretching either to [0, 1] would make the result depend on the unit (a
+    shift of the values erases it), so such an image counts as constant."""
+    resolution = 4 * torch.finfo(dtype).eps * max(abs(a_min), abs(a_max))
+    return a_max - a_min > max(resolution, torch.finfo(torch.float32).tiny)
+
+
 class ModalityNormalize(InvertibleTransform):
     """
     Normalise a channel-first image to [0, 1] with a rule chosen by its modality (see the module docstring).
@@ -270,7 +279,7 @@ class ModalityNormalize(InvertibleTransform):
             )
         eight_bit = img_t.dtype == torch.uint8 or meta.get(SOURCE_DTYPE_KEY) == "uint8"
         rule, a_min, a_max = self._intensity_range(data, meta, modality, eight_bit)
-        if a_max > a_min:
+        if _holds_contrast(a_min, a_max, data.dtype):
             out = ((data - a_min) / (a_max - a_min)).clamp(0.0, 1.0)
         else:  # constant image: nothing to stretch, and dividing by zero would give NaN
             out = torch.zeros_like(data)

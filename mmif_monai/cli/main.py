@@ -14,6 +14,35 @@ __all__ = ["main", "build_parser"]
 USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``; argparse names the option in its message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "count"  # argparse shows a type's name when it fails without a message
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+positive_int, non_negative_int = _count(1), _count(0)
+
+
 def _add_method_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="mmif-net", help="fusion method: mmif-net (default) or a classical baseline")
     parser.add_argument("--weights", type=Path, help="MMIF-Net state dict (default: the bundle's shipped weights)")
@@ -34,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument(
         "-o", "--output", type=Path, required=True, help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)"
     )
-    fuse.add_argument("--batch-size", type=int, default=8)
+    fuse.add_argument("--batch-size", type=positive_int, default=8, help="pairs or slices per network call (default 8)")
     volumes = fuse.add_argument_group(
         "3D volumes", "used when --anatomical is a .nii/.nii.gz/.mha/.nrrd file or a DICOM folder (docs/volumes.md)"
     )
@@ -82,46 +111,56 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", nargs="+", help="compared networks (default: all five)")
     compare.add_argument("--weights", nargs="+", default=[], metavar="METHOD=FILE", help="load instead of training")
     # the training budget, one for every compared network; unset options keep TrainingBudget's defaults
-    compare.add_argument("--epochs", type=int, help="training budget: epochs")
-    compare.add_argument("--iterations-per-epoch", type=int, help="training budget: iterations per epoch")
-    compare.add_argument("--batch-size", type=int, help="training budget: batch size")
-    compare.add_argument("--crop-size", type=int, help="training budget: side of the square random crops")
-    compare.add_argument("--learning-rate", type=float, help="training budget: Adam learning rate")
-    compare.add_argument("--limit", type=int, help="only the first N validation pairs of each type (smoke runs)")
-    compare.add_argument("--validation-cases", type=int, nargs="+", help="held-out atlas cases (default: the split's)")
-    compare.add_argument("--timing-threads", type=int, default=1, help="torch threads for the CPU ms/pair timing")
-    compare.add_argument("--timing-repeats", type=int, default=5, help="timed fusions per method (median reported)")
+    compare.add_argument("--epochs", type=positive_int, help="training budget: epochs")
+    compare.add_argument("--iterations-per-epoch", type=positive_int, help="training budget: iterations per epoch")
+    compare.add_argument("--batch-size", type=positive_int, help="training budget: batch size")
+    compare.add_argument("--crop-size", type=positive_int, help="training budget: side of the square random crops")
+    compare.add_argument("--learning-rate", type=_positive_float, help="training budget: Adam learning rate")
+    compare.add_argument("--limit", type=positive_int, help="only the first N validation pairs of each type (smoke runs)")
+    compare.add_argument("--validation-cases", type=non_negative_int, nargs="+", help="held-out atlas cases (default: the split's)")
+    compare.add_argument("--timing-threads", type=positive_int, default=1, help="torch threads for the CPU ms/pair timing")
+    compare.add_argument("--timing-repeats", type=positive_int, default=5, help="timed fusions per method (median reported)")
     compare.add_argument("--device", default="cpu", help="torch device for training, fusion and metrics")
     return parser
 
 
 def _fuse(args: argparse.Namespace) -> None:
-    from mmif_monai.fusion.files import FileJob, fuse_files, match_pair_folders
+    # paths and options first, with the standard library only: a mistake fails before the network stack loads
+    from mmif_monai.io.preflight import FileJob, check_file_jobs, check_volume_job, check_weights_file, is_volume_path
+    from mmif_monai.io.preflight import match_pair_folders
+
+    volume = args.anatomical is not None and is_volume_path(args.anatomical)
+    if not volume and any(getattr(args, name) is not None for name in ("format", "axis", "register", "series", "modalities")):
+        raise ValueError("--format, --axis, --register, --series and --modalities apply to 3D volumes only")
+    if args.anatomical is not None and args.functional is None:
+        raise ValueError("--anatomical needs --functional")
+    if args.weights is not None:
+        check_weights_file(args.weights)
+    if volume:
+        check_volume_job(
+            args.anatomical, args.functional, args.output, args.format or "nifti", args.register or False, args.overwrite
+        )
+        return _fuse_volumes(args)
+    jobs = match_pair_folders(*args.pairs, args.output) if args.pairs else [FileJob(args.anatomical, args.functional, args.output)]
+    check_file_jobs(jobs, args.overwrite)
+
+    from mmif_monai.devices import resolve_device
+
+    device = resolve_device(args.device)
+    from mmif_monai.fusion.files import read_file_jobs, write_fused_jobs
     from mmif_monai.fusion.methods import load_fusion_method
 
-    from mmif_monai.io.volumes import is_volume_path
-
-    if args.anatomical is not None and is_volume_path(args.anatomical):
-        return _fuse_volumes(args)
-    if any(getattr(args, name) is not None for name in ("format", "axis", "register", "series", "modalities")):
-        raise ValueError("--format, --axis, --register, --series and --modalities apply to 3D volumes only")
-    if args.pairs:
-        jobs = match_pair_folders(args.pairs[0], args.pairs[1], args.output)
-    else:
-        if args.functional is None:
-            raise ValueError("--anatomical needs --functional")
-        jobs = [FileJob(args.anatomical, args.functional, args.output)]
-    fuse, description = load_fusion_method(args.method, args.weights, args.device)
+    loaded = read_file_jobs(jobs, args.overwrite)  # every input read and checked before the model loads
+    fuse, description = load_fusion_method(args.method, args.weights, device)
     print(f"model: {description}")
-    written = fuse_files(fuse, jobs, overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
+    written = write_fused_jobs(fuse, jobs, loaded, batch_size=args.batch_size, device=device)
     print(f"wrote {len(written)} fused image(s) to {args.output}")
 
 
 def _fuse_volumes(args: argparse.Namespace) -> None:
+    from mmif_monai.devices import resolve_device
     from mmif_monai.fusion.volumes import fuse_volume_files
 
-    if args.functional is None:
-        raise ValueError("--anatomical needs --functional")
     written = fuse_volume_files(
         args.anatomical,
         args.functional,
@@ -129,7 +168,7 @@ def _fuse_volumes(args: argparse.Namespace) -> None:
         output_format=args.format or "nifti",
         method=args.method,
         weights=args.weights,
-        device=args.device,
+        device=resolve_device(args.device),
         register=args.register or False,
         axis=args.axis or "axial",
         overwrite=args.overwrite,
@@ -142,12 +181,14 @@ def _fuse_volumes(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from mmif_monai.devices import resolve_device
     from mmif_monai.fusion.methods import load_fusion_method
     from mmif_monai.fusion.samples import SAMPLES_DIR, fuse_dataset_folder
 
-    fuse, description = load_fusion_method(args.method, args.weights, args.device)
+    device = resolve_device(args.device)
+    fuse, description = load_fusion_method(args.method, args.weights, device)
     print(f"model: {description}")
-    written, preview = fuse_dataset_folder(fuse, args.samples or SAMPLES_DIR, args.output, args.overwrite, args.device)
+    written, preview = fuse_dataset_folder(fuse, args.samples or SAMPLES_DIR, args.output, args.overwrite, device)
     print(f"wrote {len(written)} fused image(s) under {args.output}; preview: {preview}")
 
 

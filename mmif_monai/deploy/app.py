@@ -49,7 +49,7 @@ from mmif_monai.deploy.operators import (
 )
 from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL, load_rules
 from mmif_monai.fusion.methods import NETWORK_METHOD, available_methods
-from mmif_monai.io.images import check_output_path
+from mmif_monai.io.outputs import check_output_path
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS
 
 __all__ = ["FUSED_SERIES_FOLDER", "FusionApp", "resolve_model_path", "main"]
@@ -115,7 +115,7 @@ class FusionApp(Application):
         study_folder = Path(context.input_path).absolute()
         if not study_folder.is_dir():
             raise FileNotFoundError(f"{study_folder}: study folder not found (set -i or HOLOSCAN_INPUT_PATH)")
-        series_out = check_output_path(Path(context.output_path) / FUSED_SERIES_FOLDER, self._overwrite)
+        series_out = check_output_path(Path(context.output_path) / FUSED_SERIES_FOLDER, self._overwrite, kind="series")
         model_path = resolve_model_path(context.model_path) if self._method == NETWORK_METHOD else None
         device = self._device or ("cuda" if _cuda_available() else "cpu")
 

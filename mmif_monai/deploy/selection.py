@@ -93,8 +93,8 @@ def check_single_study(studies: Sequence, folder: str | Path):
     The fused series keeps its source's patient and study, so the input must be one patient's single study.
 
     Raises:
-        ValueError: naming ``folder``: no study, images of several patients (with the PatientIDs and their
-            series), or several studies of one patient (with their StudyInstanceUIDs).
+        ValueError: naming ``folder``: no study, images of several patients (each patient's series, numbered,
+            not their PatientIDs), or several studies of one patient (with their StudyInstanceUIDs).
     """
     if not studies:
         raise ValueError(f"{folder}: no DICOM study found in this folder")
@@ -105,9 +105,10 @@ def check_single_study(studies: Sequence, folder: str | Path):
                 patient = str(instance.get_native_sop_instance().get("PatientID", ""))
                 patients.setdefault(patient, {})[str(series.SeriesInstanceUID)] = series
     if len(patients) > 1:
+        # each patient's series, never the PatientIDs themselves: identity stays out of printed output
         found = "; ".join(
-            f"PatientID {pid!r}: {', '.join(describe_series(s) for s in sorted(series.values(), key=series_order))}"
-            for pid, series in sorted(patients.items())
+            f"patient {number}: {', '.join(describe_series(s) for s in sorted(series.values(), key=series_order))}"
+            for number, (_, series) in enumerate(sorted(patients.items()), start=1)
         )
         raise ValueError(
             f"{folder}: holds images of {len(patients)} patients ({found}); give the folder of one patient's study"

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
-from mmif_monai.io.images import check_output_path, check_outputs_spare_inputs, read_slice, write_image_atomic
-from mmif_monai.io.paths import IMAGE_SUFFIXES
+from mmif_monai.io.images import read_slice, write_image_atomic
+from mmif_monai.io.preflight import FileJob, check_file_jobs, match_pair_folders
 from mmif_monai.transforms import MODALITY_ALIASES, modality_from_meta
 
-__all__ = ["FileJob", "match_pair_folders", "fuse_files"]
+__all__ = ["FileJob", "LoadedPair", "match_pair_folders", "read_file_jobs", "write_fused_jobs", "fuse_files"]
 
 # DICOM Modality codes of functional imaging (PET, nuclear medicine / SPECT): never the anatomical side
 _FUNCTIONAL_MODALITIES = ("PT", "NM")
-
-
-@dataclass(frozen=True)
-class FileJob:
-    """One pair of input files and the path its fused image goes to."""
-
-    anatomical: Path
-    functional: Path
-    output: Path
-
-
-def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, output_dir: str | Path) -> list[FileJob]:
-    """Jobs for the files with the same name in both folders; outputs keep the input names.
-
-    Raises:
-        FileNotFoundError: a folder is missing. ValueError: no names in common, or names present in one only,
-        or the output folder is an existing file.
-    """
-    dirs = [Path(anatomical_dir), Path(functional_dir)]
-    for folder in dirs:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: not a folder")
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise ValueError(f"{output_dir}: the output folder is an existing file")
-    names = [{p.name for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} for d in dirs]
-    if names[0] != names[1]:
-        unmatched = sorted(names[0] ^ names[1])[:3]
-        raise ValueError(f"{dirs[0]} and {dirs[1]}: files without a partner, e.g. {unmatched}")
-    if not names[0]:
-        raise ValueError(f"{dirs[0]}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    out = Path(output_dir)
-    return [FileJob(dirs[0] / n, dirs[1] / n, out / Path(n).with_suffix(".png").name) for n in sorted(names[0])]
 
 
 def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,38 +43,29 @@ def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
     return anatomical, functional
 
 
-def _check_outputs(jobs: Sequence[FileJob], overwrite: bool) -> None:
-    """Refuse outputs that are inputs, that two jobs share (``a.png`` and ``a.tif`` in one folder), that are not
-    ``.png``, that are symbolic links (which could lead outside the output folder), or that exist (unless
-    ``overwrite``)."""
-    check_outputs_spare_inputs([job.output for job in jobs], [path for job in jobs for path in (job.anatomical, job.functional)])
-    claimed: dict[Path, Path] = {}
-    for job in jobs:
-        other = claimed.setdefault(job.output.resolve(), job.anatomical)
-        if other != job.anatomical:
-            raise ValueError(f"{job.output}: both {other.name} and {job.anatomical.name} would be fused into this file")
-        if job.output.suffix.lower() != ".png":
-            raise ValueError(f"{job.output}: fused slices are written as PNG; give an output ending in .png")
-        if job.output.is_symlink():
-            raise ValueError(f"{job.output}: output is a symbolic link (to {job.output.readlink()}); refusing to write")
-        check_output_path(job.output, overwrite)
+#: the images of one job, read and checked: (anatomical (1, H, W), functional (1 | 3, H, W)), in [0, 1]
+LoadedPair = tuple[torch.Tensor, torch.Tensor]
 
 
-def fuse_files(
+def read_file_jobs(jobs: Sequence[FileJob], overwrite: bool = False, progress: bool = True) -> list[LoadedPair]:
+    """Check every job's paths (:func:`~mmif_monai.io.preflight.check_file_jobs`), then read and check every
+    input, before anything is fused or written: bad input anywhere leaves no output behind."""
+    check_file_jobs(jobs, overwrite)
+    return [_load_job(job) for job in tqdm(jobs, desc="reading", disable=None if progress else True, leave=False)]
+
+
+def write_fused_jobs(
     fuse: FuseFn,
     jobs: Sequence[FileJob],
-    overwrite: bool = False,
+    loaded: Sequence[LoadedPair],
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> list[Path]:
-    """Fuse every job and write its output; returns the written paths.
-
-    Every input is read and checked, and every output path checked, before anything is written, so bad
-    input anywhere leaves no output behind. Images of one size and colour kind are fused in batches.
-    """
-    _check_outputs(jobs, overwrite)
-    loaded = [_load_job(job) for job in tqdm(jobs, desc="reading", disable=None if progress else True, leave=False)]
+    """Fuse the pairs :func:`read_file_jobs` gave for ``jobs`` and write each output; returns the written paths.
+    Images of one size and colour kind are fused in batches of ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # batch together what stacks: same size and same number of functional channels
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, (_, functional) in enumerate(loaded):
@@ -125,3 +83,17 @@ def fuse_files(
                     written.append(jobs[i].output)
                 bar.update(len(chunk))
     return written
+
+
+def fuse_files(
+    fuse: FuseFn,
+    jobs: Sequence[FileJob],
+    overwrite: bool = False,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[Path]:
+    """Fuse every job and write its output; returns the written paths (:func:`read_file_jobs`, then
+    :func:`write_fused_jobs`)."""
+    loaded = read_file_jobs(jobs, overwrite, progress)
+    return write_fused_jobs(fuse, jobs, loaded, batch_size, device, progress)

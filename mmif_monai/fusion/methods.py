@@ -17,6 +17,7 @@ __all__ = [
     "WEIGHTED_METHODS",
     "available_methods",
     "autoencoded_max",
+    "check_weights_fuse",
     "load_fusion_method",
 ]
 
@@ -47,6 +48,38 @@ def autoencoded_max(network: MMIFNet) -> FuseFn:
     return fuse
 
 
+def _probe_pair(size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed (1, 1, size, size) pair with structure in both images: a bright disc and an off-centre blob."""
+    axis = torch.linspace(-1.0, 1.0, size)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    anatomical = ((x**2 + y**2) < 0.6).float() * (0.5 + 0.4 * x)
+    functional = torch.exp(-((x - 0.3) ** 2 + (y + 0.2) ** 2) / 0.05)
+    return anatomical[None, None], functional[None, None]
+
+
+@torch.no_grad()
+def check_weights_fuse(path: Path | None, network: MMIFNet) -> None:
+    """Refuse weights that fuse a structured pair into NaN/Inf or a constant image (zeroed or diverged weights):
+    they would give black images with exit status 0. Part of choosing a method for fusing files, not of
+    :func:`~mmif_monai.networks.pretrained.load_mmif_net`: a study may load a barely trained network on purpose.
+
+    Raises:
+        ValueError: naming ``path`` (the weights file).
+    """
+    was_training = network.training
+    network.eval()
+    device = next(network.parameters()).device
+    fused = network(*(image.to(device) for image in _probe_pair()))
+    network.train(was_training)
+    if not bool(fused.isfinite().all()):
+        raise ValueError(f"{path}: these weights fuse a test pair into NaN/Inf values; the weights are damaged")
+    if float(fused.amax() - fused.amin()) < 1e-6:
+        raise ValueError(
+            f"{path}: these weights fuse a test pair into a constant image ({float(fused.amin()):.3g} everywhere); "
+            "the weights are damaged (zeroed or diverged)"
+        )
+
+
 def load_fusion_method(
     name: str = NETWORK_METHOD, weights: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> tuple[FuseFn, str]:
@@ -56,6 +89,8 @@ def load_fusion_method(
     """
     if name in WEIGHTED_METHODS:
         loaded = load_mmif_net(weights, device=device)
+        if loaded.trained:
+            check_weights_fuse(loaded.weights, loaded.network)
         if name == NETWORK_METHOD:
             return loaded.network, loaded.description
         return autoencoded_max(loaded.network), f"pixel-max fusion reconstructed by {loaded.description}"

@@ -28,8 +28,10 @@ from monai.transforms import Orientation
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.dicom_series import fused_series_datasets, save_series
-from mmif_monai.io.images import check_output_path, check_outputs_spare_inputs, write_image_atomic
-from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, staged_outputs, volume_name
+from mmif_monai.io.images import write_image_atomic
+from mmif_monai.io.outputs import staged_outputs
+from mmif_monai.io.preflight import OUTPUT_FORMATS, check_volume_job
+from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, volume_name
 from mmif_monai.registration import align_volumes
 from mmif_monai.transforms import MODALITY_KEY, ModalityNormalize, canonical_modality, modality_from_meta
 
@@ -41,16 +43,13 @@ __all__ = [
     "resolve_axis",
     "fuse_volume",
     "preview_slices",
-    "output_paths",
     "fuse_volume_files",
 ]
 
 #: colour map for PET/SPECT: matplotlib's "hot" (black -> red -> yellow -> white)
 PET_COLORMAP = "hot"
-OUTPUT_FORMATS = ("nifti", "dicom")
 #: named slicing axes and the world (RAS) axis each is perpendicular to
 AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _COLOUR_MODALITIES = ("PT", "NM")
 # a NIfTI/ITK anatomical volume without a modality is taken for CT when it reaches this far into air's HU
 _CT_AIR_HU = -500.0
@@ -174,26 +173,6 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
     return previews
 
 
-def output_paths(output: str | Path, output_format: str, register: bool | str) -> dict[str, Path]:
-    """Where a job writes: ``fused`` (the NIfTI file or DICOM folder), the three previews beside it
-    (``<name>_axial.png``...) and, with registration, ``transform`` (``<name>_registration.tfm``)."""
-    output = Path(output)
-    if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"{output}: unknown output format {output_format!r}; choose from {', '.join(OUTPUT_FORMATS)}")
-    name = output.name
-    if output_format == "nifti":
-        if not name.lower().endswith(_NIFTI_SUFFIXES):
-            raise ValueError(f"{output}: a NIfTI output must end in .nii or .nii.gz (or use --format dicom)")
-        name = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
-    elif output.suffix.lower() in (*_NIFTI_SUFFIXES, ".gz", ".png", ".dcm"):
-        raise ValueError(f"{output}: a DICOM output is a folder; give a folder name without a file suffix")
-    paths = {"fused": output}
-    paths.update({view: output.with_name(f"{name}_{view}.png") for view in ("axial", "coronal", "sagittal")})
-    if register not in (False, None, "none"):
-        paths["transform"] = output.with_name(f"{name}_registration.tfm")
-    return paths
-
-
 def _identity(volume: MetaTensor) -> dict:
     return volume.meta.get(DICOM_IDENTITY_KEY, {})
 
@@ -207,12 +186,19 @@ def _anatomical_modality(volume: MetaTensor, given: str | None) -> str:
     return "CT" if float(volume.min()) <= _CT_AIR_HU else "MR"
 
 
-def _check_pair(anatomical: MetaTensor, functional: MetaTensor) -> None:
+def _check_pair(anatomical: MetaTensor, functional: MetaTensor, functional_modality: str, register: bool | str) -> None:
+    """Refuse pairs that would fuse silently wrong; messages name the series, never their identifiers."""
+    a_name, f_name = volume_name(anatomical), volume_name(functional)
     ids = [str(_identity(v).get("PatientID", "")).strip() for v in (anatomical, functional)]
     if all(ids) and ids[0] != ids[1]:
+        raise ValueError(f"{f_name}: its PatientID differs from that of {a_name}; refusing to fuse two patients")
+    frames = [str(_identity(v).get("FrameOfReferenceUID", "")).strip() for v in (anatomical, functional)]
+    if all(frames) and frames[0] != frames[1] and register in (False, None, "none"):
+        # two frames of reference: the headers' coordinates are not one space, so header geometry cannot align
+        # them, and the output would claim the anatomical frame for a functional volume that is not in it
         raise ValueError(
-            f"{volume_name(functional)}: PatientID {ids[1]!r} differs from {ids[0]!r} of {volume_name(anatomical)}; "
-            "refusing to fuse two patients"
+            f"{f_name}: its FrameOfReferenceUID differs from that of {a_name}, so their header geometry does not "
+            "relate them; pass --register to align them by image content"
         )
     for volume in (anatomical, functional):
         # an empty or blank export: fusing it would give the other volume back and hide the mistake
@@ -220,7 +206,13 @@ def _check_pair(anatomical: MetaTensor, functional: MetaTensor) -> None:
             raise ValueError(f"{volume_name(volume)}: the volume is constant (every voxel the same value); nothing to fuse")
     anatomical_modality = modality_from_meta(anatomical.meta)
     if anatomical_modality is not None and canonical_modality(anatomical_modality) in _COLOUR_MODALITIES:
-        raise ValueError(f"{volume_name(anatomical)}: a {anatomical_modality} volume is functional, not anatomical")
+        raise ValueError(f"{a_name}: a {anatomical_modality} volume is functional, not anatomical")
+    if functional_modality in _COLOUR_MODALITIES and float(functional.min()) <= _CT_AIR_HU:
+        # activity and SUV are never negative: values down in air's Hounsfield units are a CT
+        raise ValueError(
+            f"{f_name}: a {functional_modality} volume reaching {float(functional.min()):.0f} looks like CT in "
+            "Hounsfield units; are --anatomical and --functional swapped? (--modalities overrides)"
+        )
 
 
 def _write_nifti(fused: MetaTensor, path: Path) -> None:
@@ -271,7 +263,8 @@ def fuse_volume_files(
 
     Raises:
         FileNotFoundError / ValueError naming the file: missing or unreadable input, 4D data, a bad DICOM series,
-            two PatientIDs, fields of view that do not overlap. FileExistsError: an output exists and not
+            two PatientIDs, two frames of reference without ``register``, a PET/SPECT volume in CT's units, fields
+            of view that do not overlap, an output that would replace what this program did not write. FileExistsError: an output exists and not
             ``overwrite``. Nothing is written in any of these cases.
     """
     say = report or (lambda line: None)
@@ -285,10 +278,7 @@ def fuse_volume_files(
         timings[step] = (now[0] - clock[0], now[1] - clock[1])
         clock = now
 
-    paths = output_paths(output, output_format, register)
-    for path in paths.values():
-        check_output_path(path, overwrite)
-    check_outputs_spare_inputs(list(paths.values()), [anatomical, functional])
+    paths = check_volume_job(anatomical, functional, output, output_format, register, overwrite)
     if isinstance(series, str) or isinstance(modalities, str):
         raise ValueError("series and modalities take a pair: (anatomical, functional); use None for either")
     if len(modalities) != 2 or (series is not None and len(series) != 2):
@@ -296,9 +286,9 @@ def fuse_volume_files(
     selectors = tuple(series) if series is not None else (None, None)
     anatomical_volume = load_volume(anatomical, selectors[0], modalities[0], preferred_modalities=("CT", "MR"))
     functional_volume = load_volume(functional, selectors[1], modalities[1], preferred_modalities=("PT", "NM"))
-    _check_pair(anatomical_volume, functional_volume)
     anatomical_modality = _anatomical_modality(anatomical_volume, modalities[0])
     functional_modality = canonical_modality(modalities[1] or modality_from_meta(functional_volume.meta) or "PT")
+    _check_pair(anatomical_volume, functional_volume, functional_modality, register)
     functional_volume.meta[MODALITY_KEY] = functional_modality
     lap("load")
 

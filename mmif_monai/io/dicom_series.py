@@ -25,8 +25,8 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from monai.data.meta_tensor import MetaTensor
 from monai.data.utils import orientation_ras_lps
 
-from mmif_monai.io.images import check_output_path
-from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, IDENTITY_KEYWORDS, staged_outputs
+from mmif_monai.io.outputs import FUSED_SERIES_MANUFACTURER, check_output_path, staged_outputs
+from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, IDENTITY_KEYWORDS
 
 __all__ = [
     "IDENTITY_KEYWORDS",
@@ -144,7 +144,7 @@ def _fused_base(identity: Mapping[str, str], description: str) -> Dataset:
     ds.ImageType = list(FUSED_IMAGE_TYPE)
     ds.DerivationDescription = description[:1024]
     ds.BurnedInAnnotation = "NO"
-    ds.Manufacturer = "mmif-monai"
+    ds.Manufacturer = FUSED_SERIES_MANUFACTURER  # how --overwrite knows a series of its own
     return ds
 
 
@@ -186,7 +186,7 @@ def write_fused_series(
             :data:`IDENTITY_KEYWORDS`) are kept; None (or a NIfTI/ITK source) starts a new study and frame of
             reference with empty patient attributes.
         out_dir: the series folder; written complete under a temporary name, then renamed.
-        overwrite: replace an existing ``out_dir``.
+        overwrite: replace an existing ``out_dir`` that holds only a fused series written by this program.
         description: SeriesDescription (first 64 characters) and DerivationDescription; "DERIVED" is appended
             when it does not say so.
 
@@ -195,9 +195,10 @@ def write_fused_series(
 
     Raises:
         FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
-        ValueError: ``fused`` is not a (1 | 3, X, Y, Z) volume.
+        ValueError: ``fused`` is not a (1 | 3, X, Y, Z) volume; ``out_dir`` is a file, or holds anything but a
+            fused series of ours (:func:`~mmif_monai.io.outputs.check_output_path`).
     """
-    out_dir = check_output_path(out_dir, overwrite)
+    out_dir = check_output_path(out_dir, overwrite, kind="series")
     datasets = fused_series_datasets(fused, reference, description)
     with staged_outputs([out_dir]) as (staging,):
         written = save_series(datasets, staging)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mmif_monai.io.outputs import atomic_output, check_output_path, check_outputs_spare_inputs
 from mmif_monai.transforms import SOURCE_DTYPE_KEY, LoadModality, ModalityNormalize, SliceReader, modality_from_meta, reader_for_path
 
 __all__ = [
@@ -78,62 +75,6 @@ def read_slice(path: str | Path) -> torch.Tensor:
         return ModalityNormalize()(img, modality=modality)
     except ValueError as error:  # an unknown modality name; the file is what the user needs to hear about
         raise ValueError(f"{path}: {error}") from error
-
-
-def check_output_path(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to replace an existing output unless ``overwrite``; the parent folder must exist or be creatable."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
-    return path
-
-
-def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path]) -> None:
-    """Refuse, even with ``--overwrite``, an output that is an input, lies inside an input folder (a DICOM
-    series), or is a folder holding an input: writing it would modify or delete the input.
-
-    Raises:
-        ValueError: naming the output and the input.
-    """
-    sources = [Path(path).resolve() for path in inputs]
-    for output in outputs:
-        target = Path(output).resolve()
-        for source in sources:
-            if target == source or source in target.parents or target in source.parents:
-                raise ValueError(f"{output}: writing this output would modify the input {source}; inputs are never modified")
-
-
-def _new_file_beside(path: Path) -> Path:
-    """Create an empty, uniquely named hidden file beside ``path`` (same suffix, so writers pick the same format).
-
-    Created with mode 0666, so the umask gives it the permissions of any new file; ``tempfile.mkstemp`` would
-    make it owner-only (0600), and the rename would hand that mode to the output.
-    """
-    while True:
-        candidate = path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}")
-        try:
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return candidate
-        except FileExistsError:
-            continue
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
-
-    A reader never sees a half-written file, and a failure leaves any earlier file untouched. The file gets the
-    permissions of any newly created file (0666 less the umask), not the owner-only mode of a temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_file_beside(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_image_atomic(image: torch.Tensor, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Loading 3D clinical volumes (NIfTI, ITK formats, DICOM series) with checks, and staging multi-file outputs.
+"""Loading 3D clinical volumes (NIfTI, ITK formats, DICOM series) with checks.
 
 Every volume comes back as a ``MetaTensor`` (1, X, Y, Z) with its RAS affine, through MONAI's readers
 (:class:`~mmif_monai.transforms.io.LoadModality`: ``NibabelReader`` for NIfTI, ``ITKReader`` for
@@ -14,10 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +27,8 @@ from monai.data import PydicomReader
 from monai.data.meta_tensor import MetaTensor
 from monai.utils import ImageMetaKey
 
+from mmif_monai.io.outputs import staged_outputs
+from mmif_monai.io.preflight import VOLUME_SUFFIXES, is_volume_path
 from mmif_monai.transforms import MODALITY_ALIASES, LoadModality, has_dicom_marker
 
 __all__ = [
@@ -45,8 +44,6 @@ __all__ = [
     "staged_outputs",
 ]
 
-#: single-file 3D formats: NIfTI (``NibabelReader``) and ITK's MetaImage and NRRD (``ITKReader``)
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 #: meta key of a DICOM-loaded volume holding its source's identity (keyword -> str), kept by derived series
 DICOM_IDENTITY_KEY = "dicom_identity"
@@ -70,12 +67,6 @@ IDENTITY_KEYWORDS = (
 _RECORDED_KEYWORDS = (*IDENTITY_KEYWORDS, "SeriesInstanceUID", "SeriesDescription", "Modality")
 # slice spacings may differ by this fraction of the median before a series is called uneven
 _SPACING_TOLERANCE = 0.1
-
-
-def is_volume_path(path: str | Path) -> bool:
-    """Whether ``path`` names a 3D input: a file with a volume suffix, or a folder (a DICOM series or study)."""
-    path = Path(path)
-    return path.is_dir() or path.name.lower().endswith(VOLUME_SUFFIXES)
 
 
 def volume_name(img: torch.Tensor) -> str:
@@ -199,7 +190,7 @@ def check_series(series: DicomSeries) -> float:
     headers, files = series.headers, series.files
     patients = sorted({str(h.get("PatientID", "")) for h in headers})
     if len(patients) > 1:
-        raise ValueError(f"{where}: one series holds several PatientIDs: {', '.join(map(repr, patients))}")
+        raise ValueError(f"{where}: one series holds images of {len(patients)} patients (different PatientIDs)")
     for path, header in zip(files, headers):
         if int(header.get("NumberOfFrames", 1) or 1) > 1:
             raise ValueError(f"{path}: multi-frame (enhanced) DICOM images are not supported; export single-frame")
@@ -259,6 +250,28 @@ def _load_dicom_series(
     return img
 
 
+def _check_nifti_voxel_size(path: Path) -> None:
+    """Refuse a NIfTI file whose geometry comes from ``pixdim`` (no sform) with a voxel size of 0 or less: nibabel
+    would silently take 1 mm for it, and the fused output would carry that wrong geometry."""
+    import nibabel as nib
+
+    try:
+        # the raw header: nib.load would already have replaced a zero pixdim by 1
+        with nib.openers.ImageOpener(path) as file:
+            header = nib.Nifti1Header.from_fileobj(file, check=False)
+    except Exception:  # an unreadable or NIfTI-2 file: the reader says what it finds, naming the file
+        return
+    if int(header["sform_code"]) > 0:
+        return
+    sizes = [float(v) for v in header["pixdim"][1:4]]
+    bad = [axis for axis, size in zip("xyz", sizes) if not size > 0]
+    if bad:
+        raise ValueError(
+            f"{path}: the header gives a voxel size of {sizes['xyz'.index(bad[0])]:g} mm along {bad[0]} (pixdim) "
+            "and no sform, so the voxel geometry is unknown; fix the header's pixdim or sform"
+        )
+
+
 def load_volume(
     path: str | Path,
     series: str | None = None,
@@ -291,6 +304,8 @@ def load_volume(
     if path.is_dir():
         img = _load_dicom_series(path, series, modality, preferred_modalities)
     elif path.name.lower().endswith(VOLUME_SUFFIXES):
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            _check_nifti_voxel_size(path)
         img = LoadModality(modality=modality)(path)
     else:
         raise ValueError(
@@ -306,30 +321,3 @@ def load_volume(
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise ValueError(f"{path}: the header's voxel-to-world affine is singular or not finite")
     return img
-
-
-@contextmanager
-def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
-    """Yield staging paths (files or folders) for ``paths``; on success move each onto its final path.
-
-    The staging paths sit in hidden temporary folders beside the outputs (same file system, so the moves are
-    renames); a failure while writing removes them and leaves any earlier outputs untouched. An existing output
-    is replaced (callers check ``overwrite`` first).
-    """
-    targets = [Path(p) for p in paths]
-    staging_dirs: dict[Path, Path] = {}
-    for target in targets:
-        if target.parent not in staging_dirs:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging_dirs[target.parent] = Path(tempfile.mkdtemp(prefix=".mmif-staging-", dir=target.parent))
-    staged = [staging_dirs[t.parent] / t.name for t in targets]
-    try:
-        yield staged
-        for source, target in zip(staged, targets):
-            if target.exists() or target.is_symlink():
-                # move the old output aside first: a rename cannot replace a folder, or a file by a folder
-                os.replace(target, staging_dirs[target.parent] / f".replaced-{target.name}")
-            os.replace(source, target)
-    finally:
-        for folder in staging_dirs.values():
-            shutil.rmtree(folder, ignore_errors=True)

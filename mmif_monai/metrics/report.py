@@ -19,6 +19,7 @@ from monai.utils import look_up_option
 from PIL import Image
 from tqdm import tqdm
 
+from mmif_monai.devices import resolve_device
 from mmif_monai.io.paths import IMAGE_SUFFIXES
 from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics
 from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
@@ -168,7 +169,7 @@ def evaluate_folders(
     fused_files = {method: image_files(Path(folder)) for method, folder in fused_dirs.items()}
     for method, files in fused_files.items():
         _check_same_names(Path(fused_dirs[method]), set(files), Path(a_dir), set(names))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
 
     results: dict[str, dict[str, list[float]]] = {m: {n: [] for n in METRIC_NAMES} for m in fused_dirs}
     with tqdm(total=len(names) * len(fused_dirs), desc="fusion metrics", unit="image", disable=not progress) as bar:

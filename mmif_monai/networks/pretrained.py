@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 
 from mmif_monai.decomposition.projection import default_projection_path, load_projection
 from mmif_monai.io.paths import BUNDLE_DIR
+from mmif_monai.io.preflight import check_weights_file
 from mmif_monai.networks.mmif_net import MMIFNet
 
 __all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net", "read_weights", "weights_digest"]
@@ -33,17 +35,50 @@ def read_weights(path: str | Path) -> dict:
     files inert.
 
     Raises:
-        FileNotFoundError: if the file does not exist. ValueError: if it holds no dictionary of parameters.
+        FileNotFoundError: if the file does not exist. ValueError, naming the file: it is empty or not a PyTorch
+        file, holds pickled code or objects other than tensors (refused, never run), holds no dictionary of
+        tensors, or holds NaN/Inf parameters.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    path = check_weights_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path}: refused: the file holds code or objects other than tensors (weights_only); it was not run"
+        ) from error
+    except Exception as error:  # a damaged archive fails in many ways inside torch.load; none is the user's to read
+        raise ValueError(f"{path}: not a PyTorch weights file ({type(error).__name__} while reading it)") from error
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict or a checkpoint with a 'model' entry")
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors or a checkpoint with a 'model' entry")
+    broken = [
+        key for key, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())
+    ]  # fmt: skip
+    if broken:
+        raise ValueError(f"{path}: {len(broken)} parameter tensor(s) hold NaN/Inf (first: {broken[0]}); the weights are damaged")
     return state
+
+
+def _check_matches(path: Path, network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a state dict of another network in one line naming the first differing keys, not torch's block."""
+    expected = network.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+
+    def first(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    if missing or unexpected:
+        found = [f"missing {first(missing)}" if missing else "", f"unexpected {first(unexpected)}" if unexpected else ""]
+        raise ValueError(f"{path}: not weights of this MMIF-Net configuration: {'; '.join(f for f in found if f)}")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ValueError(
+                f"{path}: not weights of this MMIF-Net configuration: {key} has shape {tuple(state[key].shape)}, "
+                f"the network's is {tuple(value.shape)}"
+            )
 
 
 @dataclass
@@ -75,7 +110,8 @@ def load_mmif_net(
     LatLRR projection when there is one, and is marked ``trained=False`` so callers can say so.
 
     Raises:
-        FileNotFoundError: if ``weights`` is given and does not exist.
+        FileNotFoundError: if ``weights`` is given and does not exist. ValueError: the file is not weights of this
+        network configuration (:func:`read_weights`).
     """
     network = MMIFNet(**network_kwargs)
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
@@ -84,6 +120,7 @@ def load_mmif_net(
         if not network.fa:
             # the l1 rule has no parameters: weights trained with FA can be fused by the l1 rule instead
             state = {k: v for k, v in state.items() if not k.startswith("fusions.")}
+        _check_matches(path, network, state)
         network.load_state_dict(state)
         loaded = LoadedModel(network, path, trained=True)
     else:

@@ -1,0 +1,246 @@
+"""Where outputs may go and how they are written.
+
+The checks here keep an output from destroying anything this program did not write, even with ``--overwrite``:
+an output never replaces an input, a file never replaces a folder (nor a folder a file), and a DICOM series
+folder is replaced only when it holds nothing but a fused series written by mmif. Writes are atomic: one file
+through a temporary name beside it (:func:`atomic_output`), several outputs staged in a hidden folder beside
+them and renamed together (:func:`staged_outputs`). Staging folders left by a killed run are removed by the next
+run that writes there. OS errors name the output the user asked for, never a temporary name.
+
+Only the standard library is imported at module level (pydicom lazily, for the series check), so the command
+line can check its outputs before it loads the network stack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = [
+    "OUTPUT_KINDS",
+    "FUSED_SERIES_MANUFACTURER",
+    "check_output_path",
+    "check_outputs_spare_inputs",
+    "check_replaceable_series",
+    "atomic_output",
+    "staged_outputs",
+    "remove_stale_staging",
+]
+
+#: what an output path is: a ``"file"``, or a ``"series"`` (a folder of DICOM files that this program writes)
+OUTPUT_KINDS = ("file", "series")
+#: Manufacturer (0008,0070) of the fused series this program writes: with ImageType FUSED, how it knows its own
+FUSED_SERIES_MANUFACTURER = "mmif-monai"
+_FUSED_FILE_NAME = re.compile(r"IM\d{6}\.dcm")
+_STAGING_PREFIX = ".mmif-staging-"
+
+
+def _write_error(path: Path, error: OSError) -> OSError:
+    """``error`` retold about ``path``, the output the user named, without the temporary names the OS saw."""
+    reason = error.strerror or type(error).__name__
+    return type(error)(f"cannot write {path}: {reason}")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output whose nearest existing folder is not writable, before any work is done."""
+    anchor = path.parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise ValueError(f"cannot write {path}: {anchor} is a file, not a folder")
+    if hasattr(os, "statvfs") and os.statvfs(anchor).f_flag & os.ST_RDONLY:
+        raise ValueError(f"cannot write {path}: the folder {anchor} is on a read-only file system")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: the folder {anchor} is not writable")
+
+
+def check_replaceable_series(folder: str | Path) -> None:
+    """Refuse to replace ``folder`` unless everything in it is a fused series this program wrote: files
+    ``IM000001.dcm``... of one SeriesInstanceUID, with Manufacturer :data:`FUSED_SERIES_MANUFACTURER` and ImageType
+    ``FUSED``. Anything else (another series, a subfolder, notes) would be deleted with it.
+
+    Raises:
+        ValueError: naming the folder and up to three of the entries it will not delete.
+    """
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    foreign: list[str] = []
+    series_uids: set[str] = set()
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() or not entry.is_file() or not _FUSED_FILE_NAME.fullmatch(entry.name):
+            foreign.append(entry.name + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
+            continue
+        try:
+            header = dcmread(entry, stop_before_pixels=True, specific_tags=["Manufacturer", "ImageType", "SeriesInstanceUID"])
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            foreign.append(entry.name)
+            continue
+        if header.get("Manufacturer") != FUSED_SERIES_MANUFACTURER or "FUSED" not in list(header.get("ImageType", [])):
+            foreign.append(entry.name)
+            continue
+        series_uids.add(str(header.get("SeriesInstanceUID", "")))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ValueError(
+            f"{folder}: --overwrite replaces only a fused series written by mmif, and this folder also holds "
+            f"{shown}; nothing was changed: choose a new output folder"
+        )
+    if len(series_uids) > 1:
+        raise ValueError(
+            f"{folder}: holds {len(series_uids)} fused series, not one; --overwrite replaces a single fused series"
+        )
+
+
+def check_output_path(path: str | Path, overwrite: bool, kind: str = "file") -> Path:
+    """Check that ``path`` may be written as an output of ``kind`` (:data:`OUTPUT_KINDS`).
+
+    An existing output is replaced only with ``overwrite``, and never when it is of the other kind (a folder where
+    a file goes, a file where a series folder goes), nor when it is a folder holding anything but a fused series
+    written by this program (:func:`check_replaceable_series`). The nearest existing folder must be writable.
+
+    Raises:
+        FileExistsError: ``path`` exists and not ``overwrite``. ValueError: any refusal above, naming ``path``.
+    """
+    path = Path(path)
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
+    if path.exists() and not path.is_symlink():
+        if kind == "file" and path.is_dir():
+            raise ValueError(f"{path}: output is an existing folder; a file never replaces a folder, even with --overwrite")
+        if kind == "series" and not path.is_dir():
+            raise ValueError(
+                f"{path}: output is an existing file; a DICOM series folder never replaces a file, even with --overwrite"
+            )
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
+        if kind == "series" and path.is_dir():
+            check_replaceable_series(path)
+    _check_writable(path)
+    return path
+
+
+def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path]) -> None:
+    """Refuse, even with ``--overwrite``, an output that is an input, lies inside an input folder (a DICOM
+    series), or is a folder holding an input: writing it would modify or delete the input.
+
+    Raises:
+        ValueError: naming the output and the input.
+    """
+    sources = [Path(path).resolve() for path in inputs]
+    for output in outputs:
+        target = Path(output).resolve()
+        for source in sources:
+            if target == source or source in target.parents or target in source.parents:
+                raise ValueError(f"{output}: writing this output would modify the input {source}; inputs are never modified")
+
+
+def _new_file_beside(path: Path) -> Path:
+    """Create an empty, uniquely named hidden file beside ``path`` (same suffix, so writers pick the same format).
+
+    Created with mode 0666, so the umask gives it the permissions of any new file; ``tempfile.mkstemp`` would
+    make it owner-only (0600), and the rename would hand that mode to the output.
+    """
+    while True:
+        candidate = path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
+
+    A reader never sees a half-written file, and a failure leaves any earlier file untouched. The file gets the
+    permissions of any newly created file (0666 less the umask), not the owner-only mode of a temporary file.
+
+    Raises:
+        OSError: of the type the OS raised, saying ``cannot write <path>: <reason>``.
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_file_beside(path)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as error:
+        raise _write_error(path, error) from error
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def _staging_is_stale(folder: Path) -> bool:
+    """A staging folder is stale when the process named in it (``.mmif-staging-<pid>-...``) no longer runs, or
+    it names none (left by a version that did not record it)."""
+    pid = folder.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's running process
+        pass
+    return False
+
+
+def remove_stale_staging(folder: str | Path) -> list[Path]:
+    """Delete the staging folders a killed run of this program left in ``folder`` (torn DICOM files with patient
+    names in them, whole previews); those of running processes are kept. Returns the removed folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.glob(f"{_STAGING_PREFIX}*"):
+        if entry.is_dir() and not entry.is_symlink() and _staging_is_stale(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+@contextmanager
+def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
+    """Yield staging paths (files or folders) for ``paths``; on success move each onto its final path.
+
+    The staging paths sit in hidden temporary folders beside the outputs (same file system, so the moves are
+    renames), named with this process's id, so a later run can tell a killed run's leftovers from a running one's
+    and remove them (:func:`remove_stale_staging`). A failure while writing removes them and leaves any earlier
+    outputs untouched. An existing output is replaced: callers check it first with :func:`check_output_path`.
+
+    Raises:
+        OSError: of the type the OS raised, saying ``cannot write <output>: <reason>``.
+    """
+    targets = [Path(p) for p in paths]
+    staging_dirs: dict[Path, Path] = {}
+    try:
+        for target in targets:
+            if target.parent not in staging_dirs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                remove_stale_staging(target.parent)
+                prefix = f"{_STAGING_PREFIX}{os.getpid()}-"
+                staging_dirs[target.parent] = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        staged = [staging_dirs[t.parent] / t.name for t in targets]
+        yield staged
+        for source, target in zip(staged, targets):
+            if target.exists() or target.is_symlink():
+                # move the old output aside first: a rename cannot replace a folder
+                os.replace(target, staging_dirs[target.parent] / f".replaced-{target.name}")
+            os.replace(source, target)
+    except OSError as error:
+        raise _write_error(targets[0], error) from error  # the first output is the one the user named
+    finally:
+        for folder in staging_dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,159 @@
+"""The checks of a fusion request that need no image library: which inputs and outputs a job has, that the inputs
+exist and that the outputs may be written.
+
+The file jobs (:func:`~mmif_monai.fusion.files.fuse_files`, :func:`~mmif_monai.fusion.volumes.fuse_volume_files`)
+run them first; ``mmif fuse`` runs them before it imports the network stack, so a mistyped path or an output that
+would be refused fails in a fraction of a second rather than after a start-up of several seconds. Only the
+standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs
+from mmif_monai.io.paths import IMAGE_SUFFIXES
+
+__all__ = [
+    "VOLUME_SUFFIXES",
+    "OUTPUT_FORMATS",
+    "FileJob",
+    "is_volume_path",
+    "check_inputs_exist",
+    "match_pair_folders",
+    "check_file_jobs",
+    "volume_output_paths",
+    "check_volume_job",
+    "check_weights_file",
+]
+
+#: single-file 3D formats: NIfTI (``NibabelReader``) and ITK's MetaImage and NRRD (``ITKReader``)
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+#: what a 3D job writes: a NIfTI file or a DICOM series folder
+OUTPUT_FORMATS = ("nifti", "dicom")
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One pair of input files and the path its fused image goes to."""
+
+    anatomical: Path
+    functional: Path
+    output: Path
+
+
+def is_volume_path(path: str | Path) -> bool:
+    """Whether ``path`` names a 3D input: a file with a volume suffix, or a folder (a DICOM series or study)."""
+    path = Path(path)
+    return path.is_dir() or path.name.lower().endswith(VOLUME_SUFFIXES)
+
+
+def check_inputs_exist(paths: Sequence[str | Path]) -> None:
+    """Raises FileNotFoundError (the OS's wording) for the first of ``paths`` that does not exist."""
+    for path in paths:
+        if not Path(path).expanduser().exists():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+
+
+def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, output_dir: str | Path) -> list[FileJob]:
+    """Jobs for the files with the same name in both folders; outputs keep the input names.
+
+    Raises:
+        FileNotFoundError: a folder is missing. ValueError: no names in common, or names present in one only,
+        or the output folder is an existing file.
+    """
+    dirs = [Path(anatomical_dir), Path(functional_dir)]
+    for folder in dirs:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: not a folder")
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"{output_dir}: the output folder is an existing file")
+    names = [{p.name for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} for d in dirs]
+    if names[0] != names[1]:
+        unmatched = sorted(names[0] ^ names[1])[:3]
+        raise ValueError(f"{dirs[0]} and {dirs[1]}: files without a partner, e.g. {unmatched}")
+    if not names[0]:
+        raise ValueError(f"{dirs[0]}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    out = Path(output_dir)
+    return [FileJob(dirs[0] / n, dirs[1] / n, out / Path(n).with_suffix(".png").name) for n in sorted(names[0])]
+
+
+def check_file_jobs(jobs: Sequence[FileJob], overwrite: bool) -> None:
+    """Refuse missing inputs, and outputs that are inputs, that two jobs share (``a.png`` and ``a.tif`` in one
+    folder), that are not ``.png``, that are symbolic links (which could lead outside the output folder), that are
+    folders, or that exist (unless ``overwrite``)."""
+    check_inputs_exist([path for job in jobs for path in (job.anatomical, job.functional)])
+    check_outputs_spare_inputs([job.output for job in jobs], [path for job in jobs for path in (job.anatomical, job.functional)])
+    claimed: dict[Path, Path] = {}
+    for job in jobs:
+        other = claimed.setdefault(job.output.resolve(), job.anatomical)
+        if other != job.anatomical:
+            raise ValueError(f"{job.output}: both {other.name} and {job.anatomical.name} would be fused into this file")
+        if job.output.suffix.lower() != ".png":
+            raise ValueError(f"{job.output}: fused slices are written as PNG; give an output ending in .png")
+        if job.output.is_symlink():
+            raise ValueError(f"{job.output}: output is a symbolic link (to {job.output.readlink()}); refusing to write")
+        check_output_path(job.output, overwrite)
+
+
+def volume_output_paths(output: str | Path, output_format: str, register: bool | str) -> dict[str, Path]:
+    """Where a 3D job writes: ``fused`` (the NIfTI file or DICOM folder), the three previews beside it
+    (``<name>_axial.png``...) and, with registration, ``transform`` (``<name>_registration.tfm``)."""
+    output = Path(output)
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"{output}: unknown output format {output_format!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+    name = output.name
+    if output_format == "nifti":
+        if not name.lower().endswith(_NIFTI_SUFFIXES):
+            raise ValueError(f"{output}: a NIfTI output must end in .nii or .nii.gz (or use --format dicom)")
+        name = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
+    elif output.suffix.lower() in (*_NIFTI_SUFFIXES, ".gz", ".png", ".dcm"):
+        raise ValueError(f"{output}: a DICOM output is a folder; give a folder name without a file suffix")
+    paths = {"fused": output}
+    paths.update({view: output.with_name(f"{name}_{view}.png") for view in ("axial", "coronal", "sagittal")})
+    if register not in (False, None, "none"):
+        paths["transform"] = output.with_name(f"{name}_registration.tfm")
+    return paths
+
+
+def check_volume_job(
+    anatomical: str | Path,
+    functional: str | Path,
+    output: str | Path,
+    output_format: str,
+    register: bool | str,
+    overwrite: bool,
+) -> dict[str, Path]:
+    """The outputs of a 3D job (:func:`volume_output_paths`) once checked: the inputs exist, no output touches
+    an input, and each output may be written (a DICOM output only over a fused series of ours)."""
+    paths = volume_output_paths(output, output_format, register)
+    check_inputs_exist([anatomical, functional])
+    check_outputs_spare_inputs(list(paths.values()), [anatomical, functional])
+    for key, path in paths.items():
+        check_output_path(path, overwrite, kind="series" if key == "fused" and output_format == "dicom" else "file")
+    return paths
+
+
+def check_weights_file(path: str | Path) -> Path:
+    """Refuse a weights file that is missing, empty, or neither of torch.save's formats (a zip archive, or a bare
+    pickle of protocol 2 or later, which starts with byte 0x80), before torch is imported to read it.
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty; not a PyTorch weights file")
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as file:
+            if file.read(1) != b"\x80":
+                raise ValueError(f"{path}: not a PyTorch weights file (neither torch.save's zip format nor a pickle)")
+    return path
