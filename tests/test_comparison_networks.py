@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from mmif_monai.comparison.methods import load_comparison_network
 from mmif_monai.engines.adversarial import AdversarialTrainer
 from mmif_monai.engines.autoencoder import AutoencoderTask
-from mmif_monai.fusion.strategies import l1_norm_fusion
+from mmif_monai.networks.strategies import l1_norm_fusion
 from mmif_monai.losses.comparison import (
     FusionDNLoss,
     FusionGANDiscriminatorLoss,
@@ -18,7 +18,7 @@ from mmif_monai.losses.comparison import (
     source_information_weights,
 )
 from mmif_monai.networks import IFCNN, DenseFuse, FusionDN, FusionGAN, FusionGANDiscriminator, NestFuse
-from mmif_monai.networks.conversion import (
+from mmif_monai.networks.baselines.conversion import (
     convert_densefuse,
     convert_fusiondn,
     convert_fusiongan,
@@ -26,7 +26,7 @@ from mmif_monai.networks.conversion import (
     convert_ifcnn,
     convert_nestfuse,
 )
-from mmif_monai.networks.nestfuse import nestfuse_attention_fusion
+from mmif_monai.networks.baselines.nestfuse import nestfuse_attention_fusion
 
 NETWORKS = [DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN]
 AUTOENCODERS = [DenseFuse, IFCNN, NestFuse]

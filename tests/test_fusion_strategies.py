@@ -1,6 +1,6 @@
 import torch
 
-from mmif_monai.fusion.strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
+from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
 
 
 def test_l1_rule_returns_equal_maps_unchanged():

@@ -403,7 +403,7 @@ def _(root: Path) -> Case:
 
 @case("--weights: weights of another network")
 def _(root: Path) -> Case:
-    from mmif_monai.networks.densefuse import DenseFuse
+    from mmif_monai.networks.baselines.densefuse import DenseFuse
 
     weights = _weights(root, "densefuse.pt", DenseFuse().state_dict())
     return Case(_fuse_with_weights(root, weights), weights, "not weights of this MMIF-Net configuration: missing .*; unexpected ")

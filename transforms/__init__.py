@@ -3,7 +3,7 @@
 - :mod:`.color`: RGB <-> NTSC YIQ, and splitting/merging the luminance channel that fusion works on.
 - :mod:`.intensity`: modality-aware normalisation to [0, 1] (CT window, MR percentiles, PET/SPECT SUV or
   percentiles, 8-bit /255), and the body-weight SUV factor from DICOM metadata.
-- :mod:`.io`: loading PNG/TIFF/JPEG, NIfTI, DICOM and ITK images as channel-first ``MetaTensor`` objects.
+- :mod:`.loading`: loading PNG/TIFF/JPEG, NIfTI, DICOM and ITK images as channel-first ``MetaTensor`` objects.
 - :mod:`.meta`: the metadata keys and modality names the others share.
 
 Array transforms take one channel-first image; the ``...d`` classes are their dictionary-based wrappers.
@@ -31,7 +31,7 @@ from .intensity import (
     ModalityNormalized,
     suv_scale_factor,
 )
-from .io import ImageLoadError, LoadModality, LoadModalityd, SliceReader, has_dicom_marker, is_colour, reader_for_path
+from .loading import ImageLoadError, LoadModality, LoadModalityd, SliceReader, has_dicom_marker, is_colour, reader_for_path
 from .meta import MODALITY_ALIASES, MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
     "suv_scale_factor",
     "ModalityNormalize",
     "ModalityNormalized",
-    # io
+    # loading
     "ImageLoadError",
     "SliceReader",
     "reader_for_path",

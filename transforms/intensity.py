@@ -140,7 +140,7 @@ def suv_scale_factor(meta: Dataset | Mapping[Any, Any]) -> float | None:
 
     Args:
         meta: a pydicom ``Dataset``, or a MONAI metadata dict in the DICOM JSON model (keys ``"00541001"`` ...),
-            as ``PydicomReader(prune_metadata=False)`` / :class:`~mmif_monai.transforms.io.LoadModality` produce.
+            as ``PydicomReader(prune_metadata=False)`` / :class:`~mmif_monai.transforms.loading.LoadModality` produce.
 
     Returns:
         the scale factor, or None when a needed attribute is missing, empty or zero, or the units/corrections are

@@ -1,6 +1,6 @@
 """Metadata keys shared by the loading and normalisation transforms, and modality name handling.
 
-:class:`~mmif_monai.transforms.io.LoadModality` writes these keys into a ``MetaTensor``'s ``meta`` and
+:class:`~mmif_monai.transforms.loading.LoadModality` writes these keys into a ``MetaTensor``'s ``meta`` and
 :class:`~mmif_monai.transforms.intensity.ModalityNormalize` reads them, so both sides use the constants here
 rather than spelling the strings twice.
 """

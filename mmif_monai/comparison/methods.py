@@ -17,7 +17,7 @@ from torch import nn
 
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
 from mmif_monai.networks import IFCNN, DenseFuse, FusionDN, FusionGAN, NestFuse
-from mmif_monai.networks.conversion import AUTHOR_CONVERTERS
+from mmif_monai.networks.baselines.conversion import AUTHOR_CONVERTERS
 from mmif_monai.networks.pretrained import read_weights
 
 __all__ = [
@@ -85,7 +85,7 @@ def load_comparison_network(name: str, weights: str | Path, device: str | torch.
     """Method ``name``'s network in eval mode with the parameters in ``weights``.
 
     ``weights`` may be this package's own (a bundle checkpoint or state dict) or the original authors'
-    release, converted by :data:`mmif_monai.networks.conversion.AUTHOR_CONVERTERS` (keys: docs/comparison.md).
+    release, converted by :data:`mmif_monai.networks.baselines.conversion.AUTHOR_CONVERTERS` (keys: docs/comparison.md).
 
     Raises:
         ValueError: unknown method, or parameters that match neither key layout (the message names the file).

@@ -1,7 +1,9 @@
-"""Fusion rules (feature-level and classical image-level) and the colour-aware fusion of image batches.
+"""Image-level fusion: the classical rules and the colour-aware fusion of image batches.
 
+The feature-level rules (l1-norm, FA) are network layers, in :mod:`mmif_monai.networks.strategies`; they are
+re-exported here under their earlier import path.
 ``mmif_monai.fusion.methods`` (choosing a method by name, MMIF-Net included) is imported on its own: it loads
-the network, which itself uses the rules here.
+the network.
 """
 
 from .classical import (
@@ -13,4 +15,5 @@ from .classical import (
     max_fusion,
 )
 from .pipeline import FuseFn, fuse_batch
-from .strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
+
+from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights

@@ -1,7 +1,7 @@
 """Loading 3D clinical volumes (NIfTI, ITK formats, DICOM series) with checks.
 
 Every volume comes back as a ``MetaTensor`` (1, X, Y, Z) with its RAS affine, through MONAI's readers
-(:class:`~mmif_monai.transforms.io.LoadModality`: ``NibabelReader`` for NIfTI, ``ITKReader`` for
+(:class:`~mmif_monai.transforms.loading.LoadModality`: ``NibabelReader`` for NIfTI, ``ITKReader`` for
 ``.mha .mhd .nrrd .nhdr``, ``PydicomReader`` for DICOM). For a DICOM folder the headers are scanned first with
 pydicom, so that a study folder holding several series can be narrowed to one (``series=`` a Modality,
 SeriesDescription or SeriesInstanceUID), and so that a series MONAI would stack wrongly is refused with a message

@@ -7,9 +7,6 @@ from .blocks import (
     SpatialAttention,
     conv_bn_relu,
 )
+from .strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
 from .mmif_net import MMIFNet, init_weights
-from .densefuse import DenseFuse
-from .ifcnn import IFCNN
-from .nestfuse import NestFuse
-from .fusiondn import FusionDN
-from .fusiongan import FusionGAN, FusionGANDiscriminator
+from .baselines import IFCNN, DenseFuse, FusionDN, FusionGAN, FusionGANDiscriminator, NestFuse

@@ -1,4 +1,5 @@
-"""Building blocks of MMIF-Net (2D): dense block, multi-scale layer, bottleneck residual, hybrid attention.
+"""Building blocks (2D): MMIF-Net's dense block, multi-scale layer, bottleneck residual and hybrid attention, and
+the convolution units and input handling that MMIF-Net and the compared networks share.
 
 All blocks are TorchScript-scriptable so the bundle's ``ckpt_export`` can script the whole network.
 """
@@ -15,6 +16,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = [
     "conv_bn_relu",
+    "reflect_conv",
+    "valid_conv",
+    "replicate_conv_bn_relu",
+    "split_sources",
     "DenseBlock",
     "MultiScaleLayer",
     "BottleneckResidual",
@@ -36,6 +41,60 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stri
         norm="batch",
         act="relu",
     )
+
+
+def reflect_conv(
+    in_channels: int, out_channels: int, kernel_size: int = 3, act: str | tuple | None = "relu", norm: str | None = None
+) -> nn.Sequential:
+    """Reflection padding then a MONAI ``Convolution`` (conv -> [norm] -> [act]); keeps the size for odd kernels.
+
+    The fusion papers' released code pads by reflection before every convolution, which avoids dark image
+    borders; the conv itself is ``[1].conv`` in the state dict.
+    """
+    conv = Convolution(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel_size=kernel_size,
+        padding=0,
+        act=act,
+        norm=norm,
+        conv_only=act is None and norm is None,
+    )
+    return nn.Sequential(nn.ReflectionPad2d(kernel_size // 2), conv)
+
+
+def split_sources(
+    anatomical: torch.Tensor, functional: torch.Tensor | None, name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two (N, 1, H, W) sources from either two tensors or MONAI's single (N, 2, H, W) input."""
+    if functional is None:
+        if anatomical.dim() != 4 or anatomical.shape[1] != 2:
+            raise ValueError(f"{name}: a single input must be (N, 2, H, W), got {list(anatomical.shape)}")
+        return anatomical[:, :1], anatomical[:, 1:]
+    if anatomical.shape != functional.shape or anatomical.dim() != 4 or anatomical.shape[1] != 1:
+        raise ValueError(
+            f"{name}: anatomical and functional must both be (N, 1, H, W), got "
+            f"{list(anatomical.shape)} and {list(functional.shape)}"
+        )
+    return anatomical, functional
+
+
+LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2})
+
+
+def valid_conv(in_channels: int, out_channels: int, kernel_size: int, strides: int = 1, norm: bool = True) -> Convolution:
+    """FusionGAN's unit: an unpadded ('valid') convolution -> [batch norm] -> leaky ReLU (slope 0.2)."""
+    return Convolution(
+        2, in_channels, out_channels, kernel_size=kernel_size, strides=strides, padding=0,
+        norm="batch" if norm else None, act=LEAKY_RELU,
+    )  # fmt: skip
+
+
+def replicate_conv_bn_relu(channels: int) -> nn.Sequential:
+    """IFCNN's ConvBlock: replicate-pad 1 px, 3x3 conv without bias, batch norm, ReLU."""
+    conv = Convolution(2, channels, channels, kernel_size=3, padding=0, bias=False, norm="batch", act="relu")
+    return nn.Sequential(nn.ReplicationPad2d(1), conv)
 
 
 def fold_batch_norm(module: nn.Module) -> nn.Module:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmif_monai.decomposition.projection import LatLRRDecomposition
-from mmif_monai.fusion.strategies import L1NormFusion, LearnedFusion
+from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion
 from mmif_monai.networks.blocks import (
     BottleneckResidual,
     DenseBlock,

@@ -18,7 +18,7 @@ import torch
 from monai.networks.blocks import DenseBlock as MonaiDenseBlock
 from torch import nn
 
-from mmif_monai.networks.densefuse import reflect_conv, split_sources
+from mmif_monai.networks.blocks import reflect_conv, split_sources
 
 __all__ = ["FusionDN"]
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmif_monai.networks.densefuse import reflect_conv, split_sources
+from mmif_monai.networks.blocks import reflect_conv, split_sources
 
 __all__ = ["NestFuse", "nestfuse_attention_fusion"]
 

@@ -12,52 +12,15 @@ after all but the last.
 from __future__ import annotations
 
 import torch
-from monai.networks.blocks import Convolution
 from monai.networks.blocks import DenseBlock as MonaiDenseBlock
 from torch import nn
 
-from mmif_monai.fusion.strategies import l1_norm_fusion
+from mmif_monai.networks.blocks import reflect_conv, split_sources
+from mmif_monai.networks.strategies import l1_norm_fusion
 
-__all__ = ["DenseFuse", "reflect_conv", "split_sources", "FEATURE_FUSION_RULES"]
+__all__ = ["DenseFuse", "FEATURE_FUSION_RULES"]
 
 FEATURE_FUSION_RULES = ("addition", "l1")
-
-
-def reflect_conv(
-    in_channels: int, out_channels: int, kernel_size: int = 3, act: str | tuple | None = "relu", norm: str | None = None
-) -> nn.Sequential:
-    """Reflection padding then a MONAI ``Convolution`` (conv -> [norm] -> [act]); keeps the size for odd kernels.
-
-    The fusion papers' released code pads by reflection before every convolution, which avoids dark image
-    borders; the conv itself is ``[1].conv`` in the state dict.
-    """
-    conv = Convolution(
-        spatial_dims=2,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        kernel_size=kernel_size,
-        padding=0,
-        act=act,
-        norm=norm,
-        conv_only=act is None and norm is None,
-    )
-    return nn.Sequential(nn.ReflectionPad2d(kernel_size // 2), conv)
-
-
-def split_sources(
-    anatomical: torch.Tensor, functional: torch.Tensor | None, name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two (N, 1, H, W) sources from either two tensors or MONAI's single (N, 2, H, W) input."""
-    if functional is None:
-        if anatomical.dim() != 4 or anatomical.shape[1] != 2:
-            raise ValueError(f"{name}: a single input must be (N, 2, H, W), got {list(anatomical.shape)}")
-        return anatomical[:, :1], anatomical[:, 1:]
-    if anatomical.shape != functional.shape or anatomical.dim() != 4 or anatomical.shape[1] != 1:
-        raise ValueError(
-            f"{name}: anatomical and functional must both be (N, 1, H, W), got "
-            f"{list(anatomical.shape)} and {list(functional.shape)}"
-        )
-    return anatomical, functional
 
 
 def fuse_feature_maps(first: torch.Tensor, second: torch.Tensor, rule: str, radius: int = 1) -> torch.Tensor:

@@ -20,22 +20,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from torch import nn
 
-from mmif_monai.networks.densefuse import split_sources
+from mmif_monai.networks.blocks import split_sources, valid_conv
 
 __all__ = ["FusionGAN", "FusionGANDiscriminator"]
-
-_LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2})
-
-
-def _valid_conv(in_channels: int, out_channels: int, kernel_size: int, strides: int = 1, norm: bool = True):
-    return Convolution(
-        2, in_channels, out_channels, kernel_size=kernel_size, strides=strides, padding=0,
-        norm="batch" if norm else None, act=_LEAKY_RELU,
-    )  # fmt: skip
-
 
 class FusionGAN(nn.Module):
     """FusionGAN's generator for 2D slice pairs.
@@ -50,10 +39,10 @@ class FusionGAN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            _valid_conv(2, 256, 5),
-            _valid_conv(256, 128, 5),
-            _valid_conv(128, 64, 3),
-            _valid_conv(64, 32, 3),
+            valid_conv(2, 256, 5),
+            valid_conv(256, 128, 5),
+            valid_conv(128, 64, 3),
+            valid_conv(64, 32, 3),
             nn.Conv2d(32, 1, kernel_size=1),
         )
 
@@ -80,10 +69,10 @@ class FusionGANDiscriminator(nn.Module):
             raise ValueError(f"FusionGANDiscriminator needs input_size >= 31, got {input_size}")
         self.input_size = input_size
         self.features = nn.Sequential(
-            _valid_conv(1, 32, 3, strides=2, norm=False),
-            _valid_conv(32, 64, 3, strides=2),
-            _valid_conv(64, 128, 3, strides=2),
-            _valid_conv(128, 256, 3, strides=2),
+            valid_conv(1, 32, 3, strides=2, norm=False),
+            valid_conv(32, 64, 3, strides=2),
+            valid_conv(64, 128, 3, strides=2),
+            valid_conv(128, 256, 3, strides=2),
         )
         self.score = nn.Linear(256 * side * side, 1)
 

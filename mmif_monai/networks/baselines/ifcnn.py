@@ -18,21 +18,14 @@ No pretrained ResNet-101 can be downloaded here, so CONV1 is trained with the re
 from __future__ import annotations
 
 import torch
-from monai.networks.blocks import Convolution
 from torch import nn
 
-from mmif_monai.networks.densefuse import split_sources
+from mmif_monai.networks.blocks import replicate_conv_bn_relu, split_sources
 from mmif_monai.transforms.color import YIQ_FROM_RGB
 
 __all__ = ["IFCNN", "IFCNN_FUSION_SCHEMES"]
 
 IFCNN_FUSION_SCHEMES = ("max", "sum", "mean")
-
-
-def _replicate_conv_bn_relu(channels: int) -> nn.Sequential:
-    """IFCNN's ConvBlock: replicate-pad 1 px, 3x3 conv without bias, batch norm, ReLU."""
-    conv = Convolution(2, channels, channels, kernel_size=3, padding=0, bias=False, norm="batch", act="relu")
-    return nn.Sequential(nn.ReplicationPad2d(1), conv)
 
 
 class IFCNN(nn.Module):
@@ -54,8 +47,8 @@ class IFCNN(nn.Module):
         self.pad1 = nn.ReplicationPad2d(3)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, bias=False)
         self.conv1.requires_grad_(not freeze_conv1)
-        self.conv2 = _replicate_conv_bn_relu(64)
-        self.conv3 = _replicate_conv_bn_relu(64)
+        self.conv2 = replicate_conv_bn_relu(64)
+        self.conv3 = replicate_conv_bn_relu(64)
         self.conv4 = nn.Conv2d(64, 3, kernel_size=1)
         # the luma row of the YIQ matrix the colour pipeline uses; not persistent: no weights, not in state dicts
         self.register_buffer("luma", torch.tensor(YIQ_FROM_RGB[0].tolist()).view(1, 3, 1, 1), persistent=False)

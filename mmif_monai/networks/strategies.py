@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from torch import nn
+
+from mmif_monai.networks.blocks import conv_bn_relu
 
 __all__ = ["l1_activity", "l1_norm_weights", "l1_norm_fusion", "L1NormFusion", "LearnedFusion"]
 
@@ -59,8 +60,7 @@ class LearnedFusion(nn.Module):
         super().__init__()
         self.radius = radius
         self.correction = nn.Sequential(
-            # MONAI's Convolution directly: importing mmif_monai.networks here would be circular (the network uses FA)
-            Convolution(2, 2 * channels, hidden_channels, kernel_size=1, norm="batch", act="relu"),
+            conv_bn_relu(2 * channels, hidden_channels, kernel_size=1),
             nn.Conv2d(hidden_channels, 2, 3, padding=1),
         )
 
