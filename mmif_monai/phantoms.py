@@ -76,12 +76,33 @@ class Tissue:
     AIR, SCALP, BONE, CSF, GREY, WHITE, LESION = range(7)
 
 
-CT_HU = {Tissue.AIR: -1000, Tissue.SCALP: -50, Tissue.BONE: 1100, Tissue.CSF: 8, Tissue.GREY: 40,
-         Tissue.WHITE: 28, Tissue.LESION: 32}
-MR_T1 = {Tissue.AIR: 0, Tissue.SCALP: 700, Tissue.BONE: 60, Tissue.CSF: 180, Tissue.GREY: 480,
-         Tissue.WHITE: 760, Tissue.LESION: 400}
-PET_SUV = {Tissue.AIR: 0.0, Tissue.SCALP: 0.8, Tissue.BONE: 0.4, Tissue.CSF: 0.3, Tissue.GREY: 8.0,
-           Tissue.WHITE: 2.5, Tissue.LESION: 14.0}
+CT_HU = {
+    Tissue.AIR: -1000,
+    Tissue.SCALP: -50,
+    Tissue.BONE: 1100,
+    Tissue.CSF: 8,
+    Tissue.GREY: 40,
+    Tissue.WHITE: 28,
+    Tissue.LESION: 32,
+}
+MR_T1 = {
+    Tissue.AIR: 0,
+    Tissue.SCALP: 700,
+    Tissue.BONE: 60,
+    Tissue.CSF: 180,
+    Tissue.GREY: 480,
+    Tissue.WHITE: 760,
+    Tissue.LESION: 400,
+}
+PET_SUV = {
+    Tissue.AIR: 0.0,
+    Tissue.SCALP: 0.8,
+    Tissue.BONE: 0.4,
+    Tissue.CSF: 0.3,
+    Tissue.GREY: 8.0,
+    Tissue.WHITE: 2.5,
+    Tissue.LESION: 14.0,
+}
 
 # FDG study constants behind the PET values (and the DICOM PET header, from which SUV is computed back)
 PATIENT_WEIGHT_KG = 70.0

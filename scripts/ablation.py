@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--fusion-iterations-per-epoch", type=int, default=f.iterations_per_epoch)
     parser.add_argument("--fusion-learning-rate", type=float, default=f.learning_rate)
     parser.add_argument("--lambdas", type=float, nargs="+", default=list(LAMBDA_SWEEP), help="SSIM weights to sweep")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds), help="train every variant once per seed")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(defaults.seeds), help="train every variant once per seed"
+    )
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
     parser.add_argument("--validation-cases", type=int, nargs="+", default=list(DEFAULT_VALIDATION_CASES))
     parser.add_argument("--device", default="cpu")
@@ -48,9 +50,15 @@ def main() -> None:
         out_dir=args.out,
         doc=args.doc,
         dataset_dir=args.dataset_dir,
-        autoencoder_budget=TrainingBudget(args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate),
+        autoencoder_budget=TrainingBudget(
+            args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate
+        ),
         fusion_budget=TrainingBudget(
-            args.fusion_epochs, args.fusion_iterations_per_epoch, args.batch_size, args.crop_size, args.fusion_learning_rate
+            args.fusion_epochs,
+            args.fusion_iterations_per_epoch,
+            args.batch_size,
+            args.crop_size,
+            args.fusion_learning_rate,
         ),
         lambdas=args.lambdas,
         limit=args.limit,

@@ -59,8 +59,14 @@ from mmif_monai.engines.tasks import ReconstructionTask
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.losses import ReconstructionLoss
-from mmif_monai.metrics import METRIC_NAMES, batched_metrics, image_files, image_names, load_grey
-from mmif_monai.metrics import stretch_to_uint8_range
+from mmif_monai.metrics import (
+    METRIC_NAMES,
+    batched_metrics,
+    image_files,
+    image_names,
+    load_grey,
+    stretch_to_uint8_range,
+)
 from mmif_monai.metrics.reference import reference_metrics
 from mmif_monai.networks import DenseFuse, MMIFNet
 from mmif_monai.networks.blocks import fold_batch_norm
@@ -329,7 +335,7 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
     for c in candidates:
         if id(c.source) not in counts:
             with torch.inference_mode():
-                counts[id(c.source)] = (gflop_per_call(lambda: c.source(*one)), parameter_count(c.source))
+                counts[id(c.source)] = (gflop_per_call(lambda model=c.source: model(*one)), parameter_count(c.source))
 
     sync = synchronizer(device)
     columns = ["model", "variant", "batch", "ms/pair", "pairs/s", "x DenseFuse", "params", "GFLOP/pair",
@@ -491,6 +497,7 @@ def measure_metrics(args: argparse.Namespace, device: torch.device) -> tuple[lis
     triplets = load_metric_triplets(args)
     if not triplets:
         raise FileNotFoundError(f"{args.dataset_dir}: no {args.metrics_pair_type} pairs for the metrics benchmark")
+
     def as_batch(chunk: list[Triplet]) -> tuple[torch.Tensor, ...]:  # (fused, a, b) as (N, 1, H, W)
         return tuple(torch.from_numpy(np.stack([t[k] for t in chunk])[:, None]).to(device) for k in range(3))
 

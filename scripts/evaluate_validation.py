@@ -22,8 +22,8 @@ from mmif_monai.comparison.ablation import TARGET_METRICS
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.comparison import fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.fusion.methods import AUTOENCODED_MAX, NETWORK_METHOD
-from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.metrics.report import evaluate_folders, write_evaluation
 from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
 
@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=default_methods)
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
-    parser.add_argument("--figure", type=Path, default=REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png")
+    parser.add_argument(
+        "--figure", type=Path, default=REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png"
+    )
     parser.add_argument(
         "--figure-methods", nargs="+", default=[NETWORK_METHOD, "max", "laplacian"],
         help="the figure's columns after the sources (two slices of each pair type per row)",
@@ -80,14 +82,15 @@ def main() -> None:
         "# Validation results",
         "",
         f"Validation split: atlas cases {', '.join(map(str, DEFAULT_VALIDATION_CASES))} of the AANLIB copy "
-        "(docs/method.md, \"Data split\"). Regenerate with:",
+        '(docs/method.md, "Data split"). Regenerate with:',
         "",
         "    python scripts/evaluate_validation.py"
         + (f" --ssim-protocol {args.ssim_protocol}" if args.ssim_protocol != "literature" else "")
         + (f" --methods {' '.join(args.methods)}" if args.methods != default_methods else "")
         + (f" --weights {args.weights}" if args.weights else ""),
         "",
-        "Methods: " + describe_methods(args.methods, args.weights)
+        "Methods: "
+        + describe_methods(args.methods, args.weights)
         + ". Colour sources and results are scored on their luminance.",
         "",
     ]
@@ -103,7 +106,9 @@ def main() -> None:
         figure_folders[pair_type] = {m: folders[m] for m in args.figure_methods if m in folders}
         figure_pairs += [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else pairs[:1]
         results = evaluate_folders(folders, anatomical, functional, args.ssim_protocol, device=args.device)
-        table, _ = write_evaluation(results, out / "metrics", anatomical, functional, args.ssim_protocol, overwrite=True)
+        table, _ = write_evaluation(
+            results, out / "metrics", anatomical, functional, args.ssim_protocol, overwrite=True
+        )
         rules = [m for m in CLASSICAL_METHODS if m in results]
         if NETWORK_METHOD in results and rules:
             # is MMIF-Net's lead or lag on the quality target's metrics larger than the images' spread explains?

@@ -31,7 +31,8 @@ from mmif_monai.networks.pretrained import read_weights
 def _hardware(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"
+    processor = platform.processor() or platform.machine()
+    return f"{processor} CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
 def main() -> None:
@@ -40,8 +41,12 @@ def main() -> None:
     parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
     parser.add_argument("--validation-cases", type=int, nargs="+", default=list(DEFAULT_VALIDATION_CASES))
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
-    parser.add_argument("--num-workers", type=int, default=0, help="data-loading processes; > 0 also caches the training split")
-    parser.add_argument("--epochs", type=int, default=8, help="autoencoder epochs (cosine learning-rate decay over them)")
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="data-loading processes; > 0 also caches the training split"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=8, help="autoencoder epochs (cosine learning-rate decay over them)"
+    )
     parser.add_argument("--iterations-per-epoch", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=8, help="both stages")
     parser.add_argument("--crop-size", type=int, default=96, help="both stages")
@@ -51,14 +56,20 @@ def main() -> None:
     parser.add_argument("--fusion-learning-rate", type=float, default=1e-3)
     parser.add_argument(
         "--fusion-gradient-weight", type=float, default=3.0,
-        help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there; the shipped weights used 3)",
+        help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there; the shipped weights: 3)",
     )  # fmt: skip
     args = parser.parse_args()
 
     try:
-        autoencoder = TrainingBudget(args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate)
+        autoencoder = TrainingBudget(
+            args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate
+        )
         fusion = TrainingBudget(
-            args.fusion_epochs, args.fusion_iterations_per_epoch, args.batch_size, args.crop_size, args.fusion_learning_rate
+            args.fusion_epochs,
+            args.fusion_iterations_per_epoch,
+            args.batch_size,
+            args.crop_size,
+            args.fusion_learning_rate,
         )
         if not args.dataset_dir.is_dir():
             raise FileNotFoundError(f"{args.dataset_dir}: data set folder not found (--dataset-dir)")

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmif_monai.comparison import TrainingBudget, bundle_command
-from mmif_monai.comparison import ablation
+from mmif_monai.comparison import TrainingBudget, ablation, bundle_command
 from mmif_monai.comparison.ablation import ABLATION_VARIANTS, AblationSettings, lambda_variants, run_ablation
 from mmif_monai.io.paths import REPO_ROOT, SAMPLES_DIR
 
@@ -42,7 +41,13 @@ def test_variants_share_an_autoencoder_only_when_they_differ_in_fa_alone():
 
 
 def test_bundle_overrides_are_python_literals_the_bundle_reads():
-    command = bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR, overrides={"network_def#msl": False, "pretrained_file": Path("a b.pt")})
+    command = bundle_command(
+        ["train.json"],
+        Path("ck"),
+        TINY,
+        SAMPLES_DIR,
+        overrides={"network_def#msl": False, "pretrained_file": Path("a b.pt")},
+    )
     assert command[command.index("--network_def#msl") + 1] == "False"
     assert command[command.index("--pretrained_file") + 1] == "'a b.pt'"
 
@@ -104,7 +109,10 @@ def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ablation, "DEFAULT_WEIGHTS", shipped)
         patch.setattr(ablation, "REPO_ROOT", tmp_path)
-        assert ablation._shipped_weights_row(rows) == "The bundle's shipped weights (`model.pt`) are the row \"w/o FA (l1 rule)\"."
+        assert (
+            ablation._shipped_weights_row(rows)
+            == 'The bundle\'s shipped weights (`model.pt`) are the row "w/o FA (l1 rule)".'
+        )
 
     # a repeated run reuses every training and fused image
     stamps = {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("*.pt")}
@@ -120,14 +128,20 @@ def test_each_seed_trains_its_own_variants_and_the_document_gives_their_spread(t
 
     def stem(seed: int) -> dict:
         folder = settings.out_dir / "checkpoints" / f"seed{seed}" / WITHOUT_FA.autoencoder
-        return {k: v for k, v in torch.load(folder / "checkpoint_epoch=1.pt", weights_only=True)["model"].items() if k.startswith("stem.")}
+        return {
+            k: v
+            for k, v in torch.load(folder / "checkpoint_epoch=1.pt", weights_only=True)["model"].items()
+            if k.startswith("stem.")
+        }
 
     # the seed reached the bundle: same variant, budget and data, other initial weights and crops
     first, second = stem(0), stem(1)
     assert first.keys() == second.keys() and any(not torch.equal(first[k], second[k]) for k in first)
     assert "--seeds 0 1" in settings.command_line() and settings.command_line() in doc
     assert doc.count("Spread over the 2 seeds") == 2  # ablation and λ sweep
-    spread_rows = [line for line in doc.splitlines() if line.startswith("| w/o FA (l1 rule) |") and " ± " in line and "–" in line]
+    spread_rows = [
+        line for line in doc.splitlines() if line.startswith("| w/o FA (l1 rule) |") and " ± " in line and "–" in line
+    ]
     assert len(spread_rows) == 1 and len(spread_rows[0].split(" | ")) == 5  # variant, Qabf, VIF, SSIM, MI
     assert "each image once per seed" in doc and "3 images per method" not in doc
 

@@ -1,4 +1,4 @@
-"""MONAI's bundle tools on the MMIF-Net bundle: metadata schema, the declared input/output format, TorchScript export."""
+"""MONAI's bundle tools on the MMIF-Net bundle: metadata schema, declared input/output format, TorchScript export."""
 
 import json
 import subprocess
@@ -19,14 +19,18 @@ CONFIG_ARGS = [
 
 
 def _bundle(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 SCHEMA = ROOT / "tests" / "data" / "meta_schema_20240725.json"  # MONAI's schema, kept offline (tests/data/README.md)
 
 
 def test_verify_metadata_accepts_the_bundle_metadata():
-    result = _bundle("verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA))
+    result = _bundle(
+        "verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA)
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "metadata is verified with no error" in result.stdout + result.stderr
 
@@ -50,7 +54,13 @@ def test_verify_net_in_out_accepts_the_declared_format():
 def test_ckpt_export_gives_torchscript_equal_to_the_eager_model(tmp_path):
     exported = tmp_path / "model.ts"
     result = _bundle(
-        "ckpt_export", "network_def", "--filepath", str(exported), "--ckpt_file", str(BUNDLE / "models" / "model.pt"), *CONFIG_ARGS
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(exported),
+        "--ckpt_file",
+        str(BUNDLE / "models" / "model.pt"),
+        *CONFIG_ARGS,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     scripted = torch.jit.load(str(exported))

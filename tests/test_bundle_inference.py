@@ -47,7 +47,8 @@ def test_inference_fuses_every_sample_pair_like_mmif_fuse(tmp_path):
 def test_evaluating_writes_the_fusion_metrics_of_the_shipped_model(tmp_path):
     result = _bundle(
         "evaluating", ["train.json", "evaluate.json"],
-        "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--output_dir", str(tmp_path), "--num_workers", "0",
+        "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--output_dir", str(tmp_path),
+        "--num_workers", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "metrics.csv") as f:
@@ -60,7 +61,8 @@ def test_evaluating_with_mlflow_tracking_records_a_finished_run_with_the_metrics
     mlflow = pytest.importorskip("mlflow")
     result = _bundle(
         "evaluating", ["train.json", "evaluate.json"],
-        "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--output_dir", str(tmp_path), "--num_workers", "0",
+        "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--output_dir", str(tmp_path),
+        "--num_workers", "0",
         "--tracking", "mlflow",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

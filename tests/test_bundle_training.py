@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 
 
-def _train(ckpt_dir: Path, epochs: int, *extra: str, configs: tuple[str, ...] = ("train.json",)) -> subprocess.CompletedProcess:
+def _train(
+    ckpt_dir: Path, epochs: int, *extra: str, configs: tuple[str, ...] = ("train.json",)
+) -> subprocess.CompletedProcess:
     config_files = [str(BUNDLE / "configs" / name) for name in configs]
     cmd = [
         sys.executable, "-m", "monai.bundle", "run", "training",
@@ -90,6 +92,8 @@ def test_mlflow_tracking_records_params_metrics_samples_and_model(tmp_path):
     assert run.data.params["learning_rate"] == "0.002" and run.data.params["network"] == "MMIFNet"
     assert run.data.params["seed"] == "0"  # the run can be repeated from its parameters
     assert {"train_loss", "val_qabf", "VIF"} <= set(run.data.metrics)
-    artifacts = {a.path for folder in ("samples", "model", "config") for a in client.list_artifacts(run.info.run_id, folder)}
+    artifacts = {
+        a.path for folder in ("samples", "model", "config") for a in client.list_artifacts(run.info.run_id, folder)
+    }
     assert {"samples/fused_epoch_001.png", "model/model.pt"} <= artifacts
     assert any(path.startswith("config/config_") for path in artifacts)

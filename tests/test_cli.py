@@ -20,7 +20,20 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_fuse_mri_pet_gives_a_colour_image_and_names_the_model(tmp_path, capsys):
     out = tmp_path / "fused.png"
-    assert main(["fuse", "--anatomical", str(PET / "MRI/30061.png"), "--functional", str(PET / "PET/30061.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--anatomical",
+                str(PET / "MRI/30061.png"),
+                "--functional",
+                str(PET / "PET/30061.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "model: MMIF-Net" in capsys.readouterr().out
     fused = Image.open(out)
     assert fused.mode == "RGB" and fused.size == (256, 256)
@@ -33,14 +46,42 @@ def test_fuse_mri_pet_gives_a_colour_image_and_names_the_model(tmp_path, capsys)
 
 def test_fuse_mri_ct_gives_a_grey_image(tmp_path):
     out = tmp_path / "fused.png"
-    assert main(["fuse", "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--anatomical",
+                str(CT / "MRI/37010.png"),
+                "--functional",
+                str(CT / "CT/37010.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).mode == "L"
 
 
 @pytest.mark.parametrize("method", ["average", "max"])
 def test_classical_methods_through_the_cli(tmp_path, method):
     out = tmp_path / "fused.png"
-    assert main(["fuse", "--method", method, "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--method",
+                method,
+                "--anatomical",
+                str(CT / "MRI/37010.png"),
+                "--functional",
+                str(CT / "CT/37010.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     a = np.asarray(Image.open(CT / "MRI/37010.png"), dtype=float)
     b = np.asarray(Image.open(CT / "CT/37010.png"), dtype=float)
     expected = (a + b) / 2 if method == "average" else np.maximum(a, b)
@@ -48,14 +89,29 @@ def test_classical_methods_through_the_cli(tmp_path, method):
 
 
 def test_pairs_mode_keeps_names(tmp_path):
-    assert main(["fuse", "--method", "average", "--pairs", str(PET / "MRI"), str(PET / "PET"), "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            ["fuse", "--method", "average", "--pairs", str(PET / "MRI"), str(PET / "PET"), "-o", str(tmp_path / "out")]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["30061.png", "30075.png"]
 
 
 def test_existing_output_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "fused.png"
     out.write_bytes(b"keep me")
-    args = ["fuse", "--method", "average", "--anatomical", str(CT / "MRI/37010.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(out)]
+    args = [
+        "fuse",
+        "--method",
+        "average",
+        "--anatomical",
+        str(CT / "MRI/37010.png"),
+        "--functional",
+        str(CT / "CT/37010.png"),
+        "-o",
+        str(out),
+    ]
     assert main(args) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"keep me"
@@ -64,7 +120,16 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = _run("--debug", "fuse", "--anatomical", str(tmp_path / "missing.png"), "--functional", str(CT / "CT/37010.png"), "-o", str(tmp_path / "f.png"))
+    result = _run(
+        "--debug",
+        "fuse",
+        "--anatomical",
+        str(tmp_path / "missing.png"),
+        "--functional",
+        str(CT / "CT/37010.png"),
+        "-o",
+        str(tmp_path / "f.png"),
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
@@ -78,9 +143,23 @@ def test_demo_fuses_every_sample_and_writes_a_preview(tmp_path):
 
 def test_evaluate_scores_method_folders_side_by_side(tmp_path, capsys):
     for method in ("average", "max"):
-        assert main(["fuse", "--method", method, "--pairs", str(CT / "MRI"), str(CT / "CT"), "-o", str(tmp_path / method)]) == 0
+        assert (
+            main(["fuse", "--method", method, "--pairs", str(CT / "MRI"), str(CT / "CT"), "-o", str(tmp_path / method)])
+            == 0
+        )
     out = tmp_path / "report"
-    args = ["evaluate", "--fused", str(tmp_path / "average"), str(tmp_path / "max"), "--a", str(CT / "MRI"), "--b", str(CT / "CT"), "-o", str(out)]
+    args = [
+        "evaluate",
+        "--fused",
+        str(tmp_path / "average"),
+        str(tmp_path / "max"),
+        "--a",
+        str(CT / "MRI"),
+        "--b",
+        str(CT / "CT"),
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| average |" in printed and "| max |" in printed and "SSIM protocol" in printed
@@ -94,11 +173,15 @@ def test_evaluate_scores_method_folders_side_by_side(tmp_path, capsys):
 def test_evaluate_records_an_mlflow_run_of_the_study(tmp_path, capsys):
     mlflow = pytest.importorskip("mlflow")
     for method in ("average", "max"):
-        assert main(["fuse", "--method", method, "--pairs", str(CT / "MRI"), str(CT / "CT"), "-o", str(tmp_path / method)]) == 0
+        assert (
+            main(["fuse", "--method", method, "--pairs", str(CT / "MRI"), str(CT / "CT"), "-o", str(tmp_path / method)])
+            == 0
+        )
     out = tmp_path / "study"
     args = [
-        "evaluate", "--fused", str(tmp_path / "average"), str(tmp_path / "max"), "--a", str(CT / "MRI"), "--b", str(CT / "CT"),
-        "-o", str(out), "--tracking", "mlflow", "--tag", "site=phantom-hospital", "--tag", "reader=R1", "--run-name", "week 1",
+        "evaluate", "--fused", str(tmp_path / "average"), str(tmp_path / "max"),
+        "--a", str(CT / "MRI"), "--b", str(CT / "CT"), "-o", str(out), "--tracking", "mlflow",
+        "--tag", "site=phantom-hospital", "--tag", "reader=R1", "--run-name", "week 1",
         "--reference", "average",
     ]  # fmt: skip
     assert main(args) == 0
@@ -108,7 +191,12 @@ def test_evaluate_records_an_mlflow_run_of_the_study(tmp_path, capsys):
     experiment = client.get_experiment_by_name("mmif-evaluation")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "week 1"
-    assert run.data.params == {"methods": "average, max", "ssim_protocol": "literature", "images": "2", "reference": "average"}
+    assert run.data.params == {
+        "methods": "average, max",
+        "ssim_protocol": "literature",
+        "images": "2",
+        "reference": "average",
+    }
     assert run.data.tags["site"] == "phantom-hospital" and run.data.tags["reader"] == "R1"
     # the logged means are those of the per-image CSV, for every method and metric
     header, *rows = [line.split(",") for line in (out / "metrics.csv").read_text().strip().splitlines()]

@@ -44,7 +44,14 @@ def test_bundle_configs_build_each_methods_network_task_and_loss(name):
     assert files[0].name == "train.json" and files[-1].name == f"{name}.json"
     parser = ConfigParser()
     parser.read_config([str(f) for f in files])
-    parser.update({"bundle_root": str(BUNDLE_DIR), "dataset_dir": str(SAMPLES_DIR), "crop_size": [64, 64], "device": "$torch.device('cpu')"})
+    parser.update(
+        {
+            "bundle_root": str(BUNDLE_DIR),
+            "dataset_dir": str(SAMPLES_DIR),
+            "crop_size": [64, 64],
+            "device": "$torch.device('cpu')",
+        }
+    )
     network = parser.get_parsed_content("network")
     assert type(network) is COMPARISON_METHODS[name].build
     task, loss = parser.get_parsed_content("train#task"), parser.get_parsed_content("train#loss")

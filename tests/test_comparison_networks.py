@@ -9,7 +9,6 @@ from torch.utils.data import DataLoader
 from mmif_monai.comparison.methods import load_comparison_network
 from mmif_monai.engines.adversarial import AdversarialTrainer
 from mmif_monai.engines.autoencoder import AutoencoderTask
-from mmif_monai.networks.strategies import l1_norm_fusion
 from mmif_monai.losses.comparison import (
     FusionDNLoss,
     FusionGANDiscriminatorLoss,
@@ -27,6 +26,7 @@ from mmif_monai.networks.baselines.conversion import (
     convert_nestfuse,
 )
 from mmif_monai.networks.baselines.nestfuse import nestfuse_attention_fusion
+from mmif_monai.networks.strategies import l1_norm_fusion
 
 NETWORKS = [DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN]
 AUTOENCODERS = [DenseFuse, IFCNN, NestFuse]
@@ -56,7 +56,11 @@ def test_two_inputs_and_one_two_channel_input_agree(cls):
 @pytest.mark.parametrize("cls", NETWORKS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize(
     "args",
-    [(torch.rand(1, 3, 64, 64),), (torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 72)), (torch.rand(1, 2, 64, 64), torch.rand(1, 2, 64, 64))],
+    [
+        (torch.rand(1, 3, 64, 64),),
+        (torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 72)),
+        (torch.rand(1, 2, 64, 64), torch.rand(1, 2, 64, 64)),
+    ],
     ids=["three-channel", "size-mismatch", "two-channel-pair"],
 )
 def test_bad_inputs_are_rejected(cls, args):
@@ -141,7 +145,9 @@ def test_fusiongan_keeps_odd_sizes_and_discriminator_checks_its_size():
 
 @pytest.mark.parametrize("neighbours", [4, 8])
 def test_laplacian_vanishes_on_planes_inside_the_image(neighbours):
-    ramp = torch.linspace(0, 1, 20).view(1, 1, 1, 20).expand(1, 1, 16, 20) + torch.linspace(0, 0.5, 16).view(1, 1, 16, 1)
+    ramp = torch.linspace(0, 1, 20).view(1, 1, 1, 20).expand(1, 1, 16, 20) + torch.linspace(0, 0.5, 16).view(
+        1, 1, 16, 1
+    )
     assert torch.allclose(laplacian(ramp, neighbours)[..., 1:-1, 1:-1], torch.zeros(1, 1, 14, 18), atol=1e-5)
     with pytest.raises(ValueError):
         laplacian(ramp, 6)
@@ -281,7 +287,11 @@ def test_nestfuse_release_keys_load(deep_supervision):
 
 
 def test_ifcnn_release_keys_load():
-    state = {"conv1.weight": _random((64, 3, 7, 7), 0), "conv4.weight": _random((3, 64, 1, 1), 1), "conv4.bias": _random((3,), 2)}
+    state = {
+        "conv1.weight": _random((64, 3, 7, 7), 0),
+        "conv4.weight": _random((3, 64, 1, 1), 1),
+        "conv4.bias": _random((3,), 2),
+    }
     for seed, block in enumerate(["conv2", "conv3"]):
         state[f"{block}.conv.weight"] = _random((64, 64, 3, 3), 10 + seed)
         for stat in ("weight", "bias", "running_mean", "running_var"):
@@ -319,7 +329,10 @@ def test_fusiondn_release_variables_load_transposed():
     net.load_state_dict(convert_fusiondn(variables))
     tf_kernel = variables["Generator/encoder/res_block_conv3/kernel1"]
     assert np.allclose(net.dense.layers2[0][1].conv.weight.detach().numpy(), tf_kernel.transpose(3, 2, 0, 1))
-    assert np.allclose(net.decoder[1][1].adn.N.running_var.numpy(), variables["Generator/decoder/b1/batch_normalization/moving_variance"])
+    assert np.allclose(
+        net.decoder[1][1].adn.N.running_var.numpy(),
+        variables["Generator/decoder/b1/batch_normalization/moving_variance"],
+    )
     with pytest.raises(ValueError, match="does not know"):
         convert_fusiondn({**variables, "Generator/encoder/mystery": np.zeros(3)})
     with pytest.raises(ValueError, match="no variables"):
@@ -353,11 +366,15 @@ def test_fusiongan_release_variables_load_with_and_without_spectral_norm():
     variables = _fusiongan_release(64)
     net = FusionGAN()
     net.load_state_dict(convert_fusiongan(variables, spectral_norm=False))
-    assert np.allclose(net.layers[1].conv.weight.detach().numpy(), variables["fusion_model/layer2/w2"].transpose(3, 2, 0, 1))
+    assert np.allclose(
+        net.layers[1].conv.weight.detach().numpy(), variables["fusion_model/layer2/w2"].transpose(3, 2, 0, 1)
+    )
     normalised = convert_fusiongan(variables)
     for key in ("layers.0.conv.weight", "layers.4.weight"):
         kernel = normalised[key].double()
-        assert float(torch.linalg.matrix_norm(kernel.reshape(kernel.shape[0], -1), ord=2)) == pytest.approx(1.0, abs=1e-5)
+        assert float(torch.linalg.matrix_norm(kernel.reshape(kernel.shape[0], -1), ord=2)) == pytest.approx(
+            1.0, abs=1e-5
+        )
 
 
 def test_fusiongan_discriminator_reorders_tensorflows_flattening():
@@ -366,8 +383,12 @@ def test_fusiongan_discriminator_reorders_tensorflows_flattening():
     disc.load_state_dict(convert_fusiongan_discriminator(variables, spectral_norm=False))
     features = torch.rand(2, 256, 3, 3)
     # TensorFlow's linear layer reads the (N, H, W, C) map flattened in that order
-    tf_score = features.permute(0, 2, 3, 1).reshape(2, -1) @ torch.as_tensor(variables["discriminator/line_5/w_5"]).float()
-    assert torch.allclose(disc.score(features.flatten(1)), tf_score + float(variables["discriminator/line_5/b_5"][0]), atol=1e-4)
+    tf_score = (
+        features.permute(0, 2, 3, 1).reshape(2, -1) @ torch.as_tensor(variables["discriminator/line_5/w_5"]).float()
+    )
+    assert torch.allclose(
+        disc.score(features.flatten(1)), tf_score + float(variables["discriminator/line_5/b_5"][0]), atol=1e-4
+    )
 
 
 def test_loading_weights_files_of_both_layouts(tmp_path):

@@ -107,7 +107,10 @@ def test_bad_study_is_a_one_line_error_naming_the_folder_and_nothing_is_written(
 
 def _series(uid: str, modality: str, number: int) -> SimpleNamespace:
     return SimpleNamespace(
-        SeriesInstanceUID=uid, Modality=modality, SeriesDescription="", SeriesNumber=number,
+        SeriesInstanceUID=uid,
+        Modality=modality,
+        SeriesDescription="",
+        SeriesNumber=number,
         get_sop_instances=lambda: [],
     )
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from mmif_monai.engines import FusionTask, ReconstructionTask, image_items, latest_checkpoint
-from mmif_monai.io.aanlib import list_pairs
 from mmif_monai.fusion.samples import SAMPLES_DIR
+from mmif_monai.io.aanlib import list_pairs
 from mmif_monai.losses import FusionLoss, ReconstructionLoss, gradient_magnitude
 from mmif_monai.networks import MMIFNet
 
@@ -71,7 +71,9 @@ def test_gradient_magnitude_is_sobel_l1_and_zero_on_flat_images():
     step = torch.zeros(1, 1, 8, 8)
     step[..., 4:] = 1.0
     magnitude = gradient_magnitude(step)[0, 0]
-    assert torch.all(magnitude[:, 3:5] == 4.0) and magnitude[:, :3].abs().sum() == 0 and magnitude[:, 5:].abs().sum() == 0
+    assert (
+        torch.all(magnitude[:, 3:5] == 4.0) and magnitude[:, :3].abs().sum() == 0 and magnitude[:, 5:].abs().sum() == 0
+    )
     assert gradient_magnitude(torch.full((2, 3, 8, 8), 0.3)).abs().max() == 0
 
 

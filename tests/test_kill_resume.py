@@ -58,7 +58,9 @@ def _checkpoints(ckpt_dir: Path) -> dict[int, dict]:
 
 def _run_until_killed_in_epoch(command: list[str], epoch: int, timeout: float = 300) -> tuple[int, str]:
     """Start ``command``, SIGKILL it as soon as it logs its first iteration of ``epoch``; (exit status, log)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_environment())
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_environment()
+    )
     watchdog = threading.Timer(timeout, process.kill)  # a hung run must not hang the test suite
     watchdog.start()
     log = []

@@ -53,7 +53,9 @@ def test_pet_grid_is_coarser_and_shows_grey_matter_uptake(nifti_pair):
     assert not np.allclose(pet.affine, ct.affine)
     values = np.asarray(pet.dataobj)
     index = np.stack(np.meshgrid(*(np.arange(n) for n in pet.shape), indexing="ij"), -1).reshape(-1, 3)
-    true_world = index @ (nifti_pair.misalignment @ pet.affine)[:3, :3].T + (nifti_pair.misalignment @ pet.affine)[:3, 3]
+    true_world = (
+        index @ (nifti_pair.misalignment @ pet.affine)[:3, :3].T + (nifti_pair.misalignment @ pet.affine)[:3, 3]
+    )
     tissues = head_tissues(true_world).reshape(pet.shape)
     assert values[tissues == Tissue.GREY].mean() > 1.5 * values[tissues == Tissue.WHITE].mean()
     assert values[tissues == Tissue.WHITE].mean() > 3 * values[tissues == Tissue.CSF].mean()

@@ -29,7 +29,12 @@ from mmif_monai.phantoms import write_phantom_dicom_study
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 
-PATIENT = {"PatientName": "Zyxwort^Quilla", "PatientID": "PRIV-98765", "PatientBirthDate": "19610203", "AccessionNumber": "ACC-445566"}
+PATIENT = {
+    "PatientName": "Zyxwort^Quilla",
+    "PatientID": "PRIV-98765",
+    "PatientBirthDate": "19610203",
+    "AccessionNumber": "ACC-445566",
+}
 FORBIDDEN = ("Zyxwort", "Quilla", "PRIV-98765", "98765", "19610203", "1961-02-03", "ACC-445566", "445566")
 MODALITY_OF_FOLDER = {"MRI": "MR", "CT": "CT", "PET": "PT", "SPECT": "NM"}
 
@@ -62,7 +67,9 @@ def _write_dicom_slice(path: Path, grey: np.ndarray, modality: str) -> None:
 
 
 def test_fusing_a_dicom_study_logs_and_writes_no_identity_outside_the_dicom_series(tmp_path, capfd, caplog):
-    study = write_phantom_dicom_study(tmp_path / "study", shape=(24, 24, 16), patient_id=PATIENT["PatientID"], patient_name=PATIENT["PatientName"])
+    study = write_phantom_dicom_study(
+        tmp_path / "study", shape=(24, 24, 16), patient_id=PATIENT["PatientID"], patient_name=PATIENT["PatientName"]
+    )
     # the phantom's other identity attributes, set to the test's tokens too
     for path in [*study.ct_dir.iterdir(), *study.pt_dir.iterdir()]:
         ds = pydicom.dcmread(path)
@@ -79,7 +86,12 @@ def test_fusing_a_dicom_study_logs_and_writes_no_identity_outside_the_dicom_seri
     printed = capfd.readouterr()
     assert "wrote" in printed.out
     assert caplog.records  # the libraries did log
-    blobs = {"stdout": printed.out.encode(), "stderr": printed.err.encode(), "log": caplog.text.encode(), **_files(tmp_path / "nifti")}
+    blobs = {
+        "stdout": printed.out.encode(),
+        "stderr": printed.err.encode(),
+        "log": caplog.text.encode(),
+        **_files(tmp_path / "nifti"),
+    }
     blobs.update({path: data for path, data in _files(tmp_path / "dicom").items() if path.endswith(".png")})
     assert not _leaks(blobs)
     # the fused DICOM series belongs to the patient's record: it keeps the identity (DICOM derived-image rules)
@@ -94,7 +106,9 @@ def _dicom_dataset(root: Path) -> Path:
         sources = sorted((SAMPLES_DIR / pair_type / folders[0]).iterdir())
         for case, source in zip((30, 37), sources):
             for folder in folders:
-                grey = np.asarray(Image.open(SAMPLES_DIR / pair_type / folder / source.name).convert("L"))[96:160, 96:160]
+                grey = np.asarray(Image.open(SAMPLES_DIR / pair_type / folder / source.name).convert("L"))[
+                    96:160, 96:160
+                ]
                 _write_dicom_slice(root / pair_type / folder / f"{case}010.dcm", grey, MODALITY_OF_FOLDER[folder])
     return root
 

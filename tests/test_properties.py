@@ -39,11 +39,18 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
+
 # ------------------------------------------------------------------------------------------------- colour, pipeline
 
 
 @settings(max_examples=40, deadline=None)
-@given(arrays(np.float32, array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=5).map(lambda s: (s[0], 3, *s[2:])), elements=unit_floats))
+@given(
+    arrays(
+        np.float32,
+        array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=5).map(lambda s: (s[0], 3, *s[2:])),
+        elements=unit_floats,
+    )
+)
 def test_yiq_round_trip_on_float32_batches_with_channel_dim_1(rgb):
     yiq = rgb_to_yiq(torch.from_numpy(rgb), channel_dim=1)
     assert yiq.shape == rgb.shape and yiq.dtype == torch.float32
@@ -141,6 +148,7 @@ def test_percentile_rule_does_not_depend_on_the_unit(img, scale, shift):
 
 
 # ---------------------------------------------------------------------------------------------- classical fusion
+
 
 @st.composite
 def noise_pairs(draw):

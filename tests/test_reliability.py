@@ -77,7 +77,15 @@ def _good_pair(root: Path) -> tuple[Path, Path]:
 
 
 def _fuse_one(root: Path, anatomical: Path, functional: Path, *extra: str) -> list[str]:
-    return ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(root / "out" / "fused.png"), *extra]
+    return [
+        "--anatomical",
+        str(anatomical),
+        "--functional",
+        str(functional),
+        "-o",
+        str(root / "out" / "fused.png"),
+        *extra,
+    ]
 
 
 def _with_bad_functional(root: Path, bad: Path, problem: str) -> Case:
@@ -114,7 +122,9 @@ def _dicom_slice(path: Path, stored: np.ndarray, modality: str | None) -> Path:
 
 def _twelve_bit(seed: int = 0) -> np.ndarray:
     """A sample-sized slice with 12-bit values, as CT/MR scanners store them."""
-    return np.asarray(Image.open(MRI), dtype=np.uint16) * 16 + np.random.default_rng(seed).integers(0, 16, SIZE).astype(np.uint16)
+    return np.asarray(Image.open(MRI), dtype=np.uint16) * 16 + np.random.default_rng(seed).integers(0, 16, SIZE).astype(
+        np.uint16
+    )
 
 
 # ------------------------------------------------------------------------------------------------- missing / unreadable
@@ -202,7 +212,9 @@ def _(root: Path) -> Case:
 
 @case("unknown modality tag (US) on 16-bit data")
 def _(root: Path) -> Case:
-    return _with_bad_functional(root, _dicom_slice(root / "in" / "us.dcm", _twelve_bit(), "US"), "unknown modality 'US'")
+    return _with_bad_functional(
+        root, _dicom_slice(root / "in" / "us.dcm", _twelve_bit(), "US"), "unknown modality 'US'"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- size and content
@@ -210,7 +222,11 @@ def _(root: Path) -> Case:
 
 @case("size mismatch")
 def _(root: Path) -> Case:
-    return _with_bad_functional(root, _grey(root, "small.png", np.random.default_rng(4).integers(0, 255, (128, 128), dtype=np.uint8)), r"size \(128, 128\) differs")
+    return _with_bad_functional(
+        root,
+        _grey(root, "small.png", np.random.default_rng(4).integers(0, 255, (128, 128), dtype=np.uint8)),
+        r"size \(128, 128\) differs",
+    )
 
 
 @case("images smaller than 64x64")
@@ -300,7 +316,11 @@ def _(root: Path) -> Case:
 @case("output is one of the inputs (even with --overwrite)")
 def _(root: Path) -> Case:
     anatomical, functional = _good_pair(root)
-    return Case(["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(anatomical), "--overwrite"], anatomical, "input")
+    return Case(
+        ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(anatomical), "--overwrite"],
+        anatomical,
+        "input",
+    )
 
 
 @case("--pairs: output folder is the input folder (even with --overwrite)")
@@ -351,7 +371,11 @@ def _(root: Path) -> Case:
     folder = root / "out" / "fused.png"
     (folder / "keep.txt").parent.mkdir(parents=True)
     (folder / "keep.txt").write_text("not the program's")
-    return Case(_fuse_one(root, anatomical, functional, "--overwrite"), folder, "existing folder; a file never replaces a folder")
+    return Case(
+        _fuse_one(root, anatomical, functional, "--overwrite"),
+        folder,
+        "existing folder; a file never replaces a folder",
+    )
 
 
 # ------------------------------------------------------------------------------------------------- weights and device
@@ -398,7 +422,11 @@ def _(root: Path) -> Case:
 @case("--weights: a pickle that would run code (never run)")
 def _(root: Path) -> Case:
     weights = _weights(root, "trap.pt", {"model": _Trap(root / "pwned")})
-    return Case(_fuse_with_weights(root, weights), weights, r"refused: the file holds code or objects other than tensors \(weights_only\)")
+    return Case(
+        _fuse_with_weights(root, weights),
+        weights,
+        r"refused: the file holds code or objects other than tensors \(weights_only\)",
+    )
 
 
 @case("--weights: weights of another network")
@@ -406,7 +434,11 @@ def _(root: Path) -> Case:
     from mmif_monai.networks.baselines.densefuse import DenseFuse
 
     weights = _weights(root, "densefuse.pt", DenseFuse().state_dict())
-    return Case(_fuse_with_weights(root, weights), weights, "not weights of this MMIF-Net configuration: missing .*; unexpected ")
+    return Case(
+        _fuse_with_weights(root, weights),
+        weights,
+        "not weights of this MMIF-Net configuration: missing .*; unexpected ",
+    )
 
 
 @case("--weights: NaN parameters")
@@ -424,13 +456,19 @@ def _(root: Path) -> Case:
     from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, read_weights
 
     state = {key: torch.zeros_like(value) for key, value in read_weights(DEFAULT_WEIGHTS).items()}
-    return Case(_fuse_with_weights(root, _weights(root, "zero.pt", state)), root / "in" / "zero.pt", "into a constant image")
+    return Case(
+        _fuse_with_weights(root, _weights(root, "zero.pt", state)), root / "in" / "zero.pt", "into a constant image"
+    )
 
 
 @case("--device cuda:99 (no such CUDA device)")
 def _(root: Path) -> Case:
     anatomical, functional = _good_pair(root)
-    return Case(_fuse_one(root, anatomical, functional, "--device", "cuda:99"), Path("cuda:99"), "no CUDA device.*available: cpu")
+    return Case(
+        _fuse_one(root, anatomical, functional, "--device", "cuda:99"),
+        Path("cuda:99"),
+        "no CUDA device.*available: cpu",
+    )
 
 
 # ------------------------------------------------------------------------------------------------- 3D volumes
@@ -448,12 +486,22 @@ def _nifti(root: Path) -> tuple[Path, Path]:
 
 
 def _fuse_volumes(root: Path, anatomical: Path, functional: Path, *extra: str) -> list[str]:
-    return ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(root / "out" / "fused.nii.gz"), *extra]
+    return [
+        "--anatomical",
+        str(anatomical),
+        "--functional",
+        str(functional),
+        "-o",
+        str(root / "out" / "fused.nii.gz"),
+        *extra,
+    ]
 
 
 def _edit_series(folder: Path, edit: Callable[[int, pydicom.Dataset], None]) -> None:
     """Apply ``edit(index, dataset)`` to every file of a series folder, in slice order, and save it back."""
-    datasets = sorted(((path, pydicom.dcmread(path)) for path in folder.iterdir()), key=lambda p: int(p[1].InstanceNumber))
+    datasets = sorted(
+        ((path, pydicom.dcmread(path)) for path in folder.iterdir()), key=lambda p: int(p[1].InstanceNumber)
+    )
     for index, (path, ds) in enumerate(datasets):
         edit(index, ds)
         ds.save_as(path)
@@ -563,7 +611,11 @@ def _(root: Path) -> Case:
     image = nib.load(functional)
     data = image.get_fdata()
     data[3, 3, 3] = np.nan
-    return Case(_fuse_volumes(root, anatomical, _save_nifti(root / "nii" / "nan.nii.gz", data, image.affine)), root / "nii" / "nan.nii.gz", "NaN")
+    return Case(
+        _fuse_volumes(root, anatomical, _save_nifti(root / "nii" / "nan.nii.gz", data, image.affine)),
+        root / "nii" / "nan.nii.gz",
+        "NaN",
+    )
 
 
 @case("3D: constant volume")
@@ -632,7 +684,11 @@ def _(root: Path) -> Case:
 @case("3D: output is the anatomical input file (even with --overwrite)")
 def _(root: Path) -> Case:
     anatomical, functional = _nifti(root)
-    return Case(["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(anatomical), "--overwrite"], anatomical, "modify the input")
+    return Case(
+        ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(anatomical), "--overwrite"],
+        anatomical,
+        "modify the input",
+    )
 
 
 @case("3D: DICOM output folder is the input series folder (even with --overwrite)")
@@ -656,8 +712,9 @@ def _fuse_to_dicom(root: Path, output: Path, *extra: str) -> list[str]:
 
 @case("3D: --overwrite into a DICOM output folder that holds other files")
 def _(root: Path) -> Case:
-    from mmif_monai.io.dicom_series import write_fused_series
     from monai.data.meta_tensor import MetaTensor
+
+    from mmif_monai.io.dicom_series import write_fused_series
 
     output = root / "out" / "DCM"
     # an earlier fused series of ours, and next to it another patient's series and notes: none may be deleted
@@ -696,7 +753,9 @@ def _(root: Path) -> Case:
 @case("3D: a CT volume given as the functional input (NIfTI, inputs swapped)")
 def _(root: Path) -> Case:
     ct, pet = _nifti(root)
-    return Case(_fuse_volumes(root, pet, ct), ct, "looks like CT in Hounsfield units; are --anatomical and --functional swapped")
+    return Case(
+        _fuse_volumes(root, pet, ct), ct, "looks like CT in Hounsfield units; are --anatomical and --functional swapped"
+    )
 
 
 @case("3D: NIfTI voxel size 0 in pixdim, no sform")
@@ -760,7 +819,9 @@ def test_catalogue_in_a_real_process(tmp_path):
     before = _snapshot(tmp_path)
     argv_file = tmp_path.parent / f"{tmp_path.name}-argv.json"
     argv_file.write_text(json.dumps([["fuse", "--method", "average", *c.args] for c in cases.values()]))
-    result = subprocess.run([sys.executable, "-c", _DRIVER, str(argv_file)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(argv_file)], capture_output=True, text=True, timeout=300
+    )
     codes = [int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("@@exit")]
     stderrs = result.stderr.split("@@case\n")[1:]
     assert len(codes) == len(stderrs) == len(cases), result.stderr[-3000:]
@@ -806,7 +867,22 @@ def test_dicom_slices_scale_by_their_modality_and_without_one_by_percentiles(tmp
     assert untagged.min() == 0 and untagged.max() == 1
     out = tmp_path / "fused.png"
     untagged_file = tmp_path / "untagged.dcm"
-    assert main(["fuse", "--method", "average", "--anatomical", str(untagged_file), "--functional", str(tmp_path / "ct.dcm"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--method",
+                "average",
+                "--anatomical",
+                str(untagged_file),
+                "--functional",
+                str(tmp_path / "ct.dcm"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == SIZE[::-1]
 
 
@@ -819,7 +895,22 @@ def test_rgba_and_grey_as_rgb_inputs_are_accepted(tmp_path):
     assert read_slice(tmp_path / "mri_rgb.png").shape[0] == 1  # three equal channels: grey
     torch.testing.assert_close(read_slice(tmp_path / "pet_rgba.png"), read_slice(PET))  # alpha dropped
     out = tmp_path / "fused.png"
-    assert main(["fuse", "--method", "average", "--anatomical", str(tmp_path / "mri_rgb.png"), "--functional", str(tmp_path / "pet_rgba.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--method",
+                "average",
+                "--anatomical",
+                str(tmp_path / "mri_rgb.png"),
+                "--functional",
+                str(tmp_path / "pet_rgba.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).mode == "RGB"
 
 
@@ -838,7 +929,6 @@ def test_a_failed_write_leaves_the_earlier_output_and_no_temporary_file(tmp_path
     assert f"cannot write {out}: No space left on device" in err and ".fused-" not in err  # no temporary name
     assert out.read_bytes() == b"an earlier result"
     assert sorted(p.name for p in out.parent.iterdir()) == ["fused.png"]
-
 
 
 def test_outputs_get_the_usual_file_permissions_not_the_temporary_files(tmp_path):
@@ -889,7 +979,10 @@ def test_every_torch_load_in_the_repository_passes_weights_only_true():
         f"{path}:{call.lineno}"
         for path, found in calls.items()
         for call in found
-        if not any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
+        if not any(
+            k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+            for k in call.keywords
+        )
     ]
     assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
 
@@ -903,7 +996,12 @@ def test_volumes_on_other_grids_and_without_a_modality_tag_are_accepted(tmp_path
     out = tmp_path / "out" / "fused.nii.gz"
     assert main(["fuse", "--method", "average", "--anatomical", str(ct), "--functional", str(pet), "-o", str(out)]) == 0
     assert "anatomical CT (ct_window), functional PT (suv)" in capfd.readouterr().out
-    assert sorted(p.name for p in out.parent.iterdir()) == ["fused.nii.gz", "fused_axial.png", "fused_coronal.png", "fused_sagittal.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "fused.nii.gz",
+        "fused_axial.png",
+        "fused_coronal.png",
+        "fused_sagittal.png",
+    ]
     assert nib.load(out).shape[:3] == (24, 24, 16)  # the CT grid; the PET (12 x 12 x 8, other origin) resampled onto it
     assert _snapshot(tmp_path / "study") == before
 
@@ -914,14 +1012,19 @@ def test_every_catalogue_case_is_documented():
     catalogue = doc[doc.index("## The error contract") : doc.index("## Accepted inputs")]
     rows = [line.split(" | ")[0].removeprefix("| ").strip() for line in catalogue.splitlines() if line.startswith("| ")]
     documented = set(rows) - {"case", "---"}
-    assert documented == set(CASES), {"undocumented": sorted(set(CASES) - documented), "not in the catalogue": sorted(documented - set(CASES))}
+    assert documented == set(CASES), {
+        "undocumented": sorted(set(CASES) - documented),
+        "not in the catalogue": sorted(documented - set(CASES)),
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ outputs
 
 
 def _average_3d(ct: Path, pet: Path, output: Path, *extra: str) -> int:
-    return main(["fuse", "--method", "average", "--anatomical", str(ct), "--functional", str(pet), "-o", str(output), *extra])
+    return main(
+        ["fuse", "--method", "average", "--anatomical", str(ct), "--functional", str(pet), "-o", str(output), *extra]
+    )
 
 
 def test_overwrite_replaces_an_earlier_fused_series_and_spares_its_neighbours(tmp_path, capfd):
@@ -974,7 +1077,10 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, monkey
     with monkeypatch.context() as patch:
         patch.setattr(os, "statvfs", lambda path: read_only)
         assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional)]) == 1
-    assert f"cannot write {tmp_path / 'out' / 'fused.png'}: the folder {tmp_path / 'out'} is on a read-only file system" in capfd.readouterr().err
+    assert (
+        f"cannot write {tmp_path / 'out' / 'fused.png'}: the folder {tmp_path / 'out'} is on a read-only file system"
+        in capfd.readouterr().err
+    )
     with monkeypatch.context() as patch:
         patch.setattr(os, "access", lambda path, mode: False)
         assert main(["fuse", "--method", "average", *_fuse_one(tmp_path, anatomical, functional)]) == 1
@@ -992,8 +1098,24 @@ def test_path_mistakes_fail_before_the_network_stack_is_imported(tmp_path):
     mistakes = [
         ["--anatomical", str(tmp_path / "nowhere.png"), "--functional", str(functional), "-o", str(tmp_path / "o.png")],
         ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(tmp_path / "out" / "fused.png")],
-        ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(tmp_path / "o.png"), "--weights", str(garbage)],
-        ["--anatomical", str(tmp_path / "ct.nii.gz"), "--functional", str(functional), "-o", str(tmp_path / "o.nii.gz")],
+        [
+            "--anatomical",
+            str(anatomical),
+            "--functional",
+            str(functional),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--weights",
+            str(garbage),
+        ],
+        [
+            "--anatomical",
+            str(tmp_path / "ct.nii.gz"),
+            "--functional",
+            str(functional),
+            "-o",
+            str(tmp_path / "o.nii.gz"),
+        ],
     ]
     probe = (
         "import json, sys\n"
@@ -1001,7 +1123,9 @@ def test_path_mistakes_fail_before_the_network_stack_is_imported(tmp_path):
         "codes = [main(['fuse', *args]) for args in json.loads(sys.argv[1])]\n"
         "print(json.dumps({'codes': codes, 'loaded': [m for m in ('torch', 'monai') if m in sys.modules]}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, json.dumps(mistakes)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(mistakes)], capture_output=True, text=True, timeout=120
+    )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"codes": [1, 1, 1, 1], "loaded": []}, result.stderr
     assert len(result.stderr.strip().splitlines()) == 4 and "Traceback" not in result.stderr

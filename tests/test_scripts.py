@@ -24,7 +24,8 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     doc, figure = tmp_path / "validation.md", tmp_path / "grid.png"
     result = _script(
         "scripts/evaluate_validation.py", "--limit", "1", "--methods", "average", "mmif-net", "max-autoencoded",
-        "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(figure), "--figure-methods", "mmif-net", "average",
+        "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(figure),
+        "--figure-methods", "mmif-net", "average",
         # the shipped samples hold validation pairs of each type, so the test does not depend on the full data set
         "--dataset-dir", str(SAMPLES_DIR),
     )  # fmt: skip
@@ -72,7 +73,8 @@ def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_pa
 def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_parameters(tmp_path):
     out = tmp_path / "shipped"
     result = _script(
-        "scripts/train_shipped_weights.py", "-o", str(out), "--dataset-dir", str(SAMPLES_DIR), "--validation-cases", "37",
+        "scripts/train_shipped_weights.py", "-o", str(out), "--dataset-dir", str(SAMPLES_DIR),
+        "--validation-cases", "37",
         "--epochs", "1", "--iterations-per-epoch", "1", "--fusion-epochs", "1", "--fusion-iterations-per-epoch", "2",
         "--batch-size", "2", "--crop-size", "64", "--num-workers", "1",
     )  # fmt: skip
@@ -95,8 +97,13 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
 
 
 def test_shipped_weights_script_names_a_missing_data_set_folder(tmp_path):
-    result = _script("scripts/train_shipped_weights.py", "-o", str(tmp_path / "out"), "--dataset-dir", str(tmp_path / "none"))
+    result = _script(
+        "scripts/train_shipped_weights.py", "-o", str(tmp_path / "out"), "--dataset-dir", str(tmp_path / "none")
+    )
     assert result.returncode == 1
     # the last line: importing the deploy extra may print a stack-size notice first
-    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'none'}: data set folder not found (--dataset-dir)"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: {tmp_path / 'none'}: data set folder not found (--dataset-dir)"
+    )
     assert not (tmp_path / "out").exists()

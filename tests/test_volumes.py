@@ -7,11 +7,10 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from PIL import Image
-
 from monai.data import PydicomReader
 from monai.data.meta_tensor import MetaTensor
 from monai.transforms import LoadImage
+from PIL import Image
 
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.pipeline import fuse_batch
@@ -50,8 +49,13 @@ def _series_geometry(folder):
     rows = []
     for path in folder.iterdir():
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        rows.append((np.array(ds.ImagePositionPatient, float), np.array(ds.ImageOrientationPatient, float),
-                     np.array(ds.PixelSpacing, float)))
+        rows.append(
+            (
+                np.array(ds.ImagePositionPatient, float),
+                np.array(ds.ImageOrientationPatient, float),
+                np.array(ds.PixelSpacing, float),
+            )
+        )
     normal = np.cross(rows[0][1][:3], rows[0][1][3:])
     return sorted(rows, key=lambda row: float(row[0] @ normal))
 
@@ -160,14 +164,18 @@ def test_4d_nifti_is_refused(tmp_path):
 
 
 def _volume(data, affine=None):
-    return MetaTensor(torch.as_tensor(data, dtype=torch.float32), affine=torch.as_tensor(affine if affine is not None else np.eye(4)))
+    return MetaTensor(
+        torch.as_tensor(data, dtype=torch.float32), affine=torch.as_tensor(affine if affine is not None else np.eye(4))
+    )
 
 
 def test_slice_wise_fusion_does_not_depend_on_the_axis_for_a_pixelwise_rule():
     generator = torch.Generator().manual_seed(0)
     anatomical = _volume(torch.rand((1, 12, 10, 8), generator=generator))
     functional = torch.rand((1, 12, 10, 8), generator=generator)
-    results = [fuse_volume(average, anatomical, functional, axis=axis, batch_size=3, colour=False) for axis in (0, 1, 2)]
+    results = [
+        fuse_volume(average, anatomical, functional, axis=axis, batch_size=3, colour=False) for axis in (0, 1, 2)
+    ]
     for fused in results:
         assert fused.shape == (1, 12, 10, 8)
         assert torch.allclose(fused.as_tensor(), (anatomical.as_tensor() + functional) / 2, atol=1e-6)
@@ -218,7 +226,9 @@ def test_nifti_output_keeps_the_anatomical_affine_and_is_rgb_for_pet(nifti, tmp_
 
 def test_grey_functional_gives_a_grey_nifti(nifti, tmp_path):
     output = tmp_path / "grey.nii"
-    fuse_volume_files(nifti.anatomical, nifti.functional, output, method="average", modalities=("CT", "MR"), axis="coronal")
+    fuse_volume_files(
+        nifti.anatomical, nifti.functional, output, method="average", modalities=("CT", "MR"), axis="coronal"
+    )
     assert nib.load(output).shape == SHAPE
 
 
@@ -296,7 +306,9 @@ def test_cli_refuses_bad_inputs_and_writes_nothing(nifti, study, tmp_path, capsy
     shifted = pet.affine.copy()
     shifted[2, 3] += 800.0
     nib.save(nib.Nifti1Image(np.asarray(pet.dataobj), shifted), far)
-    error = _refused(capsys, tmp_path, ["--anatomical", str(nifti.anatomical), "--functional", str(far), *out], str(far))
+    error = _refused(
+        capsys, tmp_path, ["--anatomical", str(nifti.anatomical), "--functional", str(far), *out], str(far)
+    )
     assert "overlap" in error
     # 4D data
     dynamic = tmp_path / "dynamic.nii.gz"

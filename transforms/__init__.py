@@ -31,7 +31,15 @@ from .intensity import (
     ModalityNormalized,
     suv_scale_factor,
 )
-from .loading import ImageLoadError, LoadModality, LoadModalityd, SliceReader, has_dicom_marker, is_colour, reader_for_path
+from .loading import (
+    ImageLoadError,
+    LoadModality,
+    LoadModalityd,
+    SliceReader,
+    has_dicom_marker,
+    is_colour,
+    reader_for_path,
+)
 from .meta import MODALITY_ALIASES, MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
 __all__ = [

@@ -27,8 +27,9 @@ rule              ``(a_min, a_max)``
                   there.
 ================  ================================================================================================
 
-A constant image (``a_min == a_max``, or a window no wider than float resolution) maps to zeros, never NaN. NaN or Inf in the input raises ``ValueError``:
-they would otherwise spread through the percentiles and the fusion network silently.
+A constant image (``a_min == a_max``, or a window no wider than float resolution) maps to zeros, never NaN.
+NaN or Inf in the input raises ``ValueError``: they would otherwise spread through the percentiles and the
+fusion network silently.
 """
 
 from __future__ import annotations
@@ -39,9 +40,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
-from pydicom import Dataset
-from pydicom.datadict import tag_for_keyword
-
 from monai.config import DtypeLike, KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.data.meta_obj import get_track_meta
@@ -51,6 +49,8 @@ from monai.transforms.transform import MapTransform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import ImageMetaKey, TraceKeys, TransformBackends, convert_to_dst_type, convert_to_tensor
 from monai.utils.misc import ensure_tuple_rep
+from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
 
 from .meta import SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 

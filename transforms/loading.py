@@ -35,8 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
 from monai.config import DtypeLike, KeysCollection, PathLike
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.data import ITKReader, NibabelReader, PILReader, PydicomReader
@@ -46,10 +44,19 @@ from monai.transforms.io.array import LoadImage
 from monai.transforms.transform import MapTransform, Transform
 from monai.utils import MetaKeys, convert_data_type, convert_to_tensor
 from monai.utils.misc import ensure_tuple_rep
+from PIL import Image
 
 from .meta import MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
-__all__ = ["ImageLoadError", "SliceReader", "has_dicom_marker", "reader_for_path", "is_colour", "LoadModality", "LoadModalityd"]
+__all__ = [
+    "ImageLoadError",
+    "SliceReader",
+    "has_dicom_marker",
+    "reader_for_path",
+    "is_colour",
+    "LoadModality",
+    "LoadModalityd",
+]
 
 _PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")

@@ -44,7 +44,9 @@ positive_int, non_negative_int = _count(1), _count(0)
 
 
 def _add_method_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", default="mmif-net", help="fusion method: mmif-net (default) or a classical baseline")
+    parser.add_argument(
+        "--method", default="mmif-net", help="fusion method: mmif-net (default) or a classical baseline"
+    )
     parser.add_argument("--weights", type=Path, help="MMIF-Net state dict (default: the bundle's shipped weights)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -58,10 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     fuse = commands.add_parser("fuse", help="fuse an anatomical image with a functional one (or folders of pairs)")
     inputs = fuse.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--anatomical", type=Path, help="grey anatomical image (MRI, CT) or 3D volume")
-    inputs.add_argument("--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"), help="folders of pairs matched by name")
+    inputs.add_argument(
+        "--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"), help="folders of pairs matched by name"
+    )
     fuse.add_argument("--functional", type=Path, help="functional image (PET/SPECT colour, or grey CT/MRI)")
     fuse.add_argument(
-        "-o", "--output", type=Path, required=True, help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)",
     )
     fuse.add_argument("--batch-size", type=positive_int, default=8, help="pairs or slices per network call (default 8)")
     volumes = fuse.add_argument_group(
@@ -73,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--register", nargs="?", const="rigid", choices=["rigid", "affine"], help="ITK Mattes-MI registration (rigid)"
     )
     pair = ("ANATOMICAL", "FUNCTIONAL")
-    volumes.add_argument("--series", nargs=2, metavar=pair, help="series of study folders: Modality, SeriesDescription, UID")
+    volumes.add_argument(
+        "--series", nargs=2, metavar=pair, help="series of study folders: Modality, SeriesDescription, UID"
+    )
     volumes.add_argument("--modalities", nargs=2, metavar=pair, help="e.g. CT PT; overrides the headers")
     _add_method_args(fuse)
 
@@ -83,12 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_method_args(demo)
 
     evaluate = commands.add_parser("evaluate", help="score fused images against their sources (fusion metrics)")
-    evaluate.add_argument("--fused", nargs="+", type=Path, required=True, help="folder(s) of fused images, one per method")
+    evaluate.add_argument(
+        "--fused", nargs="+", type=Path, required=True, help="folder(s) of fused images, one per method"
+    )
     evaluate.add_argument("--method", nargs="+", help="a name per --fused folder (default: the folder names)")
     evaluate.add_argument("--a", type=Path, required=True, help="folder of anatomical source images")
     evaluate.add_argument("--b", type=Path, required=True, help="folder of functional / second source images")
     evaluate.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
-    evaluate.add_argument("-o", "--output", type=Path, default=Path("outputs/evaluate"), help="folder for CSV, table, plot")
+    evaluate.add_argument(
+        "-o", "--output", type=Path, default=Path("outputs/evaluate"), help="folder for CSV, table, plot"
+    )
     evaluate.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if present)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     evaluate.add_argument(
@@ -102,9 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a study label (repeatable)")
 
     compare = commands.add_parser(
-        "compare", help="train/load DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN; compare with MMIF-Net -> docs/results.md"
+        "compare",
+        help="train/load DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN; compare with MMIF-Net -> docs/results.md",
     )
-    compare.add_argument("-o", "--output", type=Path, default=Path("outputs/compare"), help="checkpoints, fused images, metrics")
+    compare.add_argument(
+        "-o", "--output", type=Path, default=Path("outputs/compare"), help="checkpoints, fused images, metrics"
+    )
     compare.add_argument("--doc", type=Path, default=Path("docs/results.md"), help="the results document to write")
     compare.add_argument("--figure", type=Path, default=Path("docs/results_grid.png"), help="the figure it shows")
     compare.add_argument("--dataset-dir", type=Path, help="AANLIB-style folder (default: ../shared/data/aanlib)")
@@ -116,21 +133,37 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--batch-size", type=positive_int, help="training budget: batch size")
     compare.add_argument("--crop-size", type=positive_int, help="training budget: side of the square random crops")
     compare.add_argument("--learning-rate", type=_positive_float, help="training budget: Adam learning rate")
-    compare.add_argument("--limit", type=positive_int, help="only the first N validation pairs of each type (smoke runs)")
-    compare.add_argument("--validation-cases", type=non_negative_int, nargs="+", help="held-out atlas cases (default: the split's)")
-    compare.add_argument("--timing-threads", type=positive_int, default=1, help="torch threads for the CPU ms/pair timing")
-    compare.add_argument("--timing-repeats", type=positive_int, default=5, help="timed fusions per method (median reported)")
+    compare.add_argument(
+        "--limit", type=positive_int, help="only the first N validation pairs of each type (smoke runs)"
+    )
+    compare.add_argument(
+        "--validation-cases", type=non_negative_int, nargs="+", help="held-out atlas cases (default: the split's)"
+    )
+    compare.add_argument(
+        "--timing-threads", type=positive_int, default=1, help="torch threads for the CPU ms/pair timing"
+    )
+    compare.add_argument(
+        "--timing-repeats", type=positive_int, default=5, help="timed fusions per method (median reported)"
+    )
     compare.add_argument("--device", default="cpu", help="torch device for training, fusion and metrics")
     return parser
 
 
 def _fuse(args: argparse.Namespace) -> None:
     # paths and options first, with the standard library only: a mistake fails before the network stack loads
-    from mmif_monai.io.preflight import FileJob, check_file_jobs, check_volume_job, check_weights_file, is_volume_path
-    from mmif_monai.io.preflight import match_pair_folders
+    from mmif_monai.io.preflight import (
+        FileJob,
+        check_file_jobs,
+        check_volume_job,
+        check_weights_file,
+        is_volume_path,
+        match_pair_folders,
+    )
 
     volume = args.anatomical is not None and is_volume_path(args.anatomical)
-    if not volume and any(getattr(args, name) is not None for name in ("format", "axis", "register", "series", "modalities")):
+    if not volume and any(
+        getattr(args, name) is not None for name in ("format", "axis", "register", "series", "modalities")
+    ):
         raise ValueError("--format, --axis, --register, --series and --modalities apply to 3D volumes only")
     if args.anatomical is not None and args.functional is None:
         raise ValueError("--anatomical needs --functional")
@@ -138,10 +171,19 @@ def _fuse(args: argparse.Namespace) -> None:
         check_weights_file(args.weights)
     if volume:
         check_volume_job(
-            args.anatomical, args.functional, args.output, args.format or "nifti", args.register or False, args.overwrite
+            args.anatomical,
+            args.functional,
+            args.output,
+            args.format or "nifti",
+            args.register or False,
+            args.overwrite,
         )
         return _fuse_volumes(args)
-    jobs = match_pair_folders(*args.pairs, args.output) if args.pairs else [FileJob(args.anatomical, args.functional, args.output)]
+    jobs = (
+        match_pair_folders(*args.pairs, args.output)
+        if args.pairs
+        else [FileJob(args.anatomical, args.functional, args.output)]
+    )
     check_file_jobs(jobs, args.overwrite)
 
     from mmif_monai.devices import resolve_device

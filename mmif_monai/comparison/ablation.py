@@ -82,10 +82,14 @@ class AblationSettings:
     doc: Path
     dataset_dir: Path = DEFAULT_DATASET_DIR
     autoencoder_budget: TrainingBudget = field(
-        default_factory=lambda: TrainingBudget(epochs=4, iterations_per_epoch=75, batch_size=8, crop_size=96, learning_rate=2e-3)
+        default_factory=lambda: TrainingBudget(
+            epochs=4, iterations_per_epoch=75, batch_size=8, crop_size=96, learning_rate=2e-3
+        )
     )
     fusion_budget: TrainingBudget = field(
-        default_factory=lambda: TrainingBudget(epochs=2, iterations_per_epoch=25, batch_size=8, crop_size=96, learning_rate=1e-3)
+        default_factory=lambda: TrainingBudget(
+            epochs=2, iterations_per_epoch=25, batch_size=8, crop_size=96, learning_rate=1e-3
+        )
     )
     variants: Sequence[AblationVariant] = ABLATION_VARIANTS
     lambdas: Sequence[float] = LAMBDA_SWEEP
@@ -146,7 +150,9 @@ def _train(variant: AblationVariant, seed: int, settings: AblationSettings) -> t
 
 
 def _fuse_and_score(
-    variants: Mapping[str, tuple[AblationVariant, Path]], pairs: Mapping[str, Sequence[FusionPair]], settings: AblationSettings
+    variants: Mapping[str, tuple[AblationVariant, Path]],
+    pairs: Mapping[str, Sequence[FusionPair]],
+    settings: AblationSettings,
 ) -> dict[str, Results]:
     """Every variant's fusions of the validation pairs, scored; pair type -> results by variant title."""
     scores: dict[str, Results] = {}
@@ -155,7 +161,10 @@ def _fuse_and_score(
         anatomical, functional = stage_sources(type_pairs, out / "sources")
         folders = {
             title: fuse_missing(
-                lambda v=variant, w=weights: (load_mmif_net(w, settings.device, **v.switches).network, f"{v.title} ({w})"),
+                lambda v=variant, w=weights: (
+                    load_mmif_net(w, settings.device, **v.switches).network,
+                    f"{v.title} ({w})",
+                ),
                 type_pairs,
                 out / "fused" / f"{variant.autoencoder}-fa{int(variant.fa)}-{weights_digest(weights)}",
                 settings.device,
@@ -199,7 +208,9 @@ def _seed_spread_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequ
         cells = []
         for metric in metrics:
             means = [summary[title][metric][0] for summary in per_seed]
-            cells.append(f"{statistics.mean(means):.4f} ± {statistics.stdev(means):.4f} ({min(means):.4f}–{max(means):.4f})")
+            cells.append(
+                f"{statistics.mean(means):.4f} ± {statistics.stdev(means):.4f} ({min(means):.4f}–{max(means):.4f})"
+            )
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -208,7 +219,9 @@ def _settings_table(variants: Mapping[str, AblationVariant], minutes: Mapping[st
     lines = ["| variant | MSL | SA | FA (✗: l1 rule) | λ | training (min) |", "| --- | --- | --- | --- | --- | --- |"]
     mark = {True: "✓", False: "✗"}
     for title, v in variants.items():
-        lines.append(f"| {title} | {mark[v.msl]} | {mark[v.sa]} | {mark[v.fa]} | {v.ssim_weight:g} | {minutes[title]:.1f} |")
+        lines.append(
+            f"| {title} | {mark[v.msl]} | {mark[v.sa]} | {mark[v.fa]} | {v.ssim_weight:g} | {minutes[title]:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -232,8 +245,12 @@ def run_ablation(settings: AblationSettings) -> str:
 
     sections = []
     several = settings.pools_seeds
-    for study, heading in (("ablation", "Ablation (the paper's Table 4)"), ("lambda", "λ sweep (SSIM weight of the autoencoder loss)")):
+    for study, heading in (
+        ("ablation", "Ablation (the paper's Table 4)"),
+        ("lambda", "λ sweep (SSIM weight of the autoencoder loss)"),
+    ):
         titles = [v.title for v in studies[study]]
+        pooled_rows = [row for by_type in scores.values() for row in by_type.values()]
         section = (
             f"## {heading}\n\n{_settings_table({t: variants[t] for t in titles}, minutes)}\n"
             + (
@@ -243,7 +260,7 @@ def run_ablation(settings: AblationSettings) -> str:
                 else ""
             )
             + f"All validation pairs together{' (each image once per seed)' if several else ''}:\n\n"
-            f"{markdown_table(_pooled([r for by_type in scores.values() for r in by_type.values()], titles), 'literature')}\n"
+            f"{markdown_table(_pooled(pooled_rows, titles), 'literature')}\n"
             f"Per pair type (means{' over images and seeds' if several else ''}):\n\n{_per_type_table(scores, titles)}"
         )
         print(section, flush=True)

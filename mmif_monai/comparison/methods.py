@@ -99,9 +99,13 @@ def load_comparison_network(name: str, weights: str | Path, device: str | torch.
         try:
             state = AUTHOR_CONVERTERS[name](state)
         except ValueError as error:
-            raise ValueError(f"{weights}: neither {name} parameters of this package nor of its release: {error}") from None
+            raise ValueError(
+                f"{weights}: neither {name} parameters of this package nor of its release: {error}"
+            ) from None
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"{weights}: does not fit {COMPARISON_METHODS[name].title}: {str(error).splitlines()[0]}") from None
+        raise ValueError(
+            f"{weights}: does not fit {COMPARISON_METHODS[name].title}: {str(error).splitlines()[0]}"
+        ) from None
     return network.to(device).eval()

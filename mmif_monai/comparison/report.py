@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from mmif_monai.comparison.methods import COMPARISON_METHODS, load_comparison_network
 from mmif_monai.comparison.timing import cpu_ms_per_pair, parameter_count
 from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_method, write_budget_record
@@ -73,9 +72,7 @@ class ComparisonSettings:
         return " ".join(parts)
 
 
-def data_options(
-    dataset_dir: str | Path, limit: int | None, validation_cases: Sequence[int], device: str
-) -> list[str]:
+def data_options(dataset_dir: str | Path, limit: int | None, validation_cases: Sequence[int], device: str) -> list[str]:
     """The command-line options of a study's data and device, where they differ from the defaults."""
     options = []
     if Path(dataset_dir).resolve() != DEFAULT_DATASET_DIR.resolve():
@@ -136,9 +133,7 @@ def _networks(settings: ComparisonSettings) -> tuple[dict[str, Path], dict[str, 
     return weights, seconds
 
 
-def _fuse(
-    pairs: Sequence[FusionPair], fused_root: Path, networks: Mapping[str, Path], device: str
-) -> dict[str, Path]:
+def _fuse(pairs: Sequence[FusionPair], fused_root: Path, networks: Mapping[str, Path], device: str) -> dict[str, Path]:
     """Fuse ``pairs`` with every method; display title -> folder. Existing results of the same weights are reused."""
     folders = fuse_with_methods(pairs, [*CLASSICAL_METHODS, NETWORK_METHOD], fused_root, device=device)
     mmif_net_folder = folders.pop(NETWORK_METHOD)
@@ -169,9 +164,13 @@ def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]
     return lines
 
 
-def _timing_table(networks: Mapping[str, Path], seconds: Mapping[str, float], settings: ComparisonSettings) -> list[str]:
+def _timing_table(
+    networks: Mapping[str, Path], seconds: Mapping[str, float], settings: ComparisonSettings
+) -> list[str]:
     """Parameters, CPU ms/pair and training time of every method, one Markdown row each (printed as measured)."""
-    fusers: dict[str, tuple[FuseFn, str]] = {name: (fuse, "none (classical)") for name, fuse in CLASSICAL_METHODS.items()}
+    fusers: dict[str, tuple[FuseFn, str]] = {
+        name: (fuse, "none (classical)") for name, fuse in CLASSICAL_METHODS.items()
+    }
     for name, weights in networks.items():
         trained = f"{seconds[name] / 60:.1f} min" if name in seconds else "given weights"
         fusers[COMPARISON_METHODS[name].title] = (load_comparison_network(name, weights, "cpu"), trained)
@@ -203,7 +202,8 @@ def run_comparison(settings: ComparisonSettings) -> str:
         standing = "\n".join(_standing(results))
         section = (
             f"## {PAIR_TYPE_TITLES[pair_type]}: {len(type_pairs)} pairs\n\n{table}\n"
-            f"Where MMIF-Net stands on {PAIR_TYPE_TITLES[pair_type].split(' (')[0]} (per metric, by mean):\n\n{standing}\n"
+            f"Where MMIF-Net stands on {PAIR_TYPE_TITLES[pair_type].split(' (')[0]} (per metric, by mean):\n\n"
+            f"{standing}\n"
         )
         print(section, flush=True)
         sections.append(section)
@@ -223,7 +223,9 @@ def _document(
     settings: ComparisonSettings, pairs: Mapping[str, Sequence[FusionPair]], sections: Sequence[str], timing: str
 ) -> str:
     trained = [COMPARISON_METHODS[n].title for n in settings.methods if n not in settings.weights]
-    loaded = [f"{COMPARISON_METHODS[n].title} ({settings.weights[n]})" for n in settings.methods if n in settings.weights]
+    loaded = [
+        f"{COMPARISON_METHODS[n].title} ({settings.weights[n]})" for n in settings.methods if n in settings.weights
+    ]
     counts = ", ".join(f"{len(p)} {t}" for t, p in pairs.items())
     figure = os.path.relpath(settings.figure, settings.doc.parent)
     cpu = platform.processor() or platform.machine()
@@ -238,7 +240,7 @@ def _document(
         "## Setup",
         "",
         f"- **Data:** the validation split (held-out atlas cases {', '.join(map(str, settings.validation_cases))};"
-        f" docs/method.md, \"Data split\"): {counts} pairs"
+        f' docs/method.md, "Data split"): {counts} pairs'
         + (f" (the first {settings.limit} of each type only)" if settings.limit else "")
         + ". Colour sources and results are scored on their luminance, fused images min-max stretched, SSIM by"
         " the literature protocol (docs/metrics.md).",

@@ -149,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-i", "--input", help="DICOM study folder (default: $HOLOSCAN_INPUT_PATH, else ./input)")
     parser.add_argument("-o", "--output", help="output folder (default: $HOLOSCAN_OUTPUT_PATH, else ./output)")
     parser.add_argument(
-        "-m", "--model", help="MMIF-Net weights file, or a folder holding one .pt file (default: "
-        "$HOLOSCAN_MODEL_PATH, else the bundle's models/model.pt)"
+        "-m",
+        "--model",
+        help="MMIF-Net weights file, or a folder holding one .pt file (default: "
+        "$HOLOSCAN_MODEL_PATH, else the bundle's models/model.pt)",
     )
     parser.add_argument("-w", "--workdir", help="SDK work folder (default: $HOLOSCAN_WORKDIR)")
     parser.add_argument(
@@ -161,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--register", choices=("rigid", "affine"), help="register the functional series first (ITK)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/fused")
     parser.add_argument(
-        "-l", "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"),
+        "-l",
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"),
         help="SDK log level, with --debug (default: INFO)",
     )
     parser.add_argument("--debug", action="store_true", help="show the SDK's and Holoscan's logs and tracebacks")

@@ -98,7 +98,13 @@ def attach_checkpointing(
     """
     state = {**objects, "trainer": trainer}
     if save:
-        checkpoint = Checkpoint(state, AtomicDiskSaver(ckpt_dir), score_function=lambda engine: engine.state.epoch, score_name="epoch", n_saved=2)
+        checkpoint = Checkpoint(
+            state,
+            AtomicDiskSaver(ckpt_dir),
+            score_function=lambda engine: engine.state.epoch,
+            score_name="epoch",
+            n_saved=2,
+        )
         trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
     path = latest_checkpoint(ckpt_dir)
     if path is not None:

@@ -6,6 +6,8 @@ re-exported here under their earlier import path.
 the network.
 """
 
+from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
+
 from .classical import (
     CLASSICAL_METHODS,
     average_fusion,
@@ -15,5 +17,3 @@ from .classical import (
     max_fusion,
 )
 from .pipeline import FuseFn, fuse_batch
-
-from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights

@@ -88,7 +88,8 @@ def save_fusion_grid(pairs: Sequence[FusionPair], folders: Mapping[str, Mapping[
     """
     methods = list(folders[pairs[0].pair_type])
     rows = [
-        [read_slice(p.anatomical), read_slice(p.functional)] + [read_slice(folders[p.pair_type][m] / p.name) for m in methods]
+        [read_slice(p.anatomical), read_slice(p.functional)]
+        + [read_slice(folders[p.pair_type][m] / p.name) for m in methods]
         for p in pairs
     ]
     labels = [f"{p.pair_type} {p.name}" for p in pairs]

@@ -26,9 +26,13 @@ class FusionInferer(Inferer):
         super().__init__()
         self.keep_background = keep_background
 
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         if inputs.dim() != 4 or inputs.shape[1] not in (2, 4):
-            raise ValueError(f"expected (N, 2 or 4, H, W): anatomical + grey or RGB functional, got {tuple(inputs.shape)}")
+            raise ValueError(
+                f"expected (N, 2 or 4, H, W): anatomical + grey or RGB functional, got {tuple(inputs.shape)}"
+            )
         # slicing channels of a batched MetaTensor trips over its per-item metadata: fuse the plain tensor and
         # give the result the input's metadata (source file names for the writer)
         if not isinstance(inputs, MetaTensor):

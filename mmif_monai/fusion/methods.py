@@ -95,7 +95,9 @@ def load_fusion_method(
             return loaded.network, loaded.description
         return autoencoded_max(loaded.network), f"pixel-max fusion reconstructed by {loaded.description}"
     if weights is not None:
-        raise ValueError(f"--weights applies to {', '.join(WEIGHTED_METHODS)} only, not to the classical method {name!r}")
+        raise ValueError(
+            f"--weights applies to {', '.join(WEIGHTED_METHODS)} only, not to the classical method {name!r}"
+        )
     if name not in CLASSICAL_METHODS:
         raise ValueError(f"unknown fusion method {name!r}; choose from {', '.join(available_methods())}")
     return CLASSICAL_METHODS[name], f"classical baseline {name!r}"

@@ -7,8 +7,8 @@ from pathlib import Path
 from mmif_monai.fusion.files import FileJob, fuse_files, match_pair_folders
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import PAIR_TYPES
-from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.io.images import check_output_path, read_slice
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.io.preview import save_preview_grid
 
 __all__ = ["SAMPLES_DIR", "fuse_dataset_folder"]
@@ -30,7 +30,9 @@ def fuse_dataset_folder(
     jobs: list[FileJob] = []
     for pair_type, (anat, func) in PAIR_TYPES.items():
         if (dataset_dir / pair_type).is_dir():
-            jobs += match_pair_folders(dataset_dir / pair_type / anat, dataset_dir / pair_type / func, output_dir / pair_type)
+            jobs += match_pair_folders(
+                dataset_dir / pair_type / anat, dataset_dir / pair_type / func, output_dir / pair_type
+            )
     if not jobs:
         raise FileNotFoundError(f"{dataset_dir}: no pair-type folders ({', '.join(PAIR_TYPES)})")
     preview = check_output_path(output_dir / "preview.png", overwrite)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from monai.data import NibabelWriter
 from monai.data.meta_tensor import MetaTensor
 from monai.transforms import Orientation
@@ -203,7 +202,9 @@ def _check_pair(anatomical: MetaTensor, functional: MetaTensor, functional_modal
     for volume in (anatomical, functional):
         # an empty or blank export: fusing it would give the other volume back and hide the mistake
         if bool(volume.max() == volume.min()):
-            raise ValueError(f"{volume_name(volume)}: the volume is constant (every voxel the same value); nothing to fuse")
+            raise ValueError(
+                f"{volume_name(volume)}: the volume is constant (every voxel the same value); nothing to fuse"
+            )
     anatomical_modality = modality_from_meta(anatomical.meta)
     if anatomical_modality is not None and canonical_modality(anatomical_modality) in _COLOUR_MODALITIES:
         raise ValueError(f"{a_name}: a {anatomical_modality} volume is functional, not anatomical")
@@ -264,7 +265,8 @@ def fuse_volume_files(
     Raises:
         FileNotFoundError / ValueError naming the file: missing or unreadable input, 4D data, a bad DICOM series,
             two PatientIDs, two frames of reference without ``register``, a PET/SPECT volume in CT's units, fields
-            of view that do not overlap, an output that would replace what this program did not write. FileExistsError: an output exists and not
+            of view that do not overlap, an output that would replace what this program did not write.
+            FileExistsError: an output exists and not
             ``overwrite``. Nothing is written in any of these cases.
     """
     say = report or (lambda line: None)

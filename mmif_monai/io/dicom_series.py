@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
 from monai.data.meta_tensor import MetaTensor
 from monai.data.utils import orientation_ras_lps
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from mmif_monai.io.outputs import FUSED_SERIES_MANUFACTURER, check_output_path, staged_outputs
 from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, IDENTITY_KEYWORDS
@@ -129,8 +128,15 @@ def _fused_base(identity: Mapping[str, str], description: str) -> Dataset:
         ds.StudyDate, ds.StudyTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     if "FrameOfReferenceUID" not in ds:
         ds.FrameOfReferenceUID = generate_uid()
-    for keyword in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
-                    "ReferringPhysicianName"):
+    for keyword in (
+        "PatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyID",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+    ):
         if keyword not in ds:
             setattr(ds, keyword, "")  # type 2 attributes (Patient, General Study modules): present, may be empty
     ds.SOPClassUID = SecondaryCaptureImageStorage

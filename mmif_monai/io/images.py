@@ -10,7 +10,14 @@ import torch
 from PIL import Image
 
 from mmif_monai.io.outputs import atomic_output, check_output_path, check_outputs_spare_inputs
-from mmif_monai.transforms import SOURCE_DTYPE_KEY, LoadModality, ModalityNormalize, SliceReader, modality_from_meta, reader_for_path
+from mmif_monai.transforms import (
+    SOURCE_DTYPE_KEY,
+    LoadModality,
+    ModalityNormalize,
+    SliceReader,
+    modality_from_meta,
+    reader_for_path,
+)
 
 __all__ = [
     "MAX_SLICE_PIXELS",

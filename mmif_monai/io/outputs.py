@@ -79,7 +79,9 @@ def check_replaceable_series(folder: str | Path) -> None:
             foreign.append(entry.name + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
             continue
         try:
-            header = dcmread(entry, stop_before_pixels=True, specific_tags=["Manufacturer", "ImageType", "SeriesInstanceUID"])
+            header = dcmread(
+                entry, stop_before_pixels=True, specific_tags=["Manufacturer", "ImageType", "SeriesInstanceUID"]
+            )
         except (InvalidDicomError, OSError, ValueError, EOFError):
             foreign.append(entry.name)
             continue
@@ -114,10 +116,13 @@ def check_output_path(path: str | Path, overwrite: bool, kind: str = "file") -> 
         raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(OUTPUT_KINDS)}")
     if path.exists() and not path.is_symlink():
         if kind == "file" and path.is_dir():
-            raise ValueError(f"{path}: output is an existing folder; a file never replaces a folder, even with --overwrite")
+            raise ValueError(
+                f"{path}: output is an existing folder; a file never replaces a folder, even with --overwrite"
+            )
         if kind == "series" and not path.is_dir():
             raise ValueError(
-                f"{path}: output is an existing file; a DICOM series folder never replaces a file, even with --overwrite"
+                f"{path}: output is an existing file; a DICOM series folder never replaces a file, "
+                "even with --overwrite"
             )
     if path.exists() or path.is_symlink():
         if not overwrite:
@@ -140,7 +145,9 @@ def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[s
         target = Path(output).resolve()
         for source in sources:
             if target == source or source in target.parents or target in source.parents:
-                raise ValueError(f"{output}: writing this output would modify the input {source}; inputs are never modified")
+                raise ValueError(
+                    f"{output}: writing this output would modify the input {source}; inputs are never modified"
+                )
 
 
 def _new_file_beside(path: Path) -> Path:

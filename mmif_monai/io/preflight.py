@@ -89,7 +89,9 @@ def check_file_jobs(jobs: Sequence[FileJob], overwrite: bool) -> None:
     folder), that are not ``.png``, that are symbolic links (which could lead outside the output folder), that are
     folders, or that exist (unless ``overwrite``)."""
     check_inputs_exist([path for job in jobs for path in (job.anatomical, job.functional)])
-    check_outputs_spare_inputs([job.output for job in jobs], [path for job in jobs for path in (job.anatomical, job.functional)])
+    check_outputs_spare_inputs(
+        [job.output for job in jobs], [path for job in jobs for path in (job.anatomical, job.functional)]
+    )
     claimed: dict[Path, Path] = {}
     for job in jobs:
         other = claimed.setdefault(job.output.resolve(), job.anatomical)

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import torch
-from pydicom.errors import InvalidDicomError
-
 from monai.data import PydicomReader
 from monai.data.meta_tensor import MetaTensor
 from monai.utils import ImageMetaKey
+from pydicom.errors import InvalidDicomError
 
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.preflight import VOLUME_SUFFIXES, is_volume_path
@@ -308,9 +307,7 @@ def load_volume(
             _check_nifti_voxel_size(path)
         img = LoadModality(modality=modality)(path)
     else:
-        raise ValueError(
-            f"{path}: not a volume; expected a DICOM folder or one of {' '.join(VOLUME_SUFFIXES)}"
-        )
+        raise ValueError(f"{path}: not a volume; expected a DICOM folder or one of {' '.join(VOLUME_SUFFIXES)}")
     if img.dim() != 4 or min(img.shape[1:]) < 2:
         raise ValueError(f"{path}: not a 3D volume (channel-first shape {tuple(img.shape)})")
     if img.shape[0] != 1:

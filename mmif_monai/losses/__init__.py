@@ -1,3 +1,3 @@
-from .reconstruction import ReconstructionLoss
-from .fusion import FusionLoss, gradient_magnitude
 from .comparison import FusionDNLoss, FusionGANDiscriminatorLoss, FusionGANLoss, laplacian
+from .fusion import FusionLoss, gradient_magnitude
+from .reconstruction import ReconstructionLoss

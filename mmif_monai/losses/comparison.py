@@ -72,7 +72,9 @@ class FusionDNLoss(nn.Module):
     out. ``forward(fused, sources)``: fused (N, 1, H, W), sources (N, 2, H, W), all in [0, 1].
     """
 
-    def __init__(self, gradient_weight: float = 1800.0, entropy_weight: float = 12.0, temperature: float = 13.0) -> None:
+    def __init__(
+        self, gradient_weight: float = 1800.0, entropy_weight: float = 12.0, temperature: float = 13.0
+    ) -> None:
         super().__init__()
         if gradient_weight < 0 or temperature <= 0:
             raise ValueError(f"need gradient_weight >= 0 and temperature > 0, got {gradient_weight}, {temperature}")
@@ -98,7 +100,8 @@ def _soft_labels(like: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 
 class FusionGANLoss(nn.Module):
-    """Generator loss ``mean((D(f) - c)^2) + content_weight * [mean((f - s_i)^2) + gradient_weight * mean((lap f - lap s_d)^2)]``.
+    """Generator loss ``mean((D(f) - c)^2) + content_weight * [mean((f - s_i)^2)
+    + gradient_weight * mean((lap f - lap s_d)^2)]``.
 
     ``c ~ U(0.7, 1.2)`` per sample; ``s_i`` is the intensity source (the release's infrared image: here the
     functional image, channel ``intensity_channel``) and ``s_d`` the detail source (visible: the anatomical

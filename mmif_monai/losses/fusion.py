@@ -43,7 +43,10 @@ class FusionLoss(nn.Module):
 
     def forward(self, fused: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
         if fused.shape[1] != 1 or sources.shape[1] < 2 or fused.shape[-2:] != sources.shape[-2:]:
-            raise ValueError(f"expected fused (N, 1, H, W) and sources (N, >=2, H, W), got {tuple(fused.shape)}, {tuple(sources.shape)}")
+            raise ValueError(
+                "expected fused (N, 1, H, W) and sources (N, >=2, H, W), "
+                f"got {tuple(fused.shape)}, {tuple(sources.shape)}"
+            )
         intensity = F.l1_loss(fused, sources.amax(dim=1, keepdim=True))
         gradient = F.l1_loss(gradient_magnitude(fused), gradient_magnitude(sources).amax(dim=1, keepdim=True))
         similarity = torch.stack([self.ssim(fused, sources[:, k : k + 1]) for k in range(sources.shape[1])]).mean()

@@ -35,9 +35,7 @@ def _luminance(img: torch.Tensor) -> torch.Tensor:
             return img[..., 0]
         if img.shape[0] == 1:
             return img[0]
-    raise ValueError(
-        f"expected a grey (H, W) or RGB (H, W, 3) / (3, H, W) image, got shape {tuple(img.shape)}"
-    )
+    raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) / (3, H, W) image, got shape {tuple(img.shape)}")
 
 
 def to_uint8_grey(img: NdarrayOrTensor) -> NdarrayOrTensor:

@@ -1,3 +1,4 @@
+from .baselines import IFCNN, DenseFuse, FusionDN, FusionGAN, FusionGANDiscriminator, NestFuse
 from .blocks import (
     BottleneckResidual,
     DenseBlock,
@@ -7,6 +8,5 @@ from .blocks import (
     SpatialAttention,
     conv_bn_relu,
 )
-from .strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
 from .mmif_net import MMIFNet, init_weights
-from .baselines import IFCNN, DenseFuse, FusionDN, FusionGAN, FusionGANDiscriminator, NestFuse
+from .strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights

@@ -83,7 +83,9 @@ def split_sources(
 LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2})
 
 
-def valid_conv(in_channels: int, out_channels: int, kernel_size: int, strides: int = 1, norm: bool = True) -> Convolution:
+def valid_conv(
+    in_channels: int, out_channels: int, kernel_size: int, strides: int = 1, norm: bool = True
+) -> Convolution:
     """FusionGAN's unit: an unpadded ('valid') convolution -> [batch norm] -> leaky ReLU (slope 0.2)."""
     return Convolution(
         2, in_channels, out_channels, kernel_size=kernel_size, strides=strides, padding=0,

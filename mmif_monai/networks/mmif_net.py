@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmif_monai.decomposition.projection import LatLRRDecomposition
-from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion
 from mmif_monai.networks.blocks import (
     BottleneckResidual,
     DenseBlock,
@@ -32,8 +31,10 @@ from mmif_monai.networks.blocks import (
     NonLocalSelfAttention,
     conv_bn_relu,
 )
+from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion
 
 __all__ = ["MMIFNet", "init_weights"]
+
 
 def init_weights(module: nn.Module, std: float = 0.01) -> None:
     """The paper's initialisation: truncated normal (std 0.01, cut at 2 std) weights, zero bias."""

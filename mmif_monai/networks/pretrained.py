@@ -57,7 +57,9 @@ def read_weights(path: str | Path) -> dict:
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(value.isfinite().all())
     ]  # fmt: skip
     if broken:
-        raise ValueError(f"{path}: {len(broken)} parameter tensor(s) hold NaN/Inf (first: {broken[0]}); the weights are damaged")
+        raise ValueError(
+            f"{path}: {len(broken)} parameter tensor(s) hold NaN/Inf (first: {broken[0]}); the weights are damaged"
+        )
     return state
 
 
@@ -71,7 +73,10 @@ def _check_matches(path: Path, network: torch.nn.Module, state: dict[str, torch.
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
     if missing or unexpected:
-        found = [f"missing {first(missing)}" if missing else "", f"unexpected {first(unexpected)}" if unexpected else ""]
+        found = [
+            f"missing {first(missing)}" if missing else "",
+            f"unexpected {first(unexpected)}" if unexpected else "",
+        ]
         raise ValueError(f"{path}: not weights of this MMIF-Net configuration: {'; '.join(f for f in found if f)}")
     for key, value in expected.items():
         if tuple(state[key].shape) != tuple(value.shape):

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from monai.data.itk_torch_bridge import metatensor_to_itk_image
 from monai.data.meta_tensor import MetaTensor
 from monai.data.utils import orientation_ras_lps

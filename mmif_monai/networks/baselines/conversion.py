@@ -49,7 +49,9 @@ def _rename(state: Mapping[str, Any], rules: Rules, ignore: str | None, method: 
         for pattern, template in rules:
             match = re.fullmatch(pattern, key)
             if match:
-                out[match.expand(template)] = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+                out[match.expand(template)] = torch.as_tensor(
+                    np.asarray(value) if not torch.is_tensor(value) else value
+                )
                 break
         else:
             unknown.append(key)
@@ -185,7 +187,9 @@ def convert_fusiongan(variables: Mapping[str, Any], spectral_norm: bool = True) 
     return state
 
 
-def convert_fusiongan_discriminator(variables: Mapping[str, Any], spectral_norm: bool = True) -> dict[str, torch.Tensor]:
+def convert_fusiongan_discriminator(
+    variables: Mapping[str, Any], spectral_norm: bool = True
+) -> dict[str, torch.Tensor]:
     """FusionGAN's discriminator ``discriminator/layer_1..4`` and ``line_5``.
 
     TensorFlow flattens the last feature map as (H, W, C), PyTorch as (C, H, W): the linear layer's inputs

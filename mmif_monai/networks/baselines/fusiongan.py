@@ -26,6 +26,7 @@ from mmif_monai.networks.blocks import split_sources, valid_conv
 
 __all__ = ["FusionGAN", "FusionGANDiscriminator"]
 
+
 class FusionGAN(nn.Module):
     """FusionGAN's generator for 2D slice pairs.
 

@@ -63,11 +63,7 @@ class NestFuse(nn.Module):
         self.encoder = nn.ModuleList(_light_block(c_in, c_out) for c_in, c_out in zip([16, *f[:3]], f))
         # node (level i, column j) sees j earlier nodes of its level and the upsampled node (i + 1, j - 1)
         self.nest = nn.ModuleDict(
-            {
-                f"{i}_{j}": _light_block(f[i] * j + f[i + 1], f[i])
-                for j in range(1, 4)
-                for i in range(4 - j)
-            }
+            {f"{i}_{j}": _light_block(f[i] * j + f[i + 1], f[i]) for j in range(1, 4) for i in range(4 - j)}
         )
         self.output = reflect_conv(f[0], 1, kernel_size=1, act=None)
 
