@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
+from mmif_monai.io.paths import BUNDLE_DIR, BUNDLES_ROOT
 from mmif_monai.networks import IFCNN, DenseFuse, FusionDN, FusionGAN, NestFuse
 from mmif_monai.networks.baselines.conversion import AUTHOR_CONVERTERS
 from mmif_monai.networks.pretrained import read_weights
@@ -29,7 +29,7 @@ __all__ = [
     "load_comparison_network",
 ]
 
-COMPARISON_CONFIG_DIR = REPO_ROOT / "bundles" / "comparison" / "configs"
+COMPARISON_CONFIG_DIR = BUNDLES_ROOT / "comparison" / "configs"
 
 
 @dataclass(frozen=True)

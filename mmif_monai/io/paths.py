@@ -1,17 +1,29 @@
-"""Where the repository keeps what ships with it (the bundle, the sample pairs), and the slice file types.
+"""Where what ships with the code is (the bundles and their weights, the sample pairs), and the slice file types.
 
-Resolved from this file, so they hold for a source checkout and an editable install.
+In a source checkout or an editable install they are the repository's ``bundles/`` and ``data/samples/``; a
+wheel installs the same files as package data, ``mmif_monai/bundles`` and ``mmif_monai/samples``
+(pyproject.toml), and they are found there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "BUNDLE_DIR", "SAMPLES_DIR", "DEFAULT_DATASET_DIR", "IMAGE_SUFFIXES"]
+__all__ = ["REPO_ROOT", "BUNDLES_ROOT", "BUNDLE_DIR", "SAMPLES_DIR", "DEFAULT_DATASET_DIR", "IMAGE_SUFFIXES"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLE_DIR = REPO_ROOT / "bundles" / "mmif_net"
-SAMPLES_DIR = REPO_ROOT / "data" / "samples"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _shipped(checkout: Path, installed: Path) -> Path:
+    """The repository's folder in a checkout, else the copy a wheel installed beside the code."""
+    return checkout if checkout.is_dir() else installed
+
+
+#: the MONAI bundles: ``mmif_net`` (MMIF-Net's configs and weights) and ``comparison`` (the compared networks)
+BUNDLES_ROOT = _shipped(REPO_ROOT / "bundles", _PACKAGE_DIR / "bundles")
+BUNDLE_DIR = BUNDLES_ROOT / "mmif_net"
+SAMPLES_DIR = _shipped(REPO_ROOT / "data" / "samples", _PACKAGE_DIR / "samples")
 #: the AANLIB copy beside the checkout (``../shared/data/aanlib``), as on the project's machines
 DEFAULT_DATASET_DIR = REPO_ROOT.parent / "shared" / "data" / "aanlib"
 

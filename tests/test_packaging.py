@@ -1,0 +1,36 @@
+"""A non-editable install: the wheel carries the bundles (configs, trained weights) and the sample pairs, and the
+installed package finds them outside any checkout."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_wheel_install_fuses_the_samples_with_the_shipped_weights(tmp_path):
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(wheels)], check=True)
+    (wheel,) = wheels.glob("mmif_monai-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    # PYTHONPATH comes before the editable install's finder, so the wheel's copy is what gets imported
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    probe = (
+        "import json, mmif_monai; from mmif_monai.io.paths import BUNDLE_DIR, SAMPLES_DIR; "
+        "from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS; "
+        "print(json.dumps([mmif_monai.__file__, str(BUNDLE_DIR), str(SAMPLES_DIR), DEFAULT_WEIGHTS.is_file()]))"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    package, bundle, samples, weights_found = json.loads(found.stdout.strip().splitlines()[-1])
+    assert all(Path(path).is_relative_to(site) for path in (package, bundle, samples)), found.stdout
+    assert weights_found
+    demo = subprocess.run(
+        [sys.executable, "-m", "mmif_monai.cli.main", "demo", "-o", str(tmp_path / "demo")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert f"trained weights {site}" in demo.stdout
+    assert len(list((tmp_path / "demo").glob("*/*.png"))) == 6
