@@ -13,6 +13,9 @@ from mmif_monai.comparison import TrainingBudget, ablation, bundle_command
 from mmif_monai.comparison.ablation import ABLATION_VARIANTS, AblationSettings, lambda_variants, run_ablation
 from mmif_monai.io.paths import REPO_ROOT, SAMPLES_DIR
 
+# trains every variant through the bundle: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
+
 TINY = TrainingBudget(epochs=1, iterations_per_epoch=1, batch_size=2, crop_size=64)
 WITHOUT_MSL, WITHOUT_FA = ABLATION_VARIANTS[1], ABLATION_VARIANTS[3]
 

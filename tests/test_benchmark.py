@@ -4,8 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.metrics import METRIC_NAMES
+
+# runs the benchmark script: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 # on the shipped samples, so that the smoke run does not depend on where the full data set lives

@@ -5,9 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from mmif_monai.networks import MMIFNet
+
+# starts torchrun with two processes: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"

@@ -12,6 +12,9 @@ from PIL import Image
 from mmif_monai.fusion.files import FileJob, fuse_files
 from mmif_monai.fusion.methods import load_fusion_method
 
+# runs bundle workflows in subprocesses: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 SAMPLES = ROOT / "data" / "samples"

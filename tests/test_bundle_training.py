@@ -10,6 +10,9 @@ import torch
 from mmif_monai.engines import latest_checkpoint
 from mmif_monai.networks import MMIFNet
 
+# runs bundle training in subprocesses: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 

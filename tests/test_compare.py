@@ -21,6 +21,9 @@ from mmif_monai.io.paths import BUNDLE_DIR, SAMPLES_DIR
 from mmif_monai.metrics.batched import METRIC_NAMES
 from mmif_monai.networks import DenseFuse
 
+# trains the compared networks: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
+
 TINY = TrainingBudget(epochs=1, iterations_per_epoch=1, batch_size=2, crop_size=64)
 
 

@@ -20,6 +20,9 @@ from ignite.engine import Engine, Events
 
 from mmif_monai.engines import BestModelSaver, attach_checkpointing, latest_checkpoint
 
+# kills and restarts bundle training: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 ITERATIONS_PER_EPOCH = 10

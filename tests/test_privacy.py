@@ -26,6 +26,9 @@ from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.aanlib import PAIR_TYPES
 from mmif_monai.phantoms import write_phantom_dicom_study
 
+# trains and fuses identified DICOM studies: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 

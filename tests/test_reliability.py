@@ -813,6 +813,7 @@ for args in json.load(open(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_catalogue_in_a_real_process(tmp_path):
     """All cases in one fresh interpreter (one start-up, not one per case): the stderr users see, per case."""
     cases = {name: CASES[name](tmp_path / f"case{i}") for i, name in enumerate(CASES)}
@@ -1042,6 +1043,7 @@ def test_overwrite_replaces_an_earlier_fused_series_and_spares_its_neighbours(tm
     assert not list(output.parent.glob(".mmif-staging-*"))
 
 
+@pytest.mark.slow
 def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     """SIGKILL inside staged_outputs (a real kill: nothing of Python's clean-up runs) leaves a staging folder with a
     file in it; the next run writing into that folder removes it, and keeps a running process's staging."""
@@ -1131,6 +1133,7 @@ def test_path_mistakes_fail_before_the_network_stack_is_imported(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 4 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_another_frame_of_reference_is_fused_when_registered(tmp_path, capfd):
     """Refused without --register (catalogue); with it the volumes are aligned by content, so they may differ."""
     ct, pet = _study(tmp_path)

@@ -6,12 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
 from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.networks import MMIFNet
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, read_weights
+
+# runs the study scripts: left out of the quick run (pytest -m "not slow")
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
