@@ -139,6 +139,8 @@ def test_demo_fuses_every_sample_and_writes_a_preview(tmp_path):
     assert "preview.png" in fused
     assert len(fused) == 1 + 6
     assert Image.open(tmp_path / "mri_spect" / "10020.png").mode == "RGB"
+    with Image.open(tmp_path / "preview.png") as preview:  # a 256-colour palette figure, the fused images as RGB
+        assert preview.mode == "P" and len(preview.getcolors(256) or []) > 16
 
 
 def test_evaluate_scores_method_folders_side_by_side(tmp_path, capsys):
