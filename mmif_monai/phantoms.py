@@ -124,8 +124,8 @@ class PhantomFiles:
 
     anatomical: Path
     functional: Path
-    offset_mm: tuple[float, float, float]
-    rotation_deg: tuple[float, float, float]
+    offset_mm: tuple[float, ...]
+    rotation_deg: tuple[float, ...]
 
     @property
     def misalignment(self) -> np.ndarray:
@@ -143,8 +143,8 @@ class PhantomStudy:
     patient_name: str
     study_instance_uid: str
     frame_of_reference_uid: str
-    offset_mm: tuple[float, float, float]
-    rotation_deg: tuple[float, float, float] = field(default=DEFAULT_ROTATION_DEG)
+    offset_mm: tuple[float, ...]
+    rotation_deg: tuple[float, ...] = field(default=DEFAULT_ROTATION_DEG)
 
     @property
     def misalignment(self) -> np.ndarray:

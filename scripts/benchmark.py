@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -75,9 +76,9 @@ from mmif_monai.networks.pretrained import load_mmif_net
 SECTIONS = ("matmul", "inference", "latlrr", "volume", "metrics", "training", "quality")
 METRICS_TOLERANCE = 0.01
 #: the faster configuration that the shipped weights can run: the same network without the LatLRR split
-FAST_CONFIG = {"decompose": False}
+FAST_CONFIG: dict[str, Any] = {"decompose": False}
 #: faster configurations that would need training (timed with random weights; docs/benchmarks.md)
-SKETCHES = {
+SKETCHES: dict[str, dict[str, Any]] = {
     "decompose=False, f0=16": {"decompose": False, "features": (16, 32, 48, 48, 64)},
     "decompose=False, msl=False": {"decompose": False, "msl": False},
     "decompose=False, msl=False, f0=16": {"decompose": False, "msl": False, "features": (16, 32, 48, 48, 64)},
@@ -273,9 +274,9 @@ def optimise(network: nn.Module, args: argparse.Namespace, device: torch.device)
     """The inference form: batch norm folded, channels-last, ``--dtype``, optionally ``torch.compile``."""
     network = fold_batch_norm(network).to(device=device, dtype=args.torch_dtype)
     if args.channels_last:
-        network = network.to(memory_format=torch.channels_last)
+        network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # its overloads omit memory_format
     if args.compile:
-        network = torch.compile(network, mode=args.compile_mode)
+        network = cast(nn.Module, torch.compile(network, mode=args.compile_mode))  # an OptimizedModule
     return network
 
 
@@ -335,7 +336,7 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
     for c in candidates:
         if id(c.source) not in counts:
             with torch.inference_mode():
-                counts[id(c.source)] = (gflop_per_call(lambda model=c.source: model(*one)), parameter_count(c.source))
+                counts[id(c.source)] = (gflop_per_call(partial(c.source, *one)), parameter_count(c.source))
 
     sync = synchronizer(device)
     columns = ["model", "variant", "batch", "ms/pair", "pairs/s", "x DenseFuse", "params", "GFLOP/pair",
@@ -365,7 +366,7 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
                         f"{fmt(available)} MiB available (--memory-fraction {args.memory_fraction}) - skipped"
                     )
                     continue
-                fn = c.network
+                fn: Callable[..., torch.Tensor] = c.network
                 if args.cuda_graphs and device.type == "cuda" and c.optimised:
                     with torch.inference_mode():
                         fn = cuda_graphed(c.network, *inputs)
@@ -472,7 +473,7 @@ def load_metric_triplets(args: argparse.Namespace) -> list[Triplet]:
         a_files, b_files = image_files(args.metrics_a), image_files(args.metrics_b)
         f_files = image_files(args.metrics_fused)
         names = image_names(args.metrics_a, args.metrics_b)[: args.metrics_n]
-        paths = [(f_files[n], a_files[n], b_files[n]) for n in names]
+        paths: list[tuple[Path | None, Path, Path]] = [(f_files[n], a_files[n], b_files[n]) for n in names]
     else:
         pairs = list_pairs(args.dataset_dir, [args.metrics_pair_type])[: args.metrics_n]
         paths = [(None, p.anatomical, p.functional) for p in pairs]
@@ -553,7 +554,7 @@ def measure_training(args: argparse.Namespace, device: torch.device) -> list[Tab
         "MMIF-Net (ReconstructionTask)": ReconstructionTask(MMIFNet(projection=projection)).to(device),
         "DenseFuse (reconstruct)": _Reconstruct(DenseFuse()).to(device),
     }
-    steps = {}
+    steps: dict[str, Callable[[], object]] = {}
     for name, task in tasks.items():
         optimizer = torch.optim.Adam(task.parameters(), lr=1e-4)
 
@@ -587,7 +588,7 @@ class _Reconstruct(nn.Module):
         self.network = network
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.network.reconstruct(image)
+        return cast(Any, self.network).reconstruct(image)
 
 
 def measure_quality(args: argparse.Namespace, device: torch.device) -> list[Table]:

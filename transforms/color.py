@@ -27,6 +27,7 @@ Each row of I and Q sums to zero, so grey pixels (R = G = B) have I = Q = 0; the
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import cast
 
 import numpy as np
 import torch
@@ -131,13 +132,13 @@ class RGBToYIQ(InvertibleTransform):
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
-        out = rgb_to_yiq(img)
+        out = cast(torch.Tensor, rgb_to_yiq(img))  # a tensor for any input (_apply_colour_matrix)
         self.push_transform(out)
         return out
 
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
         self.pop_transform(data)
-        return yiq_to_rgb(data)
+        return cast(torch.Tensor, yiq_to_rgb(data))
 
 
 class YIQToRGB(Transform):
@@ -150,7 +151,7 @@ class YIQToRGB(Transform):
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
-        return yiq_to_rgb(img)
+        return cast(torch.Tensor, yiq_to_rgb(img))
 
 
 class _PerKeyd(MapTransform):
@@ -176,6 +177,7 @@ class RGBToYIQd(_PerKeyd, InvertibleTransform):
     """
 
     backend = RGBToYIQ.backend
+    converter: RGBToYIQ
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from monai.config import DtypeLike, KeysCollection
@@ -164,7 +164,7 @@ def suv_scale_factor(meta: Dataset | Mapping[Any, Any]) -> float | None:
     start = _tm_seconds(isotope.get("RadiopharmaceuticalStartTime"))
     weight = _positive(ds.get("PatientWeight"))
     scan = _tm_seconds(ds.get("SeriesTime"))
-    if None in (dose, half_life, start, weight, scan):
+    if dose is None or half_life is None or start is None or weight is None or scan is None:
         return None
     acquisition = _tm_seconds(ds.get("AcquisitionTime"))
     series_date, acquisition_date = str(ds.get("SeriesDate") or ""), str(ds.get("AcquisitionDate") or "")
@@ -257,7 +257,7 @@ class ModalityNormalize(InvertibleTransform):
             factor = suv_scale_factor(meta)
             if factor is not None:
                 return "suv", self.suv_range[0] / factor, self.suv_range[1] / factor
-        low, high = percentile(img, list(self.percentiles)).tolist()
+        low, high = cast(torch.Tensor, percentile(img, list(self.percentiles))).tolist()
         return "percentile", float(low), float(high)
 
     def __call__(self, img: NdarrayOrTensor, modality: str | None = None) -> torch.Tensor:
@@ -329,7 +329,7 @@ class ModalityNormalized(MapTransform, InvertibleTransform):
         )
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)
         for key, modality in self.key_iterator(d, self.modality):
             d[key] = self.normalizer(d[key], modality=modality)
         return d

@@ -32,6 +32,7 @@ import errno
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -244,7 +245,7 @@ class LoadModalityd(MapTransform):
         self.loader = LoadModality(reader=reader, ensure_channel_first=ensure_channel_first, dtype=dtype)
 
     def __call__(self, data: Mapping[Hashable, PathLike]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)
         for key, modality in self.key_iterator(d, self.modality):
             d[key] = self.loader(d[key], modality=modality)
         return d

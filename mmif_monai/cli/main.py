@@ -180,7 +180,7 @@ def _fuse(args: argparse.Namespace) -> None:
         )
         return _fuse_volumes(args)
     jobs = (
-        match_pair_folders(*args.pairs, args.output)
+        match_pair_folders(args.pairs[0], args.pairs[1], args.output)
         if args.pairs
         else [FileJob(args.anatomical, args.functional, args.output)]
     )

@@ -17,6 +17,7 @@ import platform
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ import torch
 from mmif_monai.comparison.report import PAIR_TYPE_TITLES, data_options, validation_pairs
 from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_mmif_net, write_budget_record
 from mmif_monai.fusion.comparison import fuse_missing, stage_sources
+from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.images import atomic_output
 from mmif_monai.io.paths import BUNDLE_DIR, DEFAULT_DATASET_DIR, REPO_ROOT
@@ -155,16 +157,17 @@ def _fuse_and_score(
     settings: AblationSettings,
 ) -> dict[str, Results]:
     """Every variant's fusions of the validation pairs, scored; pair type -> results by variant title."""
+
+    def load(variant: AblationVariant, weights: Path) -> tuple[FuseFn, str]:
+        return load_mmif_net(weights, settings.device, **variant.switches).network, f"{variant.title} ({weights})"
+
     scores: dict[str, Results] = {}
     for pair_type, type_pairs in pairs.items():
         out = settings.out_dir / pair_type
         anatomical, functional = stage_sources(type_pairs, out / "sources")
         folders = {
             title: fuse_missing(
-                lambda v=variant, w=weights: (
-                    load_mmif_net(w, settings.device, **v.switches).network,
-                    f"{v.title} ({w})",
-                ),
+                partial(load, variant, weights),
                 type_pairs,
                 out / "fused" / f"{variant.autoencoder}-fa{int(variant.fa)}-{weights_digest(weights)}",
                 settings.device,
@@ -177,7 +180,7 @@ def _fuse_and_score(
 
 def _pooled(scores: Iterable[Results], titles: Sequence[str]) -> Results:
     """Each variant's per-image values over all the given results together (pair types, seeds)."""
-    pooled: Results = {}
+    pooled: dict[str, dict[str, list[float]]] = {}
     for title in titles:
         pooled[title] = {}
         for results in scores:

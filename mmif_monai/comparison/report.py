@@ -11,6 +11,7 @@ import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from mmif_monai.comparison.methods import COMPARISON_METHODS, load_comparison_network
@@ -135,12 +136,16 @@ def _networks(settings: ComparisonSettings) -> tuple[dict[str, Path], dict[str, 
 
 def _fuse(pairs: Sequence[FusionPair], fused_root: Path, networks: Mapping[str, Path], device: str) -> dict[str, Path]:
     """Fuse ``pairs`` with every method; display title -> folder. Existing results of the same weights are reused."""
+
+    def load(name: str, weights: Path, title: str) -> tuple[FuseFn, str]:
+        return load_comparison_network(name, weights, device), f"{title} ({weights})"
+
     folders = fuse_with_methods(pairs, [*CLASSICAL_METHODS, NETWORK_METHOD], fused_root, device=device)
     mmif_net_folder = folders.pop(NETWORK_METHOD)
     for name, weights in networks.items():
         title = COMPARISON_METHODS[name].title
         folders[title] = fuse_missing(
-            lambda n=name, w=weights, t=title: (load_comparison_network(n, w, device), f"{t} ({w})"),
+            partial(load, name, weights, title),
             pairs, fused_root / f"{name}-{weights_digest(weights)}", device,
         )  # fmt: skip
     folders[MMIF_NET_TITLE] = mmif_net_folder

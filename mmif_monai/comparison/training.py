@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from mmif_monai.comparison.methods import COMPARISON_METHODS, bundle_config_files
 from mmif_monai.engines import latest_checkpoint
@@ -223,7 +224,7 @@ def train_mmif_net(
         RuntimeError: a stage failed (the message names its log file).
     """
     configs = BUNDLE_DIR / "configs"
-    common = {
+    common: dict[str, Any] = {
         "dataset_dir": dataset_dir, "validation_cases": validation_cases, "device": device,
         "num_workers": num_workers, "cache": cache,
     }  # fmt: skip

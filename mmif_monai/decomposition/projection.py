@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,10 @@ class LatLRRDecomposition(nn.Module):
             to zeros, for which the salient part is zero and the low-rank part is the input.
         patch_size: patch side; must match ``projection`` when one is given.
     """
+
+    if TYPE_CHECKING:  # the buffers' types; a runtime class annotation would be a string TorchScript cannot read
+        projection: torch.Tensor
+        kernel_index: torch.Tensor
 
     def __init__(self, projection: torch.Tensor | None = None, patch_size: int = DEFAULT_PATCH_SIZE) -> None:
         super().__init__()

@@ -60,7 +60,7 @@ class BestModelSaver:
         self._checkpoint = Checkpoint(
             {"model": network},
             AtomicDiskSaver(save_dir, filename),
-            score_function=lambda engine: engine.state.metrics[engine.state.key_metric_name],
+            score_function=lambda engine: engine.state.metrics[engine.state.key_metric_name],  # type: ignore[attr-defined]  # MONAI's Workflow adds it to State
             score_name="key_metric",
             n_saved=1,
         )

@@ -35,8 +35,8 @@ def _tracker(handlers: Sequence[Any] | None) -> MLFlowHandler | None:
 def _save_samples(evaluator: Engine, trainer: Engine, samples_dir: Path, max_samples: int) -> Path | None:
     from mmif_monai.io.preview import save_preview_grid
 
-    outputs = evaluator.state.output if isinstance(evaluator.state.output, list) else []
-    batch = evaluator.state.batch if isinstance(evaluator.state.batch, list) else [{}] * len(outputs)
+    outputs: list[Any] = evaluator.state.output if isinstance(evaluator.state.output, list) else []
+    batch: list[Any] = evaluator.state.batch if isinstance(evaluator.state.batch, list) else [{}] * len(outputs)
     rows, labels = [], []
     for output, item in list(zip(outputs, batch))[:max_samples]:
         image, pred = output["image"].detach().cpu(), output["pred"].detach().cpu()

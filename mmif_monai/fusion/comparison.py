@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from mmif_monai.fusion.files import FileJob, fuse_files
@@ -52,7 +53,7 @@ def fuse_with_methods(
         weighted = method in WEIGHTED_METHODS
         folder = Path(out_dir) / (f"{method}-{weights_digest(weights or DEFAULT_WEIGHTS)}" if weighted else method)
         folders[method] = fuse_missing(
-            lambda m=method, w=weights if weighted else None: load_fusion_method(m, weights=w, device=device),
+            partial(load_fusion_method, method, weights=weights if weighted else None, device=device),
             pairs, folder, device, progress,
         )  # fmt: skip
     return folders

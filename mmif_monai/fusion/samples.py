@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from mmif_monai.fusion.files import FileJob, fuse_files, match_pair_folders
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import PAIR_TYPES
@@ -19,7 +21,7 @@ def fuse_dataset_folder(
     dataset_dir: str | Path,
     output_dir: str | Path,
     overwrite: bool = False,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> tuple[list[Path], Path]:
     """Fuse every pair type present under ``dataset_dir`` into ``output_dir/<pair type>/``.

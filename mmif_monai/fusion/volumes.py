@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -152,7 +153,7 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
     with the patient's right on the image's left, axial with anterior up, coronal and sagittal with superior up,
     sagittal with anterior on the left. Anisotropic voxels are stretched to square pixels.
     """
-    ras = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(volume)
+    ras = cast(MetaTensor, Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(volume))
     data = _plain(ras).float()
     spacing = np.linalg.norm(np.asarray(ras.affine, dtype=np.float64)[:3, :3], axis=0)
     centre = [n // 2 for n in data.shape[1:]]

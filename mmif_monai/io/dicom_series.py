@@ -49,7 +49,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def _ds_number(value: float) -> str:
+def _ds_number(value: float | np.floating) -> str:
     """A decimal string (VR DS allows at most 16 characters) with enough digits for sub-micrometre geometry."""
     return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 1e9 else f"{value:.8g}"
 

@@ -256,7 +256,7 @@ def _check_nifti_voxel_size(path: Path) -> None:
 
     try:
         # the raw header: nib.load would already have replaced a zero pixdim by 1
-        with nib.openers.ImageOpener(path) as file:
+        with nib.openers.ImageOpener(str(path)) as file:
             header = nib.Nifti1Header.from_fileobj(file, check=False)
     except Exception:  # an unreadable or NIfTI-2 file: the reader says what it finds, naming the file
         return

@@ -323,7 +323,7 @@ def visual_information_fidelity(fused: torch.Tensor, a: torch.Tensor, b: torch.T
         window = _gaussian_window(2 ** (_VIF_SCALES + 1 - scale) + 1)
         if scale > 1:
             levels = [_separable_valid(x, window, step=2) for x in levels]
-        mu_f, mu_a, mu_b, ff, aa, bb, fa, fb = _local_moments(*levels, window)
+        mu_f, mu_a, mu_b, ff, aa, bb, fa, fb = _local_moments(levels[0], levels[1], levels[2], window)
         var_f = ff - mu_f**2
         for i, (mu_s, ss, fs) in enumerate(((mu_a, aa, fa), (mu_b, bb, fb))):
             scale_num, scale_den = _vif_information(ss - mu_s**2, var_f, fs - mu_f * mu_s)

@@ -35,7 +35,9 @@ def _score(
     ssim_protocol: str = "literature",
 ) -> float:
     sources = [None if img is None else _as_batch(img, role) for img, role in ((a, "source a"), (b, "source b"))]
-    values = batched_metrics(_as_batch(fused, "fused"), *sources, names=(name,), ssim_protocol=ssim_protocol)
+    values = batched_metrics(
+        _as_batch(fused, "fused"), sources[0], sources[1], names=(name,), ssim_protocol=ssim_protocol
+    )
     return float(values[name][0])
 
 

@@ -10,7 +10,7 @@ their BT.601 luma. The stretch is applied to the fused image only; the sources a
 from __future__ import annotations
 
 import torch
-from monai.config import NdarrayOrTensor
+from monai.config import NdarrayTensor
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
 from mmif_monai.transforms.color import YIQ_FROM_RGB
@@ -19,7 +19,7 @@ __all__ = ["LUMA_WEIGHTS", "to_uint8_grey", "stretch_to_uint8_range"]
 
 #: Y of YIQ / ITU-R BT.601 luma (Y = 0.299 R + 0.587 G + 0.114 B): the row of the YIQ matrix the fusion uses,
 #: so colour images are scored on exactly the luminance that was fused.
-LUMA_WEIGHTS: tuple[float, float, float] = tuple(float(w) for w in YIQ_FROM_RGB[0])
+LUMA_WEIGHTS: tuple[float, ...] = tuple(float(w) for w in YIQ_FROM_RGB[0])
 
 
 def _luminance(img: torch.Tensor) -> torch.Tensor:
@@ -38,7 +38,7 @@ def _luminance(img: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) / (3, H, W) image, got shape {tuple(img.shape)}")
 
 
-def to_uint8_grey(img: NdarrayOrTensor) -> NdarrayOrTensor:
+def to_uint8_grey(img: NdarrayTensor) -> NdarrayTensor:
     """8-bit grey values of an image of 0..255 values, as the literature scores it.
 
     Colour images (RGB, channel-last ``(H, W, 3)`` or channel-first ``(3, H, W)``; channel-last wins for a
@@ -52,7 +52,7 @@ def to_uint8_grey(img: NdarrayOrTensor) -> NdarrayOrTensor:
     return out
 
 
-def stretch_to_uint8_range(img: NdarrayOrTensor) -> NdarrayOrTensor:
+def stretch_to_uint8_range(img: NdarrayTensor) -> NdarrayTensor:
     """Min-max stretch each 2D image (the last two dims) to 0..255 and round, the fused-image protocol.
 
     A constant image has no range to stretch and maps to 0.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from monai.networks.blocks import ADN, ChannelSELayer, Convolution
@@ -114,7 +115,7 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
         norm = getattr(unit.adn, "N", None)
         if isinstance(norm, nn.BatchNorm2d) and isinstance(unit.conv, nn.Conv2d):
             unit.conv = fuse_conv_bn_eval(unit.conv, norm)
-            unit.adn.N = nn.Identity()
+            cast(ADN, unit.adn).N = nn.Identity()
         act = getattr(unit.adn, "A", None)
         if isinstance(act, nn.ReLU):
             act.inplace = True  # the conv output is a fresh tensor, nothing else reads it

@@ -140,10 +140,10 @@ class MMIFNet(nn.Module):
         x = F.interpolate(self.d4(feats[4]), scale_factor=2.0, mode="nearest")
         x = F.interpolate(self.d3(x, feats[3]), scale_factor=2.0, mode="nearest")
         # UnPooling: where the fused skip map of the finer level peaks, as the encoder's max-pooling records
-        _, indices1 = F.max_pool2d_with_indices(feats[1], 2)
-        x = F.max_unpool2d(self.d2(x, feats[2]), indices1, 2, output_size=feats[1].shape[-2:])
-        _, indices0 = F.max_pool2d_with_indices(feats[0], 2)
-        x = F.max_unpool2d(self.d1(x, feats[1]), indices0, 2, output_size=feats[0].shape[-2:])
+        _, indices1 = F.max_pool2d_with_indices(feats[1], (2, 2))
+        x = F.max_unpool2d(self.d2(x, feats[2]), indices1, (2, 2), output_size=feats[1].shape[-2:])
+        _, indices0 = F.max_pool2d_with_indices(feats[0], (2, 2))
+        x = F.max_unpool2d(self.d1(x, feats[1]), indices0, (2, 2), output_size=feats[0].shape[-2:])
         return self.head(torch.cat([x, feats[0]], dim=1))
 
     def fuse_features(self, first: list[torch.Tensor], second: list[torch.Tensor]) -> list[torch.Tensor]:

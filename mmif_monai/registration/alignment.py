@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -136,7 +136,7 @@ def check_overlap(anatomical: MetaTensor, functional: MetaTensor) -> float:
 
 
 def _to_itk(volume: MetaTensor):
-    return metatensor_to_itk_image(volume[0].float(), channel_dim=None)
+    return metatensor_to_itk_image(cast(MetaTensor, volume[0].float()), channel_dim=None)
 
 
 def _ras_matrix(transform) -> np.ndarray:
@@ -263,14 +263,15 @@ def align_volumes(
     overlap = check_overlap(anatomical, functional)
     report = AlignmentReport(kind=None, overlap_fraction=overlap)
     if kind is not None:
-        report = register_volumes(anatomical, functional[:1], kind, settings)
+        report = register_volumes(anatomical, cast(MetaTensor, functional[:1]), kind, settings)
         report.overlap_fraction = overlap
         functional = functional.clone()
         # the voxel the header put at world point y truly lies at matrix^-1 y
         functional.affine = torch.as_tensor(np.linalg.inv(report.matrix) @ np.asarray(functional.affine, np.float64))
         if transform_path is not None:
             report.transform_path = report.save_transform(transform_path)
-    resampled = ResampleToMatch(mode=mode, padding_mode="zeros", dtype=torch.float32)(functional, anatomical)
+    resample = ResampleToMatch(mode=mode, padding_mode="zeros", dtype=torch.float32)  # type: ignore[arg-type]  # MONAI takes torch dtypes too
+    resampled = cast(MetaTensor, resample(functional, anatomical))
     # ResampleToMatch gives the result the anatomical volume's metadata; what says which study and modality the
     # data came from must stay the functional volume's
     for key in (MODALITY_KEY, DICOM_IDENTITY_KEY):
