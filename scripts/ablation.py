@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mmif_monai.comparison.ablation import LAMBDA_SWEEP, AblationSettings, run_ablation
 from mmif_monai.comparison.training import TrainingBudget
+from mmif_monai.errors import report_user_errors
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 
@@ -66,10 +67,7 @@ def main() -> None:
         device=args.device,
         seeds=args.seeds,
     )
-    try:
-        run_ablation(settings)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        sys.exit(f"error: {error}")
+    sys.exit(report_user_errors("ablation", lambda: run_ablation(settings)))
 
 
 if __name__ == "__main__":

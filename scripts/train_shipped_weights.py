@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from mmif_monai.comparison.training import TrainingBudget, train_mmif_net, training_seconds
+from mmif_monai.errors import report_user_errors
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.images import atomic_output
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
@@ -59,29 +60,27 @@ def main() -> None:
         help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there; the shipped weights: 3)",
     )  # fmt: skip
     args = parser.parse_args()
+    sys.exit(report_user_errors("train_shipped_weights", lambda: _train(args)))
 
-    try:
-        autoencoder = TrainingBudget(
-            args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate
-        )
-        fusion = TrainingBudget(
-            args.fusion_epochs,
-            args.fusion_iterations_per_epoch,
-            args.batch_size,
-            args.crop_size,
-            args.fusion_learning_rate,
-        )
-        if not args.dataset_dir.is_dir():
-            raise FileNotFoundError(f"{args.dataset_dir}: data set folder not found (--dataset-dir)")
-        final, seconds = train_mmif_net(
-            args.out / "autoencoder", args.out / "fusion", autoencoder, fusion, args.dataset_dir,
-            tuple(args.validation_cases), args.device, num_workers=args.num_workers, cache=args.num_workers > 0,
-            fusion_overrides={"gradient_weight": args.fusion_gradient_weight},
-        )  # fmt: skip
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
 
+def _train(args: argparse.Namespace) -> None:
+    autoencoder = TrainingBudget(
+        args.epochs, args.iterations_per_epoch, args.batch_size, args.crop_size, args.learning_rate
+    )
+    fusion = TrainingBudget(
+        args.fusion_epochs,
+        args.fusion_iterations_per_epoch,
+        args.batch_size,
+        args.crop_size,
+        args.fusion_learning_rate,
+    )
+    if not args.dataset_dir.is_dir():
+        raise FileNotFoundError(f"{args.dataset_dir}: data set folder not found (--dataset-dir)")
+    final, seconds = train_mmif_net(
+        args.out / "autoencoder", args.out / "fusion", autoencoder, fusion, args.dataset_dir,
+        tuple(args.validation_cases), args.device, num_workers=args.num_workers, cache=args.num_workers > 0,
+        fusion_overrides={"gradient_weight": args.fusion_gradient_weight},
+    )  # fmt: skip
     with atomic_output(args.out / "model.pt") as tmp:
         torch.save(read_weights(final), tmp)
     digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()

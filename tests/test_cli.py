@@ -253,3 +253,23 @@ def test_compare_budget_options_are_checked_by_the_parser(capsys, option, value,
     with pytest.raises(SystemExit) as stop:
         main(["compare", option, value])
     assert stop.value.code == 2 and f"argument {option}: {expected}" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback_and_a_users_error_is_one_line(monkeypatch, capsys):
+    """RuntimeError (torch's out of memory, a shape mismatch) is not the user's to read as one line."""
+    from mmif_monai.cli import main as cli
+    from mmif_monai.errors import MMIFError
+
+    def out_of_memory(args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["demo"])
+
+    def failed_training(args):
+        raise MMIFError("training into ck failed (exit code 1); see ck/train.log\nmore detail")
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", failed_training)
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err == "mmif: error: training into ck failed (exit code 1); see ck/train.log\n"

@@ -108,6 +108,6 @@ def test_shipped_weights_script_names_a_missing_data_set_folder(tmp_path):
     # the last line: importing the deploy extra may print a stack-size notice first
     assert (
         result.stderr.strip().splitlines()[-1]
-        == f"error: {tmp_path / 'none'}: data set folder not found (--dataset-dir)"
+        == f"train_shipped_weights: error: {tmp_path / 'none'}: data set folder not found (--dataset-dir)"
     )
     assert not (tmp_path / "out").exists()

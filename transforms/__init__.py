@@ -40,7 +40,14 @@ from .loading import (
     is_colour,
     reader_for_path,
 )
-from .meta import MODALITY_ALIASES, MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
+from .meta import (
+    FUNCTIONAL_MODALITIES,
+    MODALITY_ALIASES,
+    MODALITY_KEY,
+    SOURCE_DTYPE_KEY,
+    canonical_modality,
+    modality_from_meta,
+)
 
 __all__ = [
     # color
@@ -75,6 +82,7 @@ __all__ = [
     "MODALITY_KEY",
     "SOURCE_DTYPE_KEY",
     "MODALITY_ALIASES",
+    "FUNCTIONAL_MODALITIES",
     "canonical_modality",
     "modality_from_meta",
 ]

@@ -52,7 +52,7 @@ from monai.utils.misc import ensure_tuple_rep
 from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 
-from .meta import SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
+from .meta import FUNCTIONAL_MODALITIES, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
 __all__ = [
     "DEFAULT_CT_WINDOW",
@@ -253,7 +253,7 @@ class ModalityNormalize(InvertibleTransform):
             return "8bit", 0.0, 255.0
         if code == "CT":
             return "ct_window", *self.ct_window
-        if code in ("PT", "NM") and self.suv_range is not None:
+        if code in FUNCTIONAL_MODALITIES and self.suv_range is not None:
             factor = suv_scale_factor(meta)
             if factor is not None:
                 return "suv", self.suv_range[0] / factor, self.suv_range[1] / factor

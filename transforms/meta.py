@@ -14,6 +14,7 @@ __all__ = [
     "MODALITY_KEY",
     "SOURCE_DTYPE_KEY",
     "MODALITY_ALIASES",
+    "FUNCTIONAL_MODALITIES",
     "canonical_modality",
     "modality_from_meta",
 ]
@@ -38,6 +39,10 @@ MODALITY_ALIASES: dict[str, str] = {
     "SPECT": "NM",
     "PNG8": "PNG8",
 }
+
+#: the canonical names of functional imaging (PET, nuclear medicine incl. SPECT): never the anatomical side of a
+#: pair, shown in colour, and normalised by SUV where the header allows it
+FUNCTIONAL_MODALITIES = ("PT", "NM")
 
 # Where a modality may sit in metadata: our own key, a keyword-style key, the ITK/GDCM tag key
 # ("group|element") and the DICOM JSON model key PydicomReader uses ("GGGGEEEE" -> {"vr", "Value"}).

@@ -8,10 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+from mmif_monai.errors import report_user_errors
 
-# errors a user can cause with their input; anything else is a bug and keeps its traceback
-USER_ERRORS = (ValueError, OSError, RuntimeError)
+__all__ = ["main", "build_parser"]
 
 
 def _count(minimum: int):
@@ -319,15 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # carries nothing but our one-line error; what matters to users (which model ran) goes to stdout
     logging.captureWarnings(True)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s: %(message)s")
-    try:
-        COMMANDS[args.command](args)
-    except USER_ERRORS as error:
-        if args.debug:
-            raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"mmif: error: {message}", file=sys.stderr)
-        return 1
-    return 0
+    return report_user_errors("mmif", lambda: COMMANDS[args.command](args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 
 from mmif_monai.comparison.methods import COMPARISON_METHODS, bundle_config_files
 from mmif_monai.engines import latest_checkpoint
+from mmif_monai.errors import MMIFError
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
 
@@ -157,7 +158,7 @@ def train_bundle(
     is not repeated. The bundle's log goes to ``ckpt_dir/train.log``; data loading as in :func:`bundle_command`.
 
     Raises:
-        RuntimeError: training failed (the message names the log file).
+        MMIFError: training failed (the message names the log file).
     """
     ckpt_dir = Path(ckpt_dir)
     final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
@@ -175,7 +176,7 @@ def train_bundle(
     spent += time.perf_counter() - start
     (ckpt_dir / SECONDS_RECORD).write_text(f"{spent!r}\n")
     if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
-        raise RuntimeError(f"training into {ckpt_dir} failed (exit code {result.returncode}); see {log}")
+        raise MMIFError(f"training into {ckpt_dir} failed (exit code {result.returncode}); see {log}")
     return final, spent
 
 
@@ -190,7 +191,7 @@ def train_method(
     """Train comparison method ``name`` through the bundle (:func:`train_bundle`).
 
     Raises:
-        ValueError: unknown method. RuntimeError: training failed (the message names the log file).
+        ValueError: unknown method. MMIFError: training failed (the message names the log file).
     """
     if name not in COMPARISON_METHODS:
         raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
@@ -221,7 +222,7 @@ def train_mmif_net(
     the last stage's final checkpoint and the wall seconds of both.
 
     Raises:
-        RuntimeError: a stage failed (the message names its log file).
+        MMIFError: a stage failed (the message names its log file).
     """
     configs = BUNDLE_DIR / "configs"
     common: dict[str, Any] = {

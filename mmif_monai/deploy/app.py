@@ -48,6 +48,7 @@ from mmif_monai.deploy.operators import (
     FusionSeriesSelectorOperator,
 )
 from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL, load_rules
+from mmif_monai.errors import report_user_errors
 from mmif_monai.fusion.methods import NETWORK_METHOD, available_methods
 from mmif_monai.io.outputs import check_output_path
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS
@@ -56,8 +57,6 @@ __all__ = ["FUSED_SERIES_FOLDER", "FusionApp", "resolve_model_path", "main"]
 
 #: the fused series' folder inside the output folder
 FUSED_SERIES_FOLDER = "fused"
-#: errors a user can cause (bad input, an existing output, a missing model); anything else is a bug
-USER_ERRORS = (ValueError, OSError, RuntimeError, MONAIAppSdkError)
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -192,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             variable = RuntimeEnv.ENV_DEFAULT[option][0]  # HOLOSCAN_INPUT_PATH...
             os.environ[variable] = str(Path(getattr(args, option)).absolute())
     sdk_argv = [sys.executable, sys.argv[0], "-l", (args.log_level or "INFO") if args.debug else "CRITICAL"]
-    try:
+
+    def run() -> None:
         if args.input is not None and not Path(args.input).exists():
             raise FileNotFoundError(f"{args.input}: study folder not found")
         app = FusionApp(
@@ -204,13 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
         app.run()
-    except USER_ERRORS as error:
-        if args.debug:
-            raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"mmif-deploy: error: {message}", file=sys.stderr)
-        return 1
-    return 0
+
+    return report_user_errors("mmif-deploy", run, debug=args.debug, extra=(MONAIAppSdkError,))
 
 
 if __name__ == "__main__":

@@ -64,10 +64,6 @@ def load_rules(path: str | Path | None = None) -> dict[str, Any]:
     return rules
 
 
-def _first_header(series) -> Any:
-    return series.get_sop_instances()[0].get_native_sop_instance()
-
-
 def describe_series(series) -> str:
     """``CT 'CT HEAD' (#2, 64 images)``: how series are named in messages."""
     return (

@@ -9,14 +9,11 @@ import torch
 from tqdm import tqdm
 
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
-from mmif_monai.io.images import read_slice, write_image_atomic
+from mmif_monai.io.images import check_not_constant, read_slice, write_image_atomic
 from mmif_monai.io.preflight import FileJob, check_file_jobs, match_pair_folders
-from mmif_monai.transforms import MODALITY_ALIASES, modality_from_meta
+from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_ALIASES, modality_from_meta
 
 __all__ = ["FileJob", "LoadedPair", "match_pair_folders", "read_file_jobs", "write_fused_jobs", "fuse_files"]
-
-# DICOM Modality codes of functional imaging (PET, nuclear medicine / SPECT): never the anatomical side
-_FUNCTIONAL_MODALITIES = ("PT", "NM")
 
 
 def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,15 +21,13 @@ def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
     if anatomical.shape[0] != 1:
         raise ValueError(f"{job.anatomical}: the anatomical image must be grey, got a colour image")
     modality = modality_from_meta(getattr(anatomical, "meta", {}))
-    if modality is not None and MODALITY_ALIASES.get(modality.upper()) in _FUNCTIONAL_MODALITIES:
+    if modality is not None and MODALITY_ALIASES.get(modality.upper()) in FUNCTIONAL_MODALITIES:
         raise ValueError(
             f"{job.anatomical}: the anatomical image is {modality} (functional imaging) by its header; "
             "expected CT or MR. Are --anatomical and --functional swapped?"
         )
     for path, image in ((job.anatomical, anatomical), (job.functional, functional)):
-        # an empty or blank export: fusing it would give the other image back and hide the mistake
-        if bool(image.amax() == image.amin()):
-            raise ValueError(f"{path}: image is constant (every pixel the same value); nothing to fuse")
+        check_not_constant(image, path)
     if anatomical.shape[-2:] != functional.shape[-2:]:
         raise ValueError(
             f"{job.functional}: size {tuple(functional.shape[-2:])} differs from the anatomical image "

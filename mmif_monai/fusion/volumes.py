@@ -28,12 +28,18 @@ from monai.transforms import Orientation
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.dicom_series import fused_series_datasets, save_series
-from mmif_monai.io.images import write_image_atomic
+from mmif_monai.io.images import check_not_constant, write_image_atomic
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.preflight import OUTPUT_FORMATS, check_volume_job
 from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, volume_name
 from mmif_monai.registration import align_volumes
-from mmif_monai.transforms import MODALITY_KEY, ModalityNormalize, canonical_modality, modality_from_meta
+from mmif_monai.transforms import (
+    FUNCTIONAL_MODALITIES,
+    MODALITY_KEY,
+    ModalityNormalize,
+    canonical_modality,
+    modality_from_meta,
+)
 
 __all__ = [
     "PET_COLORMAP",
@@ -50,7 +56,6 @@ __all__ = [
 PET_COLORMAP = "hot"
 #: named slicing axes and the world (RAS) axis each is perpendicular to
 AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
-_COLOUR_MODALITIES = ("PT", "NM")
 # a NIfTI/ITK anatomical volume without a modality is taken for CT when it reaches this far into air's HU
 _CT_AIR_HU = -500.0
 
@@ -90,7 +95,7 @@ def _wants_colour(functional: torch.Tensor, colour: bool | None) -> bool:
     if colour is not None:
         return colour
     name = modality_from_meta(functional.meta) if isinstance(functional, MetaTensor) else None
-    return name is not None and canonical_modality(name) in _COLOUR_MODALITIES
+    return name is not None and canonical_modality(name) in FUNCTIONAL_MODALITIES
 
 
 @torch.no_grad()
@@ -201,15 +206,11 @@ def _check_pair(anatomical: MetaTensor, functional: MetaTensor, functional_modal
             "relate them; pass --register to align them by image content"
         )
     for volume in (anatomical, functional):
-        # an empty or blank export: fusing it would give the other volume back and hide the mistake
-        if bool(volume.max() == volume.min()):
-            raise ValueError(
-                f"{volume_name(volume)}: the volume is constant (every voxel the same value); nothing to fuse"
-            )
+        check_not_constant(volume, volume_name(volume))
     anatomical_modality = modality_from_meta(anatomical.meta)
-    if anatomical_modality is not None and canonical_modality(anatomical_modality) in _COLOUR_MODALITIES:
+    if anatomical_modality is not None and canonical_modality(anatomical_modality) in FUNCTIONAL_MODALITIES:
         raise ValueError(f"{a_name}: a {anatomical_modality} volume is functional, not anatomical")
-    if functional_modality in _COLOUR_MODALITIES and float(functional.min()) <= _CT_AIR_HU:
+    if functional_modality in FUNCTIONAL_MODALITIES and float(functional.min()) <= _CT_AIR_HU:
         # activity and SUV are never negative: values down in air's Hounsfield units are a CT
         raise ValueError(
             f"{f_name}: a {functional_modality} volume reaching {float(functional.min()):.0f} looks like CT in "
@@ -288,7 +289,7 @@ def fuse_volume_files(
         raise ValueError("modalities and series take one entry for the anatomical and one for the functional input")
     selectors = tuple(series) if series is not None else (None, None)
     anatomical_volume = load_volume(anatomical, selectors[0], modalities[0], preferred_modalities=("CT", "MR"))
-    functional_volume = load_volume(functional, selectors[1], modalities[1], preferred_modalities=("PT", "NM"))
+    functional_volume = load_volume(functional, selectors[1], modalities[1], preferred_modalities=FUNCTIONAL_MODALITIES)
     anatomical_modality = _anatomical_modality(anatomical_volume, modalities[0])
     functional_modality = canonical_modality(modalities[1] or modality_from_meta(functional_volume.meta) or "PT")
     _check_pair(anatomical_volume, functional_volume, functional_modality, register)
@@ -310,7 +311,7 @@ def fuse_volume_files(
     fuse_fn, description = load_fusion_method(method, weights, device)
     say(f"model: {description}")
     lap("model")
-    colour = functional_modality in _COLOUR_MODALITIES
+    colour = functional_modality in FUNCTIONAL_MODALITIES
     fused = fuse_volume(fuse_fn, anatomical_norm, aligned, axis, batch_size, colour=colour, device=device)
     lap("fuse")
 

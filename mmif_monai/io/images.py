@@ -26,6 +26,7 @@ __all__ = [
     "write_image_atomic",
     "check_output_path",
     "check_outputs_spare_inputs",
+    "check_not_constant",
 ]
 
 #: the largest slice accepted, in pixels: above any CT, MR, PET or SPECT slice matrix (512 to 1024 a side),
@@ -82,6 +83,18 @@ def read_slice(path: str | Path) -> torch.Tensor:
         return ModalityNormalize()(img, modality=modality)
     except ValueError as error:  # an unknown modality name; the file is what the user needs to hear about
         raise ValueError(f"{path}: {error}") from error
+
+
+def check_not_constant(image: torch.Tensor, name: str | Path) -> None:
+    """Refuse a constant (C, H, W) image or (C, X, Y, Z) volume, all black or all one value: fusing it gives the
+    other source back and would hide an empty or failed export.
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    if bool(image.amax() == image.amin()):
+        what, element = ("volume", "voxel") if image.dim() == 4 else ("image", "pixel")
+        raise ValueError(f"{name}: the {what} is constant (every {element} the same value); nothing to fuse")
 
 
 def write_image_atomic(image: torch.Tensor, path: str | Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.losses import SSIMLoss
 from torch import nn
 
@@ -24,7 +25,7 @@ class ReconstructionLoss(nn.Module):
         self.ssim = SSIMLoss(spatial_dims=2, data_range=1.0, win_size=win_size)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        mse = torch.mean((pred - target) ** 2)
+        mse = F.mse_loss(pred, target)
         if self.ssim_weight == 0:
             return mse
         return mse + self.ssim_weight * self.ssim(pred, target)
