@@ -47,6 +47,8 @@ from monai.utils import MetaKeys, convert_data_type, convert_to_tensor
 from monai.utils.misc import ensure_tuple_rep
 from PIL import Image
 
+from mmif_monai.io.paths import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
+
 from .meta import MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
 __all__ = [
@@ -59,9 +61,6 @@ __all__ = [
     "LoadModalityd",
 ]
 
-_PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # DICOM PS3.10 section 7.1: a 128-byte preamble, then the four bytes "DICM"
 _DICOM_MAGIC_OFFSET, _DICOM_MAGIC = 128, b"DICM"
@@ -123,17 +122,17 @@ def reader_for_path(path: PathLike) -> ImageReader:
     if path.is_dir() or name.endswith(_DICOM_SUFFIXES):
         # the full header, not just the geometry tags, so modality and SUV attributes stay available
         return PydicomReader(prune_metadata=False)
-    if name.endswith(_PIL_SUFFIXES):
+    if name.endswith(IMAGE_SUFFIXES):
         return SliceReader()
-    if name.endswith(_NIFTI_SUFFIXES):
+    if name.endswith(NIFTI_SUFFIXES):
         return NibabelReader()
-    if name.endswith(_ITK_SUFFIXES):
+    if name.endswith(ITK_SUFFIXES):
         return ITKReader()
     if has_dicom_marker(path):  # DICOM files often have no suffix at all
         return PydicomReader(prune_metadata=False)
     raise ImageLoadError(
         f"{path}: unsupported image format (expected one of "
-        f"{' '.join(_PIL_SUFFIXES + _NIFTI_SUFFIXES + _ITK_SUFFIXES + _DICOM_SUFFIXES)} or a DICOM file/folder)"
+        f"{' '.join(IMAGE_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES + _DICOM_SUFFIXES)} or a DICOM file/folder)"
     )
 
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "BUNDLES_ROOT", "BUNDLE_DIR", "SAMPLES_DIR", "DEFAULT_DATASET_DIR", "IMAGE_SUFFIXES"]
+__all__ = [
+    "REPO_ROOT",
+    "BUNDLES_ROOT",
+    "BUNDLE_DIR",
+    "SAMPLES_DIR",
+    "DEFAULT_DATASET_DIR",
+    "IMAGE_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "ITK_SUFFIXES",
+    "VOLUME_SUFFIXES",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -29,3 +39,8 @@ DEFAULT_DATASET_DIR = REPO_ROOT.parent / "shared" / "data" / "aanlib"
 
 #: 2D slice formats read through PIL
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: NIfTI (MONAI's ``NibabelReader``) and ITK's MetaImage and NRRD (``ITKReader``)
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+#: single-file 3D formats
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES

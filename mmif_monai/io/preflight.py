@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs
-from mmif_monai.io.paths import IMAGE_SUFFIXES
+from mmif_monai.io.paths import IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -32,11 +32,8 @@ __all__ = [
     "check_weights_file",
 ]
 
-#: single-file 3D formats: NIfTI (``NibabelReader``) and ITK's MetaImage and NRRD (``ITKReader``)
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 #: what a 3D job writes: a NIfTI file or a DICOM series folder
 OUTPUT_FORMATS = ("nifti", "dicom")
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 @dataclass(frozen=True)
@@ -112,10 +109,10 @@ def volume_output_paths(output: str | Path, output_format: str, register: bool |
         raise ValueError(f"{output}: unknown output format {output_format!r}; choose from {', '.join(OUTPUT_FORMATS)}")
     name = output.name
     if output_format == "nifti":
-        if not name.lower().endswith(_NIFTI_SUFFIXES):
+        if not name.lower().endswith(NIFTI_SUFFIXES):
             raise ValueError(f"{output}: a NIfTI output must end in .nii or .nii.gz (or use --format dicom)")
         name = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[: -len(".nii")]
-    elif output.suffix.lower() in (*_NIFTI_SUFFIXES, ".gz", ".png", ".dcm"):
+    elif output.suffix.lower() in (*NIFTI_SUFFIXES, ".gz", ".png", ".dcm"):
         raise ValueError(f"{output}: a DICOM output is a folder; give a folder name without a file suffix")
     paths = {"fused": output}
     paths.update({view: output.with_name(f"{name}_{view}.png") for view in ("axial", "coronal", "sagittal")})

@@ -27,6 +27,7 @@ from monai.utils import ImageMetaKey
 from pydicom.errors import InvalidDicomError
 
 from mmif_monai.io.outputs import staged_outputs
+from mmif_monai.io.paths import NIFTI_SUFFIXES
 from mmif_monai.io.preflight import VOLUME_SUFFIXES, is_volume_path
 from mmif_monai.transforms import MODALITY_ALIASES, LoadModality, has_dicom_marker
 
@@ -303,7 +304,7 @@ def load_volume(
     if path.is_dir():
         img = _load_dicom_series(path, series, modality, preferred_modalities)
     elif path.name.lower().endswith(VOLUME_SUFFIXES):
-        if path.name.lower().endswith((".nii", ".nii.gz")):
+        if path.name.lower().endswith(NIFTI_SUFFIXES):
             _check_nifti_voxel_size(path)
         img = LoadModality(modality=modality)(path)
     else:
