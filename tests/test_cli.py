@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import fuse_pair
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.samples import SAMPLES_DIR
 
@@ -20,20 +21,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_fuse_mri_pet_gives_a_colour_image_and_names_the_model(tmp_path, capsys):
     out = tmp_path / "fused.png"
-    assert (
-        main(
-            [
-                "fuse",
-                "--anatomical",
-                str(PET / "MRI/30061.png"),
-                "--functional",
-                str(PET / "PET/30061.png"),
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert fuse_pair(str(PET / "MRI/30061.png"), str(PET / "PET/30061.png"), str(out)) == 0
     assert "model: MMIF-Net" in capsys.readouterr().out
     fused = Image.open(out)
     assert fused.mode == "RGB" and fused.size == (256, 256)
@@ -46,42 +34,14 @@ def test_fuse_mri_pet_gives_a_colour_image_and_names_the_model(tmp_path, capsys)
 
 def test_fuse_mri_ct_gives_a_grey_image(tmp_path):
     out = tmp_path / "fused.png"
-    assert (
-        main(
-            [
-                "fuse",
-                "--anatomical",
-                str(CT / "MRI/37010.png"),
-                "--functional",
-                str(CT / "CT/37010.png"),
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert fuse_pair(str(CT / "MRI/37010.png"), str(CT / "CT/37010.png"), str(out)) == 0
     assert Image.open(out).mode == "L"
 
 
 @pytest.mark.parametrize("method", ["average", "max"])
 def test_classical_methods_through_the_cli(tmp_path, method):
     out = tmp_path / "fused.png"
-    assert (
-        main(
-            [
-                "fuse",
-                "--method",
-                method,
-                "--anatomical",
-                str(CT / "MRI/37010.png"),
-                "--functional",
-                str(CT / "CT/37010.png"),
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert fuse_pair(str(CT / "MRI/37010.png"), str(CT / "CT/37010.png"), str(out), "--method", method) == 0
     a = np.asarray(Image.open(CT / "MRI/37010.png"), dtype=float)
     b = np.asarray(Image.open(CT / "CT/37010.png"), dtype=float)
     expected = (a + b) / 2 if method == "average" else np.maximum(a, b)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import fuse_pair
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.methods import available_methods
 from mmif_monai.fusion.samples import SAMPLES_DIR
@@ -32,22 +33,7 @@ def test_same_input_and_weights_give_bit_identical_files(tmp_path, method):
     a, b = _crop_pairs(tmp_path)
     single = [tmp_path / f"run{i}.png" for i in range(2)]
     for out in single:  # each run loads the method (and MMIF-Net's weights) afresh
-        assert (
-            main(
-                [
-                    "fuse",
-                    "--method",
-                    method,
-                    "--anatomical",
-                    str(a / NAMES[0]),
-                    "--functional",
-                    str(b / NAMES[0]),
-                    "-o",
-                    str(out),
-                ]
-            )
-            == 0
-        )
+        assert fuse_pair(str(a / NAMES[0]), str(b / NAMES[0]), str(out), "--method", method) == 0
     assert single[0].read_bytes() == single[1].read_bytes()
     # batched with the other pair of the same size: the same bytes again
     assert main(["fuse", "--method", method, "--pairs", str(a), str(b), "-o", str(tmp_path / "pairs")]) == 0

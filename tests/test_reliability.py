@@ -31,6 +31,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from cli_runs import fuse_pair
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.images import MAX_SLICE_PIXELS, read_slice
@@ -76,16 +77,12 @@ def _good_pair(root: Path) -> tuple[Path, Path]:
     return _copy(MRI, root / "in" / "mri.png"), _copy(CT, root / "in" / "ct.png")
 
 
+def _pair_args(anatomical: Path, functional: Path, output: Path, *extra: str) -> list[str]:
+    return ["--anatomical", str(anatomical), "--functional", str(functional), "-o", str(output), *extra]
+
+
 def _fuse_one(root: Path, anatomical: Path, functional: Path, *extra: str) -> list[str]:
-    return [
-        "--anatomical",
-        str(anatomical),
-        "--functional",
-        str(functional),
-        "-o",
-        str(root / "out" / "fused.png"),
-        *extra,
-    ]
+    return _pair_args(anatomical, functional, root / "out" / "fused.png", *extra)
 
 
 def _with_bad_functional(root: Path, bad: Path, problem: str) -> Case:
@@ -486,15 +483,7 @@ def _nifti(root: Path) -> tuple[Path, Path]:
 
 
 def _fuse_volumes(root: Path, anatomical: Path, functional: Path, *extra: str) -> list[str]:
-    return [
-        "--anatomical",
-        str(anatomical),
-        "--functional",
-        str(functional),
-        "-o",
-        str(root / "out" / "fused.nii.gz"),
-        *extra,
-    ]
+    return _pair_args(anatomical, functional, root / "out" / "fused.nii.gz", *extra)
 
 
 def _edit_series(folder: Path, edit: Callable[[int, pydicom.Dataset], None]) -> None:
@@ -868,22 +857,7 @@ def test_dicom_slices_scale_by_their_modality_and_without_one_by_percentiles(tmp
     assert untagged.min() == 0 and untagged.max() == 1
     out = tmp_path / "fused.png"
     untagged_file = tmp_path / "untagged.dcm"
-    assert (
-        main(
-            [
-                "fuse",
-                "--method",
-                "average",
-                "--anatomical",
-                str(untagged_file),
-                "--functional",
-                str(tmp_path / "ct.dcm"),
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert fuse_pair(str(untagged_file), str(tmp_path / "ct.dcm"), str(out), "--method", "average") == 0
     assert Image.open(out).size == SIZE[::-1]
 
 
@@ -897,20 +871,7 @@ def test_rgba_and_grey_as_rgb_inputs_are_accepted(tmp_path):
     torch.testing.assert_close(read_slice(tmp_path / "pet_rgba.png"), read_slice(PET))  # alpha dropped
     out = tmp_path / "fused.png"
     assert (
-        main(
-            [
-                "fuse",
-                "--method",
-                "average",
-                "--anatomical",
-                str(tmp_path / "mri_rgb.png"),
-                "--functional",
-                str(tmp_path / "pet_rgba.png"),
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
+        fuse_pair(str(tmp_path / "mri_rgb.png"), str(tmp_path / "pet_rgba.png"), str(out), "--method", "average") == 0
     )
     assert Image.open(out).mode == "RGB"
 
