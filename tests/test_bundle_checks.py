@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from mmif_monai.networks.pretrained import load_mmif_net
@@ -45,8 +46,10 @@ def test_verify_metadata_rejects_metadata_without_its_network_format(tmp_path):
     assert "network_data_format" in result.stderr
 
 
-def test_verify_net_in_out_accepts_the_declared_format():
-    result = _bundle("verify_net_in_out", "network_def", *CONFIG_ARGS, "--n", "5")
+@pytest.mark.parametrize("size", [[], ["--n", "5"]], ids=["default n (16 x 16)", "n = 5 (80 x 80)"])
+def test_verify_net_in_out_accepts_the_declared_format(size):
+    # spatial_shape "16*n": the default n = 1 is a 16 x 16 slice, fused on MMIF-Net's 64 x 64 canvas
+    result = _bundle("verify_net_in_out", "network_def", *CONFIG_ARGS, *size)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "verified with no error" in result.stdout + result.stderr
 

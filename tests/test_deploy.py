@@ -28,7 +28,7 @@ from mmif_monai.phantoms import write_phantom_dicom_study  # noqa: E402
 # runs the Deploy app in subprocesses: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
 
-# a small study keeps the run short: CT 64 x 64 x 12 voxels (MMIF-Net needs slices of at least 64 x 64),
+# a small study keeps the run short: CT 64 x 64 x 12 voxels,
 # PET 32 x 32 x 8 on another grid (the phantom halves the grid, at least 8 voxels per axis)
 SHAPE = (64, 64, 12)
 

@@ -226,12 +226,12 @@ def _(root: Path) -> Case:
     )
 
 
-@case("images smaller than 64x64")
+@case("images smaller than 16x16")
 def _(root: Path) -> Case:
     rng = np.random.default_rng(1)
-    small_a = _grey(root, "a.png", rng.integers(0, 255, (32, 32), dtype=np.uint8))
-    small_b = _grey(root, "b.png", rng.integers(0, 255, (32, 32), dtype=np.uint8))
-    return Case(_fuse_one(root, small_a, small_b), small_a, "at least 64x64")
+    small_a = _grey(root, "a.png", rng.integers(0, 255, (8, 8), dtype=np.uint8))
+    small_b = _grey(root, "b.png", rng.integers(0, 255, (8, 8), dtype=np.uint8))
+    return Case(_fuse_one(root, small_a, small_b), small_a, "at least 16x16")
 
 
 @case("huge image")
@@ -1102,3 +1102,28 @@ def test_another_frame_of_reference_is_fused_when_registered(tmp_path, capfd):
     _edit_series(pet, lambda i, ds: setattr(ds, "FrameOfReferenceUID", frame))
     assert _average_3d(ct, pet, tmp_path / "out" / "fused.nii.gz", "--register") == 0, capfd.readouterr().err
     assert (tmp_path / "out" / "fused_registration.tfm").is_file()
+
+
+@pytest.mark.parametrize("method", ["mmif-net", "average", "laplacian", "latlrr"])
+def test_slices_smaller_than_the_network_fuse_at_their_own_size(tmp_path, method):
+    """A 60 x 72 pair (a cropped volume's slices) fuses: MMIF-Net on a zero canvas of 64 x 64, cropped back."""
+    crop = (slice(98, 158), slice(92, 164))
+    anatomical = _grey(tmp_path, "mri.png", np.asarray(Image.open(MRI))[crop])
+    functional = _grey(tmp_path, "ct.png", np.asarray(Image.open(CT))[crop])
+    out = tmp_path / "fused.png"
+    assert fuse_pair(anatomical, functional, out, "--method", method) == 0
+    fused = np.asarray(Image.open(out), dtype=float)
+    assert fused.shape == (60, 72) and fused.std() > 5  # not a constant image
+
+
+def test_mmif_net_on_a_canvas_equals_itself_on_the_padded_slice():
+    """Cropping back is exact: a small slice's fusion is the centre of the zero-padded slice's fusion."""
+    from mmif_monai.networks.pretrained import load_mmif_net
+
+    network = load_mmif_net().network
+    torch.manual_seed(0)
+    a, b = torch.rand(1, 1, 60, 72), torch.rand(1, 1, 60, 72)
+    with torch.no_grad():
+        small = network(a, b)
+        padded = network(*(torch.nn.functional.pad(x, [0, 0, 2, 2]) for x in (a, b)))
+    torch.testing.assert_close(small, padded[..., 2:62, :], rtol=0, atol=1e-6)

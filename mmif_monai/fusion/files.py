@@ -13,7 +13,19 @@ from mmif_monai.io.images import check_not_constant, read_slice, write_image_ato
 from mmif_monai.io.preflight import FileJob, check_file_jobs, match_pair_folders
 from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_ALIASES, modality_from_meta
 
-__all__ = ["FileJob", "LoadedPair", "match_pair_folders", "read_file_jobs", "write_fused_jobs", "fuse_files"]
+#: the smallest slice side every method fuses (the classical LatLRR rule's patches); MMIF-Net fuses a slice
+#: smaller than its own 64 px on a zero canvas and crops it back
+MIN_SLICE_SIDE = 16
+
+__all__ = [
+    "MIN_SLICE_SIDE",
+    "FileJob",
+    "LoadedPair",
+    "match_pair_folders",
+    "read_file_jobs",
+    "write_fused_jobs",
+    "fuse_files",
+]
 
 
 def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,8 +45,9 @@ def _load_job(job: FileJob) -> tuple[torch.Tensor, torch.Tensor]:
             f"{job.functional}: size {tuple(functional.shape[-2:])} differs from the anatomical image "
             f"{job.anatomical} {tuple(anatomical.shape[-2:])}"
         )
-    if min(anatomical.shape[-2:]) < 64:
-        raise ValueError(f"{job.anatomical}: images must be at least 64x64, got {tuple(anatomical.shape[-2:])}")
+    if min(anatomical.shape[-2:]) < MIN_SLICE_SIDE:
+        side = MIN_SLICE_SIDE
+        raise ValueError(f"{job.anatomical}: images must be at least {side}x{side}, got {tuple(anatomical.shape[-2:])}")
     return anatomical, functional
 
 

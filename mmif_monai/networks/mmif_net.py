@@ -33,7 +33,10 @@ from mmif_monai.networks.blocks import (
 )
 from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion
 
-__all__ = ["MMIFNet", "init_weights"]
+__all__ = ["MIN_SIDE", "MMIFNet", "init_weights"]
+
+#: the smallest side MMIF-Net fuses at: smaller slices are zero-padded (background) to it, then cropped back
+MIN_SIDE = 64
 
 
 def init_weights(module: nn.Module, std: float = 0.01) -> None:
@@ -88,7 +91,8 @@ class MMIFNet(nn.Module):
         features: channels at the full-resolution level and the four downsampled levels.
         projection: the learned 256x256 LatLRR projection (loaded with the state dict when omitted).
 
-    ``forward(anatomical, functional)`` takes two (N, 1, H, W) tensors in [0, 1] (any H, W >= 64) and returns
+    ``forward(anatomical, functional)`` takes two (N, 1, H, W) tensors in [0, 1] (any H, W; below
+    :data:`MIN_SIDE` they are fused on a zero canvas of that size and cropped back) and returns
     the fused (N, 1, H, W) in [0, 1]; ``forward(x)`` with one (N, 2, H, W) tensor (channel 0 anatomical,
     channel 1 functional luminance) is MONAI's single-input convention and gives the same result.
     """
@@ -103,6 +107,7 @@ class MMIFNet(nn.Module):
         projection: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        self.min_side = MIN_SIDE  # an attribute, so that TorchScript can read it
         if len(features) != 5:
             raise ValueError(f"features needs 5 channel counts (full resolution + 4 levels), got {features}")
         f = list(features)
@@ -169,8 +174,10 @@ class MMIFNet(nn.Module):
                 f"{list(anatomical.shape)} and {list(functional.shape)}"
             )
         height, width = anatomical.shape[-2], anatomical.shape[-1]
-        if height < 64 or width < 64:
-            raise ValueError(f"MMIF-Net needs H, W >= 64, got {height}x{width}")
+        # a smaller slice (a cropped volume, a 60 x 72 slice) is fused on a zero (background) canvas of the
+        # smallest size the network was trained and checked at, then cropped back
+        canvas = self._canvas(height, width, self.min_side)
+        anatomical, functional = F.pad(anatomical, canvas), F.pad(functional, canvas)
 
         if self.decompose:
             # both sources in one decomposition call, then both parts in one batch: (low a, salient a, low f,
@@ -184,11 +191,17 @@ class MMIFNet(nn.Module):
         padded, pads = self._pad(sources)
         feats = self.encode(padded)
         fused_feats = self.fuse_features([t[:batch] for t in feats], [t[batch:] for t in feats])
-        fused = self._crop(self.decode(fused_feats), pads, height, width)
+        fused = self._crop(self.decode(fused_feats), pads, anatomical.shape[-2], anatomical.shape[-1])
         if self.decompose:
             half = batch // 2
             fused = fused[:half] + fused[half:]
-        return fused.clamp(0.0, 1.0)
+        return self._crop(fused, canvas, height, width).clamp(0.0, 1.0)
+
+    @staticmethod
+    def _canvas(height: int, width: int, side: int) -> list[int]:
+        """F.pad widths (left, right, top, bottom) that bring a slice up to side x side; zeros if larger."""
+        pad_h, pad_w = max(side - height, 0), max(side - width, 0)
+        return [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
 
     @staticmethod
     def _pad(x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
