@@ -1127,3 +1127,17 @@ def test_mmif_net_on_a_canvas_equals_itself_on_the_padded_slice():
         small = network(a, b)
         padded = network(*(torch.nn.functional.pad(x, [0, 0, 2, 2]) for x in (a, b)))
     torch.testing.assert_close(small, padded[..., 2:62, :], rtol=0, atol=1e-6)
+
+
+def test_an_error_about_another_file_inside_a_write_keeps_its_own_wording(tmp_path):
+    """Only errors about the output (its temporary name or staging folder) are retold as 'cannot write'; a missing
+    input read while writing keeps its message, naming that input."""
+    from mmif_monai.io.outputs import atomic_output, staged_outputs
+
+    missing = tmp_path / "in" / "weights.pt"
+    for stage in (atomic_output(tmp_path / "out.png"), staged_outputs([tmp_path / "out" / "fused.nii.gz"])):
+        with pytest.raises(FileNotFoundError) as error, stage:
+            missing.read_bytes()
+        assert str(missing) in str(error.value) and "cannot write" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary file left
+    assert not list((tmp_path / "out").iterdir())

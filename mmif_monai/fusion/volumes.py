@@ -30,7 +30,7 @@ from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.dicom_series import fused_series_datasets, save_series
 from mmif_monai.io.images import check_not_constant, write_image_atomic
 from mmif_monai.io.outputs import staged_outputs
-from mmif_monai.io.preflight import OUTPUT_FORMATS, check_volume_job
+from mmif_monai.io.preflight import OUTPUT_FORMATS, check_volume_job, registration_requested
 from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, volume_name
 from mmif_monai.registration import align_volumes
 from mmif_monai.transforms import (
@@ -198,7 +198,7 @@ def _check_pair(anatomical: MetaTensor, functional: MetaTensor, functional_modal
     if all(ids) and ids[0] != ids[1]:
         raise ValueError(f"{f_name}: its PatientID differs from that of {a_name}; refusing to fuse two patients")
     frames = [str(_identity(v).get("FrameOfReferenceUID", "")).strip() for v in (anatomical, functional)]
-    if all(frames) and frames[0] != frames[1] and register in (False, None, "none"):
+    if all(frames) and frames[0] != frames[1] and not registration_requested(register):
         # two frames of reference: the headers' coordinates are not one space, so header geometry cannot align
         # them, and the output would claim the anatomical frame for a functional volume that is not in it
         raise ValueError(

@@ -41,6 +41,16 @@ _FUSED_FILE_NAME = re.compile(r"IM\d{6}\.dcm")
 _STAGING_PREFIX = ".mmif-staging-"
 
 
+def _concerns(error: OSError, places: Sequence[Path]) -> bool:
+    """Whether the OS error is about writing one of ``places`` (an output, its temporary file or staging folder),
+    or names no file at all (a writer's "no space left"). An error about another file, such as a missing input
+    read inside the write, keeps its own wording."""
+    if error.filename is None:
+        return error.errno is not None
+    name = Path(os.fsdecode(error.filename)).absolute()
+    return any(name == place or place in name.parents for place in (p.absolute() for p in places))
+
+
 def _write_error(path: Path, error: OSError) -> OSError:
     """``error`` retold about ``path``, the output the user named, without the temporary names the OS saw."""
     reason = error.strerror or type(error).__name__
@@ -173,7 +183,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     permissions of any newly created file (0666 less the umask), not the owner-only mode of a temporary file.
 
     Raises:
-        OSError: of the type the OS raised, saying ``cannot write <path>: <reason>``.
+        OSError: of the type the OS raised, saying ``cannot write <path>: <reason>`` when it is about the write.
     """
     path = Path(path)
     tmp: Path | None = None
@@ -183,6 +193,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as error:
+        if not _concerns(error, [path] if tmp is None else [path, tmp]):
+            raise
         raise _write_error(path, error) from error
     finally:
         if tmp is not None:
@@ -247,6 +259,8 @@ def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
                 os.replace(target, staging_dirs[target.parent] / f".replaced-{target.name}")
             os.replace(source, target)
     except OSError as error:
+        if not _concerns(error, [*targets, *staging_dirs.values()]):
+            raise
         raise _write_error(targets[0], error) from error  # the first output is the one the user named
     finally:
         for folder in staging_dirs.values():

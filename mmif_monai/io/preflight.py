@@ -27,6 +27,7 @@ __all__ = [
     "check_inputs_exist",
     "match_pair_folders",
     "check_file_jobs",
+    "registration_requested",
     "volume_output_paths",
     "check_volume_job",
     "check_weights_file",
@@ -101,6 +102,12 @@ def check_file_jobs(jobs: Sequence[FileJob], overwrite: bool) -> None:
         check_output_path(job.output, overwrite)
 
 
+def registration_requested(register: bool | str | None) -> bool:
+    """Whether ``register`` (``mmif fuse --register``'s value) asks for an image registration: False, None and
+    ``"none"`` do not."""
+    return register not in (False, None, "none")
+
+
 def volume_output_paths(output: str | Path, output_format: str, register: bool | str) -> dict[str, Path]:
     """Where a 3D job writes: ``fused`` (the NIfTI file or DICOM folder), the three previews beside it
     (``<name>_axial.png``...) and, with registration, ``transform`` (``<name>_registration.tfm``)."""
@@ -116,7 +123,7 @@ def volume_output_paths(output: str | Path, output_format: str, register: bool |
         raise ValueError(f"{output}: a DICOM output is a folder; give a folder name without a file suffix")
     paths = {"fused": output}
     paths.update({view: output.with_name(f"{name}_{view}.png") for view in ("axial", "coronal", "sagittal")})
-    if register not in (False, None, "none"):
+    if registration_requested(register):
         paths["transform"] = output.with_name(f"{name}_registration.tfm")
     return paths
 

@@ -28,6 +28,7 @@ from monai.data.utils import orientation_ras_lps
 from monai.transforms import ResampleToMatch
 
 from mmif_monai.io.images import atomic_output
+from mmif_monai.io.preflight import registration_requested
 from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, volume_name
 from mmif_monai.transforms import MODALITY_KEY
 
@@ -225,7 +226,7 @@ def register_volumes(
 
 
 def _registration_kind(register: bool | str | None) -> str | None:
-    if register in (False, None, "none"):
+    if not registration_requested(register):
         return None
     if register is True:
         return "rigid"
