@@ -38,7 +38,6 @@ import ctypes
 import gc
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -432,29 +431,21 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
 
 
 def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table]:
+    from mmif_monai.jobs.volumes import fuse_volume_files
+    from mmif_monai.phantoms import write_phantom_nifti
+
     steps = ("load", "normalise", "align", "model", "fuse", "write")
     table = Table("3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run",
                   ["method", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice"])  # fmt: skip
-    try:
-        from mmif_monai.fusion.volumes import fuse_volume_files
-        from mmif_monai.phantoms import write_phantom_nifti
-    except ImportError as error:
-        table.notes.append(f"not measured: the 3D API is not available here ({error})")
-        return [table]
     shape = tuple(args.volume_shape)
     with tempfile.TemporaryDirectory() as tmp:
         phantom = write_phantom_nifti(Path(tmp) / "phantom", shape=shape)
         for method in ("mmif-net", "average"):
-            lines: list[str] = []
-            start = time.perf_counter()
-            fuse_volume_files(phantom.anatomical, phantom.functional, Path(tmp) / f"fused-{method}.nii.gz",
-                              method=method, device=str(device), report=lines.append)  # fmt: skip
-            seconds = time.perf_counter() - start
-            # the job reports "timing: load 1.23 s (cpu 1.20), normalise 0.45 s (cpu 0.44), ...; total ..."
-            timing = next((line for line in lines if line.startswith("timing: ")), "")
-            laps = dict(re.findall(r"(\w+) ([\d.]+) s", timing.split(";")[0]))
-            table.add(method, "x".join(map(str, shape)), fmt(seconds), *(laps.get(s, "n/a") for s in steps),
-                      fmt(seconds / shape[2] * 1e3))  # fmt: skip
+            result = fuse_volume_files(phantom.anatomical, phantom.functional, Path(tmp) / f"fused-{method}.nii.gz",
+                                       method=method, device=str(device))  # fmt: skip
+            seconds = result.total.wall
+            laps = [f"{result.timings[s].wall:.2f}" if s in result.timings else "n/a" for s in steps]
+            table.add(method, "x".join(map(str, shape)), fmt(seconds), *laps, fmt(seconds / result.count * 1e3))
     table.notes.append(
         "the job loads MMIF-Net as shipped (eager; no batch-norm folding or channels-last); method=average is the "
         "same job with a free fusion rule, i.e. the cost of everything but the network"
@@ -594,7 +585,7 @@ class _Reconstruct(nn.Module):
 def measure_quality(args: argparse.Namespace, device: torch.device) -> list[Table]:
     """Qabf / VIF of the fast configuration and the paper's on validation pairs, same shipped weights."""
     from mmif_monai.fusion.comparison import stage_sources
-    from mmif_monai.fusion.files import FileJob, fuse_files
+    from mmif_monai.jobs.slices import FileJob, fuse_files
     from mmif_monai.metrics.report import evaluate_folders
 
     _, validation = split_pairs(list_pairs(args.dataset_dir), DEFAULT_VALIDATION_CASES)

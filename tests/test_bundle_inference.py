@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmif_monai.fusion.files import FileJob, fuse_files
 from mmif_monai.fusion.methods import load_fusion_method
+from mmif_monai.jobs.slices import FileJob, fuse_files
 
 # runs bundle workflows in subprocesses: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow

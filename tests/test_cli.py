@@ -9,7 +9,7 @@ from PIL import Image
 
 from cli_runs import fuse_pair
 from mmif_monai.cli.main import main
-from mmif_monai.fusion.samples import SAMPLES_DIR
+from mmif_monai.io.paths import SAMPLES_DIR
 
 PET = SAMPLES_DIR / "mri_pet"
 CT = SAMPLES_DIR / "mri_ct"

@@ -12,7 +12,7 @@ from PIL import Image
 from cli_runs import fuse_pair
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.methods import available_methods
-from mmif_monai.fusion.samples import SAMPLES_DIR
+from mmif_monai.io.paths import SAMPLES_DIR
 
 PAIRS = SAMPLES_DIR / "mri_pet"
 NAMES = ("30061.png", "30075.png")

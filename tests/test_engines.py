@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from mmif_monai.engines import FusionTask, ReconstructionTask, image_items, latest_checkpoint
-from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.aanlib import list_pairs
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.losses import FusionLoss, ReconstructionLoss, gradient_magnitude
 from mmif_monai.networks import MMIFNet
 

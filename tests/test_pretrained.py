@@ -7,8 +7,8 @@ import torch
 from mmif_monai.fusion.classical import max_fusion
 from mmif_monai.fusion.methods import AUTOENCODED_MAX, available_methods, load_fusion_method
 from mmif_monai.fusion.pipeline import fuse_batch
-from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.images import read_slice
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, load_mmif_net, read_weights
 from mmif_monai.networks.strategies import L1NormFusion
 

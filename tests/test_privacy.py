@@ -22,8 +22,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from mmif_monai.cli.main import main
-from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.aanlib import PAIR_TYPES
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.phantoms import write_phantom_dicom_study
 
 # trains and fuses identified DICOM studies: left out of the quick run (pytest -m "not slow")

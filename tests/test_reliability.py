@@ -33,8 +33,8 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from cli_runs import fuse_pair
 from mmif_monai.cli.main import main
-from mmif_monai.fusion.samples import SAMPLES_DIR
 from mmif_monai.io.images import MAX_SLICE_PIXELS, read_slice
+from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.phantoms import write_phantom_dicom_study, write_phantom_nifti
 
 MRI, CT = SAMPLES_DIR / "mri_ct" / "MRI" / "37010.png", SAMPLES_DIR / "mri_ct" / "CT" / "37010.png"

@@ -14,9 +14,10 @@ from PIL import Image
 
 from mmif_monai.cli.main import main
 from mmif_monai.fusion.pipeline import fuse_batch
-from mmif_monai.fusion.volumes import apply_colormap, fuse_volume, fuse_volume_files, resolve_axis
+from mmif_monai.fusion.volumes import apply_colormap, fuse_volume, resolve_axis
 from mmif_monai.io.dicom_series import FUSED_IMAGE_TYPE, write_fused_series
 from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume
+from mmif_monai.jobs.volumes import fuse_volume_files
 from mmif_monai.phantoms import grid_affine, write_phantom_dicom_study, write_phantom_nifti
 from mmif_monai.transforms import rgb_to_yiq
 
@@ -211,7 +212,8 @@ def test_named_axes_follow_the_affine():
 def test_nifti_output_keeps_the_anatomical_affine_and_is_rgb_for_pet(nifti, tmp_path):
     output = tmp_path / "fused.nii.gz"
     lines = []
-    written = fuse_volume_files(nifti.anatomical, nifti.functional, output, method="average", report=lines.append)
+    result = fuse_volume_files(nifti.anatomical, nifti.functional, output, method="average", report=lines.append)
+    written = result.outputs
     assert written[0] == output and all(p.is_file() for p in written)
     assert {p.name for p in written[1:]} == {"fused_axial.png", "fused_coronal.png", "fused_sagittal.png"}
     image = nib.load(output)
@@ -220,6 +222,9 @@ def test_nifti_output_keeps_the_anatomical_affine_and_is_rgb_for_pet(nifti, tmp_
     rgb = np.asarray(image.dataobj).astype(int)
     assert (rgb.max(-1) - rgb.min(-1)).max() > 100  # coloured, not grey
     assert any(line.startswith("timing:") for line in lines)
+    assert list(result.timings) == ["load", "normalise", "align", "model", "fuse", "write"]
+    assert result.count == SHAPE[2] and result.unit == "slice"  # axial slices of the RAS phantom
+    assert result.summary().startswith(f"fused {SHAPE[2]} slices in ")
     assert Image.open(written[1]).mode == "RGB"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
 
@@ -234,7 +239,7 @@ def test_grey_functional_gives_a_grey_nifti(nifti, tmp_path):
 
 def test_dicom_output_keeps_identity_and_geometry(study, tmp_path):
     out = tmp_path / "FUSED"
-    written = fuse_volume_files(study.ct_dir, study.pt_dir, out, output_format="dicom", method="average")
+    written = fuse_volume_files(study.ct_dir, study.pt_dir, out, output_format="dicom", method="average").outputs
     assert written[0] == out and len(list(out.iterdir())) == SHAPE[2]
     source = pydicom.dcmread(next(study.ct_dir.iterdir()), stop_before_pixels=True)
     pet = pydicom.dcmread(next(study.pt_dir.iterdir()), stop_before_pixels=True)
@@ -336,7 +341,7 @@ def test_cli_keeps_existing_output_without_overwrite(nifti, tmp_path, capsys):
 
 
 def test_cli_volume_options_need_volumes(tmp_path, capsys):
-    from mmif_monai.fusion.samples import SAMPLES_DIR
+    from mmif_monai.io.paths import SAMPLES_DIR
 
     pair = SAMPLES_DIR / "mri_ct"
     args = ["--anatomical", str(pair / "MRI/37010.png"), "--functional", str(pair / "CT/37010.png")]

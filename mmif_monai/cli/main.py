@@ -188,21 +188,20 @@ def _fuse(args: argparse.Namespace) -> None:
     from mmif_monai.devices import resolve_device
 
     device = resolve_device(args.device)
-    from mmif_monai.fusion.files import read_file_jobs, write_fused_jobs
-    from mmif_monai.fusion.methods import load_fusion_method
+    from mmif_monai.jobs.slices import run_file_jobs
 
-    loaded = read_file_jobs(jobs, args.overwrite)  # every input read and checked before the model loads
-    fuse, description = load_fusion_method(args.method, args.weights, device)
-    print(f"model: {description}")
-    written = write_fused_jobs(fuse, jobs, loaded, batch_size=args.batch_size, device=device)
-    print(f"wrote {len(written)} fused image(s) to {args.output}")
+    result = run_file_jobs(
+        jobs, args.method, args.weights, device, args.overwrite, batch_size=args.batch_size, report=print
+    )
+    print(f"wrote {len(result.outputs)} fused image(s) to {args.output}")
+    print(result.summary())
 
 
 def _fuse_volumes(args: argparse.Namespace) -> None:
     from mmif_monai.devices import resolve_device
-    from mmif_monai.fusion.volumes import fuse_volume_files
+    from mmif_monai.jobs.volumes import fuse_volume_files
 
-    written = fuse_volume_files(
+    result = fuse_volume_files(
         args.anatomical,
         args.functional,
         args.output,
@@ -217,20 +216,28 @@ def _fuse_volumes(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         modalities=args.modalities or (None, None),
         report=print,
+        progress=True,
     )
-    print("wrote " + ", ".join(str(path) for path in written))
+    print("wrote " + ", ".join(str(path) for path in result.outputs))
+    print(result.summary())
 
 
 def _demo(args: argparse.Namespace) -> None:
     from mmif_monai.devices import resolve_device
-    from mmif_monai.fusion.methods import load_fusion_method
-    from mmif_monai.fusion.samples import SAMPLES_DIR, fuse_dataset_folder
+    from mmif_monai.jobs.samples import SAMPLES_DIR, fuse_dataset_folder
 
-    device = resolve_device(args.device)
-    fuse, description = load_fusion_method(args.method, args.weights, device)
-    print(f"model: {description}")
-    written, preview = fuse_dataset_folder(fuse, args.samples or SAMPLES_DIR, args.output, args.overwrite, device)
-    print(f"wrote {len(written)} fused image(s) under {args.output}; preview: {preview}")
+    result = fuse_dataset_folder(
+        args.samples or SAMPLES_DIR,
+        args.output,
+        args.method,
+        args.weights,
+        args.overwrite,
+        resolve_device(args.device),
+        report=print,
+    )
+    *fused, preview = result.outputs
+    print(f"wrote {len(fused)} fused image(s) under {args.output}; preview: {preview}")
+    print(result.summary())
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -42,12 +42,13 @@ except ModuleNotFoundError as error:
 
 from mmif_monai.decomposition.projection import default_projection_path
 from mmif_monai.deploy.operators import (
+    ALIGNED,
     AlignedVolumesOperator,
     FusedSeriesWriterOperator,
     FusionInferenceOperator,
     FusionSeriesSelectorOperator,
 )
-from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL, load_rules
+from mmif_monai.deploy.selection import load_rules
 from mmif_monai.errors import report_user_errors
 from mmif_monai.fusion.methods import NETWORK_METHOD, available_methods
 from mmif_monai.io.outputs import check_output_path
@@ -128,9 +129,9 @@ class FusionApp(Application):
 
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
         self.add_flow(selector, aligner, {("study_selected_series_list", "study_selected_series_list")})
-        self.add_flow(aligner, fusion, {(ANATOMICAL, ANATOMICAL), (FUNCTIONAL, FUNCTIONAL)})
+        self.add_flow(aligner, fusion, {(ALIGNED, ALIGNED)})
         self.add_flow(fusion, writer, {("fused", "fused"), ("description", "description")})
-        self.add_flow(aligner, writer, {(ANATOMICAL, ANATOMICAL)})
+        self.add_flow(aligner, writer, {(ALIGNED, ALIGNED)})
 
 
 def _cuda_available() -> bool:

@@ -2,9 +2,9 @@
 
 The study is loaded by the SDK's own ``DICOMDataLoaderOperator`` and the selection reuses the matching of its
 ``DICOMSeriesSelectorOperator`` (subclassed here for the study checks and the anatomical/functional pairing).
-Volumes, alignment, fusion and the DICOM writer are the library's (:mod:`mmif_monai.io.volumes`,
-:mod:`mmif_monai.registration`, :mod:`mmif_monai.fusion.volumes`, :mod:`mmif_monai.io.dicom_series`): the app
-adds no second implementation of any of them. Volumes travel between operators as MONAI ``MetaTensor``s.
+Loading, normalising, aligning and fusing are the steps of the library's 3D job (:mod:`mmif_monai.jobs.volumes`)
+and the writer is :mod:`mmif_monai.io.dicom_series`'s: the app adds no second implementation of any of them.
+Volumes travel between operators as a :class:`~mmif_monai.jobs.volumes.VolumePair` of MONAI ``MetaTensor``s.
 """
 
 from __future__ import annotations
@@ -31,11 +31,9 @@ from mmif_monai.deploy.selection import (
     series_order,
 )
 from mmif_monai.fusion.methods import load_fusion_method
-from mmif_monai.fusion.volumes import fuse_volume
 from mmif_monai.io.dicom_series import write_fused_series
-from mmif_monai.io.volumes import load_volume, volume_name
-from mmif_monai.registration import align_volumes
-from mmif_monai.transforms import ModalityNormalize, canonical_modality, modality_from_meta
+from mmif_monai.io.volumes import volume_name
+from mmif_monai.jobs.volumes import align_pair, fuse_pair, load_volume_pair, normalise_pair
 
 __all__ = [
     "FusionSeriesSelectorOperator",
@@ -48,6 +46,8 @@ __all__ = [
 logger = logging.getLogger("mmif_monai.deploy")
 
 _SELECTED_PORT = "study_selected_series_list"  # the SDK selector's output name, kept for its consumers
+#: the port carrying the aligned :class:`~mmif_monai.jobs.volumes.VolumePair`
+ALIGNED = "aligned"
 
 
 class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
@@ -94,16 +94,17 @@ class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
 class AlignedVolumesOperator(Operator):
     """Loads the two selected series, normalises each, and resamples the functional one onto the anatomical grid.
 
-    The same steps as ``mmif fuse`` on volumes (:func:`~mmif_monai.fusion.volumes.fuse_volume_files`): each volume
-    is normalised from its own units on its own grid (``ModalityNormalize``: CT window, MR percentiles, PET SUV
-    from the DICOM header...), and the registration, when asked for, sees the anatomical volume in its own units.
+    These are the ``load``, ``normalise`` and ``align`` steps of the 3D job that ``mmif fuse`` runs
+    (:mod:`mmif_monai.jobs.volumes`), with its checks of the pair: each volume is normalised from its own units on
+    its own grid (``ModalityNormalize``: CT window, MR percentiles, PET SUV from the DICOM header...), and the
+    registration, when asked for, sees the anatomical volume in its own units.
 
     Named input:
         study_selected_series_list: the ``StudySelectedSeries`` of :class:`FusionSeriesSelectorOperator`.
 
-    Named outputs:
-        anatomical: the anatomical ``MetaTensor`` (1, X, Y, Z) in [0, 1]; its meta keeps the DICOM identity.
-        functional: the functional ``MetaTensor`` in [0, 1] on the anatomical grid.
+    Named output:
+        aligned: a :class:`~mmif_monai.jobs.volumes.VolumePair`, both volumes in [0, 1] on the anatomical grid;
+        the anatomical volume's meta keeps the DICOM identity.
     """
 
     def __init__(self, fragment: Fragment, *args, study_folder: str | Path, register: bool | str = False, **kwargs):
@@ -113,32 +114,26 @@ class AlignedVolumesOperator(Operator):
 
     def setup(self, spec: OperatorSpec):
         spec.input(_SELECTED_PORT)
-        spec.output(ANATOMICAL)
-        spec.output(FUNCTIONAL)
+        spec.output(ALIGNED)
 
     def compute(self, op_input, op_output, context):
         selected = op_input.receive(_SELECTED_PORT)
         by_role = {chosen.selection_name: chosen.series for chosen in selected.selected_series}
-        volumes = {}
-        for role in ROLES:
-            series = by_role[role]
-            volumes[role] = load_volume(series_folder(series, self._study_folder), series=str(series.SeriesInstanceUID))
-        normalise = ModalityNormalize()
-        normalised = {
-            role: normalise(volume, modality=canonical_modality(modality_from_meta(volume.meta)))
-            for role, volume in volumes.items()
-        }
-        functional, report = align_volumes(volumes[ANATOMICAL], normalised[FUNCTIONAL], register=self._register)
-        logger.info("alignment: %s", report.summary())
-        op_output.emit(normalised[ANATOMICAL], ANATOMICAL)
-        op_output.emit(functional, FUNCTIONAL)
+        folders = [series_folder(by_role[role], self._study_folder) for role in ROLES]
+        uids = [str(by_role[role].SeriesInstanceUID) for role in ROLES]
+        loaded = load_volume_pair(*folders, series=uids, register=self._register)
+        normalised, rules = normalise_pair(loaded)
+        aligned, report = align_pair(loaded, normalised, self._register)
+        logger.info("%s; alignment: %s", rules, report.summary())
+        op_output.emit(aligned, ALIGNED)
 
 
 class FusionInferenceOperator(Operator):
-    """Fuses the aligned volumes slice by slice with the bundle's network (or a classical method).
+    """Fuses the aligned volumes slice by slice with the bundle's network (or a classical method): the job's
+    ``fuse`` step (:func:`~mmif_monai.jobs.volumes.fuse_pair`).
 
-    Named inputs:
-        anatomical, functional: normalised volumes on one grid (:class:`AlignedVolumesOperator`).
+    Named input:
+        aligned: the :class:`~mmif_monai.jobs.volumes.VolumePair` of :class:`AlignedVolumesOperator`.
 
     Named outputs:
         fused: a ``MetaTensor`` (C, X, Y, Z) in [0, 1] with the anatomical affine; C = 3 when the functional
@@ -164,23 +159,21 @@ class FusionInferenceOperator(Operator):
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
-        spec.input(ANATOMICAL)
-        spec.input(FUNCTIONAL)
+        spec.input(ALIGNED)
         spec.output("fused")
         spec.output("description")
 
     def compute(self, op_input, op_output, context):
-        anatomical, functional = op_input.receive(ANATOMICAL), op_input.receive(FUNCTIONAL)
+        aligned = op_input.receive(ALIGNED)
         if self._fuse_fn is None:
             self._fuse_fn, description = load_fusion_method(self._method, self._model_path, self._device)
             logger.info("model: %s", description)
         try:
-            fused = fuse_volume(self._fuse_fn, anatomical, functional, device=self._device)
-        except ValueError as error:  # e.g. slices smaller than the network accepts: say which series
-            raise ValueError(f"{volume_name(anatomical)}: {error}") from error
-        modalities = "+".join(modality_from_meta(volume.meta) or "?" for volume in (anatomical, functional))
+            fused = fuse_pair(self._fuse_fn, aligned, device=self._device)
+        except ValueError as error:  # say which series
+            raise ValueError(f"{volume_name(aligned.anatomical)}: {error}") from error
         op_output.emit(fused, "fused")
-        op_output.emit(f"MMIF fused {modalities} ({self._method}) DERIVED", "description")
+        op_output.emit(aligned.series_label(self._method), "description")
 
 
 class FusedSeriesWriterOperator(Operator):
@@ -188,7 +181,8 @@ class FusedSeriesWriterOperator(Operator):
 
     Named inputs:
         fused, description: from :class:`FusionInferenceOperator`.
-        anatomical: the reference whose DICOM identity the series keeps (PatientID, StudyInstanceUID...).
+        aligned: the pair whose anatomical volume's DICOM identity the series keeps (PatientID,
+            StudyInstanceUID...).
     """
 
     def __init__(self, fragment: Fragment, *args, output_folder: str | Path, overwrite: bool = False, **kwargs):
@@ -199,10 +193,10 @@ class FusedSeriesWriterOperator(Operator):
     def setup(self, spec: OperatorSpec):
         spec.input("fused")
         spec.input("description")
-        spec.input(ANATOMICAL)
+        spec.input(ALIGNED)
 
     def compute(self, op_input, op_output, context):
         fused, description = op_input.receive("fused"), op_input.receive("description")
-        reference = op_input.receive(ANATOMICAL)
+        reference = op_input.receive(ALIGNED).anatomical
         written = write_fused_series(fused, reference, self._output_folder, self._overwrite, description)
         logger.info("wrote %d DICOM files to %s", len(written), self._output_folder)

@@ -6,12 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
-from mmif_monai.fusion.files import FileJob, fuse_files
 from mmif_monai.fusion.methods import WEIGHTED_METHODS, load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 from mmif_monai.io.images import read_slice
 from mmif_monai.io.preview import save_preview_grid
+from mmif_monai.jobs.slices import FileJob, fuse_files
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 
 __all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "save_fusion_grid"]

@@ -1,45 +1,26 @@
-"""Fusing 3D studies slice by slice with the 2D fusion methods, and the whole file job for ``mmif fuse``.
+"""Fusing 3D volumes slice by slice with the 2D fusion methods, and their orthogonal previews.
 
-The job (:func:`fuse_volume_files`): load both volumes (NIfTI, ITK formats, DICOM series) and check them; normalise
-each from its real units on its own grid (:class:`~mmif_monai.transforms.ModalityNormalize`: CT Hounsfield window,
-MR percentiles, PET/SPECT SUV where the DICOM header allows it, else percentiles); put the functional volume on the
-anatomical grid (:func:`~mmif_monai.registration.align_volumes`, optionally registering first); colour a PET/SPECT
-volume with :data:`PET_COLORMAP`; fuse the slices along one axis in batches (:func:`fuse_volume`, through
-:func:`~mmif_monai.fusion.pipeline.fuse_batch`, so a colour functional image has its luminance fused and its
-chrominance kept, as in the 2D PET path); write NIfTI or a DICOM series, three orthogonal PNG previews and, after a
-registration, the ITK transform. Every input and output path is checked before anything is written, and all
-outputs are written under temporary names and renamed at the end.
+:func:`fuse_volume` colours a PET/SPECT volume with :data:`PET_COLORMAP` and fuses the slices along one axis in
+batches through :func:`~mmif_monai.fusion.pipeline.fuse_batch`, so a colour functional image has its luminance fused
+and its chrominance kept, as in the 2D PET path. The whole file job (load, normalise, align, fuse, write) is
+:func:`mmif_monai.jobs.volumes.fuse_volume_files`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+import warnings
 from functools import lru_cache
-from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
-from monai.data import NibabelWriter
 from monai.data.meta_tensor import MetaTensor
 from monai.transforms import Orientation
+from tqdm import tqdm
 
-from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
-from mmif_monai.io.dicom_series import fused_series_datasets, save_series
-from mmif_monai.io.images import check_not_constant, write_image_atomic
-from mmif_monai.io.outputs import staged_outputs
-from mmif_monai.io.preflight import OUTPUT_FORMATS, check_volume_job, registration_requested
-from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, volume_name
-from mmif_monai.registration import align_volumes
-from mmif_monai.transforms import (
-    FUNCTIONAL_MODALITIES,
-    MODALITY_KEY,
-    ModalityNormalize,
-    canonical_modality,
-    modality_from_meta,
-)
+from mmif_monai.io.preflight import OUTPUT_FORMATS
+from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_KEY, canonical_modality, modality_from_meta
 
 __all__ = [
     "PET_COLORMAP",
@@ -49,15 +30,12 @@ __all__ = [
     "resolve_axis",
     "fuse_volume",
     "preview_slices",
-    "fuse_volume_files",
 ]
 
 #: colour map for PET/SPECT: matplotlib's "hot" (black -> red -> yellow -> white)
 PET_COLORMAP = "hot"
 #: named slicing axes and the world (RAS) axis each is perpendicular to
 AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
-# a NIfTI/ITK anatomical volume without a modality is taken for CT when it reaches this far into air's HU
-_CT_AIR_HU = -500.0
 
 
 @lru_cache(maxsize=4)
@@ -108,6 +86,7 @@ def fuse_volume(
     colour: bool | None = None,
     colormap: str = PET_COLORMAP,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> MetaTensor:
     """Fuse two volumes on one grid, slice by slice along ``axis``, ``batch_size`` slices at a time.
 
@@ -121,6 +100,7 @@ def fuse_volume(
         colour: force (True) or forbid (False) the colour map; None decides by modality.
         colormap: matplotlib colour map name.
         device: where the slices are fused.
+        progress: a progress bar over the slices (on a terminal only).
 
     Returns:
         (C, X, Y, Z) in [0, 1] with the anatomical affine: C = 3 for a colour functional volume, else 1.
@@ -142,11 +122,14 @@ def fuse_volume(
     anatomical_slices = torch.movedim(_plain(anatomical).float(), dim, 0)
     functional_slices = torch.movedim(source, dim, 0)
     fused = torch.empty((functional_slices.shape[0], functional_slices.shape[1], *anatomical_slices.shape[2:]))
-    for start in range(0, fused.shape[0], batch_size):
-        chunk = slice(start, start + batch_size)
-        fused[chunk] = fuse_batch(
-            fuse_fn, anatomical_slices[chunk].to(device), functional_slices[chunk].to(device)
-        ).cpu()
+    # disable=None: a bar on a terminal, none in logs and pipes
+    with tqdm(total=fused.shape[0], desc="fusing", unit="slice", disable=None if progress else True) as bar:
+        for start in range(0, fused.shape[0], batch_size):
+            chunk = slice(start, start + batch_size)
+            fused[chunk] = fuse_batch(
+                fuse_fn, anatomical_slices[chunk].to(device), functional_slices[chunk].to(device)
+            ).cpu()
+            bar.update(fused[chunk].shape[0])
     meta = {k: v for k, v in anatomical.meta.items() if k not in (MODALITY_KEY, "affine")}
     return MetaTensor(torch.movedim(fused, 0, dim), affine=anatomical.affine.clone(), meta=meta)
 
@@ -178,157 +161,13 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
     return previews
 
 
-def _identity(volume: MetaTensor) -> dict:
-    return volume.meta.get(DICOM_IDENTITY_KEY, {})
-
-
-def _anatomical_modality(volume: MetaTensor, given: str | None) -> str:
-    if given is not None:
-        return canonical_modality(given)
-    recorded = modality_from_meta(volume.meta)
-    if recorded is not None:
-        return canonical_modality(recorded)
-    return "CT" if float(volume.min()) <= _CT_AIR_HU else "MR"
-
-
-def _check_pair(anatomical: MetaTensor, functional: MetaTensor, functional_modality: str, register: bool | str) -> None:
-    """Refuse pairs that would fuse silently wrong; messages name the series, never their identifiers."""
-    a_name, f_name = volume_name(anatomical), volume_name(functional)
-    ids = [str(_identity(v).get("PatientID", "")).strip() for v in (anatomical, functional)]
-    if all(ids) and ids[0] != ids[1]:
-        raise ValueError(f"{f_name}: its PatientID differs from that of {a_name}; refusing to fuse two patients")
-    frames = [str(_identity(v).get("FrameOfReferenceUID", "")).strip() for v in (anatomical, functional)]
-    if all(frames) and frames[0] != frames[1] and not registration_requested(register):
-        # two frames of reference: the headers' coordinates are not one space, so header geometry cannot align
-        # them, and the output would claim the anatomical frame for a functional volume that is not in it
-        raise ValueError(
-            f"{f_name}: its FrameOfReferenceUID differs from that of {a_name}, so their header geometry does not "
-            "relate them; pass --register to align them by image content"
+def __getattr__(name: str) -> Any:
+    # the 3D file job moved to mmif_monai.jobs.volumes; the old import path keeps working, with a warning
+    if name == "fuse_volume_files":
+        warnings.warn(
+            "mmif_monai.fusion.volumes.fuse_volume_files moved to mmif_monai.jobs.volumes", DeprecationWarning, 2
         )
-    for volume in (anatomical, functional):
-        check_not_constant(volume, volume_name(volume))
-    anatomical_modality = modality_from_meta(anatomical.meta)
-    if anatomical_modality is not None and canonical_modality(anatomical_modality) in FUNCTIONAL_MODALITIES:
-        raise ValueError(f"{a_name}: a {anatomical_modality} volume is functional, not anatomical")
-    if functional_modality in FUNCTIONAL_MODALITIES and float(functional.min()) <= _CT_AIR_HU:
-        # activity and SUV are never negative: values down in air's Hounsfield units are a CT
-        raise ValueError(
-            f"{f_name}: a {functional_modality} volume reaching {float(functional.min()):.0f} looks like CT in "
-            "Hounsfield units; are --anatomical and --functional swapped? (--modalities overrides)"
-        )
+        from mmif_monai.jobs.volumes import fuse_volume_files
 
-
-def _write_nifti(fused: MetaTensor, path: Path) -> None:
-    """uint8 NIfTI with the fused affine; RGB as a last (4th) dimension of size 3, MONAI's channel-last layout."""
-    writer = NibabelWriter(output_dtype=np.uint8)
-    writer.set_data_array((fused.detach().cpu().clamp(0, 1) * 255.0).round(), channel_dim=0)
-    affine = np.asarray(fused.affine, dtype=np.float64)
-    writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
-    writer.write(str(path))
-
-
-def fuse_volume_files(
-    anatomical: str | Path,
-    functional: str | Path,
-    output: str | Path,
-    output_format: str = "nifti",
-    method: str = "mmif-net",
-    weights: str | Path | None = None,
-    device: str | torch.device = "cpu",
-    register: bool | str = False,
-    axis: int | str = 2,
-    overwrite: bool = False,
-    series: Sequence[str | None] | None = None,
-    batch_size: int = 16,
-    modalities: Sequence[str | None] = (None, None),
-    report: Callable[[str], None] | None = None,
-) -> list[Path]:
-    """Fuse an anatomical and a functional 3D study and write the result (module docstring for the steps).
-
-    Args:
-        anatomical, functional: NIfTI / ITK files or DICOM folders (a study folder of several series too).
-        output: the NIfTI file (``.nii``/``.nii.gz``), or the DICOM series folder with ``output_format="dicom"``.
-        output_format: ``"nifti"`` or ``"dicom"`` (Secondary Capture series, :mod:`mmif_monai.io.dicom_series`).
-        method, weights, device: the 2D fusion method (``load_fusion_method``).
-        register: False, True/``"rigid"`` or ``"affine"`` (:func:`~mmif_monai.registration.align_volumes`).
-        axis: slicing axis, 0/1/2 or ``"axial"``/``"coronal"``/``"sagittal"``.
-        overwrite: replace existing outputs.
-        series: (anatomical selector, functional selector) for folders holding several series: Modality,
-            SeriesDescription or SeriesInstanceUID; None entries pick CT/MR (anatomical) or PT/NM (functional).
-        batch_size: slices per network call.
-        modalities: (anatomical, functional) modality names overriding the headers; for NIfTI/ITK files, which
-            carry none, the anatomical one defaults to CT when the volume reaches -500 (air in HU), else MR, and
-            the functional one to PT.
-        report: called with one line per step (modalities, alignment metric, timings), e.g. ``print``.
-
-    Returns:
-        the written paths: the fused NIfTI file or DICOM folder, three previews, and the transform if registered.
-
-    Raises:
-        FileNotFoundError / ValueError naming the file: missing or unreadable input, 4D data, a bad DICOM series,
-            two PatientIDs, two frames of reference without ``register``, a PET/SPECT volume in CT's units, fields
-            of view that do not overlap, an output that would replace what this program did not write.
-            FileExistsError: an output exists and not
-            ``overwrite``. Nothing is written in any of these cases.
-    """
-    say = report or (lambda line: None)
-    # wall and process CPU seconds per step: on a shared machine the CPU time is the steadier of the two
-    timings: dict[str, tuple[float, float]] = {}
-    clock = (time.perf_counter(), time.process_time())
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = (time.perf_counter(), time.process_time())
-        timings[step] = (now[0] - clock[0], now[1] - clock[1])
-        clock = now
-
-    paths = check_volume_job(anatomical, functional, output, output_format, register, overwrite)
-    if isinstance(series, str) or isinstance(modalities, str):
-        raise ValueError("series and modalities take a pair: (anatomical, functional); use None for either")
-    if len(modalities) != 2 or (series is not None and len(series) != 2):
-        raise ValueError("modalities and series take one entry for the anatomical and one for the functional input")
-    selectors = tuple(series) if series is not None else (None, None)
-    anatomical_volume = load_volume(anatomical, selectors[0], modalities[0], preferred_modalities=("CT", "MR"))
-    functional_volume = load_volume(functional, selectors[1], modalities[1], preferred_modalities=FUNCTIONAL_MODALITIES)
-    anatomical_modality = _anatomical_modality(anatomical_volume, modalities[0])
-    functional_modality = canonical_modality(modalities[1] or modality_from_meta(functional_volume.meta) or "PT")
-    _check_pair(anatomical_volume, functional_volume, functional_modality, register)
-    functional_volume.meta[MODALITY_KEY] = functional_modality
-    lap("load")
-
-    normalise = ModalityNormalize()
-    anatomical_norm = normalise(anatomical_volume, modality=anatomical_modality)
-    functional_norm = normalise(functional_volume, modality=functional_modality)
-    rules = [volume.applied_operations[-1]["extra_info"]["rule"] for volume in (anatomical_norm, functional_norm)]
-    say(f"anatomical {anatomical_modality} ({rules[0]}), functional {functional_modality} ({rules[1]})")
-    lap("normalise")
-
-    # registration sees the anatomical volume in its own units: a CT window would merge air with fat
-    aligned, alignment = align_volumes(anatomical_volume, functional_norm, register=register)
-    say(alignment.summary())
-    lap("align")
-
-    fuse_fn, description = load_fusion_method(method, weights, device)
-    say(f"model: {description}")
-    lap("model")
-    colour = functional_modality in FUNCTIONAL_MODALITIES
-    fused = fuse_volume(fuse_fn, anatomical_norm, aligned, axis, batch_size, colour=colour, device=device)
-    lap("fuse")
-
-    previews = preview_slices(fused)
-    with staged_outputs(list(paths.values())) as staged:
-        targets = dict(zip(paths, staged))
-        if output_format == "nifti":
-            _write_nifti(fused, targets["fused"])
-        else:
-            label = f"MMIF fused {anatomical_modality}+{functional_modality} ({method}) DERIVED"
-            save_series(fused_series_datasets(fused, anatomical_volume, label), targets["fused"])
-        for view, image in previews.items():
-            write_image_atomic(image, targets[view])
-        if "transform" in targets:
-            alignment.save_transform(targets["transform"])
-    lap("write")
-    total_wall, total_cpu = (sum(t[i] for t in timings.values()) for i in (0, 1))
-    steps = ", ".join(f"{step} {wall:.2f} s (cpu {cpu:.2f})" for step, (wall, cpu) in timings.items())
-    say(f"timing: {steps}; total {total_wall:.2f} s (cpu {total_cpu:.2f})")
-    return list(paths.values())
+        return fuse_volume_files
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The checks of a fusion request that need no image library: which inputs and outputs a job has, that the inputs
 exist and that the outputs may be written.
 
-The file jobs (:func:`~mmif_monai.fusion.files.fuse_files`, :func:`~mmif_monai.fusion.volumes.fuse_volume_files`)
+The file jobs (:func:`~mmif_monai.jobs.slices.fuse_files`, :func:`~mmif_monai.jobs.volumes.fuse_volume_files`)
 run them first; ``mmif fuse`` runs them before it imports the network stack, so a mistyped path or an output that
 would be refused fails in a fraction of a second rather than after a start-up of several seconds. Only the
 standard library is imported here.
