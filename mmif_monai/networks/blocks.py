@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from monai.networks.blocks import ADN, ChannelSELayer, Convolution
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -239,14 +240,14 @@ class NonLocalSelfAttention(nn.Module):
         self.value = nn.Conv2d(channels, inner, 1)
         self.project = nn.Conv2d(inner, channels, 1)
         self.gate = nn.Linear(channels, channels)
-        self.scale = float(inner) ** -0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, C')
-        k = self.key(x).flatten(2)  # (N, C', HW)
-        v = self.value(x).flatten(2).transpose(1, 2)  # (N, HW, C')
-        attention = torch.softmax(torch.bmm(q, k) * self.scale, dim=-1)
-        attended = self.project(torch.bmm(attention, v).transpose(1, 2).reshape(n, -1, h, w))
+        k = self.key(x).flatten(2).transpose(1, 2)
+        v = self.value(x).flatten(2).transpose(1, 2)
+        # scaled by 1/sqrt(C') as the paper's Eq. 1; the fused kernel never materialises the HW x HW map on GPU
+        attended = F.scaled_dot_product_attention(q, k, v)  # (N, HW, C')
+        attended = self.project(attended.transpose(1, 2).reshape(n, -1, h, w))
         gate = torch.sigmoid(self.gate(attended.mean(dim=(2, 3)))).view(n, c, 1, 1)
         return x + gate * attended
