@@ -22,6 +22,7 @@ import numpy as np
 import pywt
 import torch
 import torch.nn.functional as F
+from monai.networks.layers import separable_filtering
 
 from mmif_monai.decomposition.projection import LatLRRDecomposition, load_projection
 
@@ -63,14 +64,12 @@ def max_fusion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _binomial_filter(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-    """Separable 5-tap binomial filter per channel, without padding (output 4 px smaller per axis).
+    """Separable 5-tap binomial low-pass per channel (MONAI's ``separable_filtering``), replicate borders, same size.
 
     ``gain`` multiplies each 1D pass, so the 2D filter is scaled by ``gain**2``.
     """
-    channels = x.shape[1]
     taps = torch.tensor(_BINOMIAL_5, dtype=x.dtype, device=x.device) * gain
-    x = F.conv2d(x, taps.reshape(1, 1, 1, 5).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(x, taps.reshape(1, 1, 5, 1).repeat(channels, 1, 1, 1), groups=channels)
+    return separable_filtering(x, [taps, taps], mode="replicate")
 
 
 def _reduce(x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +77,7 @@ def _reduce(x: torch.Tensor) -> torch.Tensor:
 
     Replicate padding rather than reflect so that levels down to 1 px still work.
     """
-    return _binomial_filter(F.pad(x, [2, 2, 2, 2], mode="replicate"))[..., ::2, ::2]
+    return _binomial_filter(x)[..., ::2, ::2]
 
 
 def _expand(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -90,8 +89,9 @@ def _expand(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     n, c, h, w = x.shape
     upsampled = x.new_zeros(n, c, 2 * h + 4, 2 * w + 4)
     upsampled[..., ::2, ::2] = F.pad(x, [1, 1, 1, 1], mode="replicate")
-    # The filter's output i is centred on upsampled[i + 2], so output 2k lands on sample k of x.
-    return _binomial_filter(upsampled, gain=2.0)[..., : size[0], : size[1]]
+    # Output 2k + 2 is centred on sample k of x; its 5-tap window stays inside the canvas, so the filter's own
+    # border padding never reaches the kept crop.
+    return _binomial_filter(upsampled, gain=2.0)[..., 2 : 2 + size[0], 2 : 2 + size[1]]
 
 
 def _laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
