@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 class AtomicDiskSaver(BaseSaveHandler):
     """Ignite save handler that writes each checkpoint to a temporary file beside it and renames it into place.
 
-    Unlike Ignite's ``DiskSaver(atomic=True)`` the file keeps the normal permissions of a new file (0666 less
-    the umask) rather than the owner-only mode of a temporary file, so a shared model folder stays readable.
+    Ignite's ``DiskSaver(atomic=True)`` also renames a temporary file into place, then adds group and other read
+    to the temporary file's owner-only mode: 0644 whatever the umask, so a group-writable team folder (umask 002)
+    gets files its group cannot replace. Here the file gets the mode of any new file, 0666 less the umask.
     With a fixed ``filename`` (e.g. ``model.pt``) every save replaces that one file, and the rename itself
     retires the previous version: ``remove`` then does nothing, so no moment exists without a complete file.
     """
