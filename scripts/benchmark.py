@@ -12,7 +12,7 @@ Sections (``--sections`` picks; all by default), each printed as a table of medi
   configurations (time only; their quality would need training).
 - ``latlrr``: the LatLRR decomposition of a pair: FFT (used), direct 31x31 convolution, explicit unfold/fold.
 - ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once.
-- ``metrics``: the batched torch fusion metrics against the numpy/scipy reference (``metrics/reference.py``);
+- ``metrics``: the batched torch fusion metrics against the numpy/scipy reference (``tests/oracles.py``);
   the script exits with status 1 if any value disagrees by more than 1 %.
 - ``training``: reconstruction training steps (task + MSE/SSIM loss + Adam) per second.
 - ``quality`` (only with ``--quality-pairs N``): Qabf / VIF of the fast configuration against the paper's on the
@@ -54,7 +54,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmif_monai.decomposition.projection import decompose_explicit
 from mmif_monai.engines.tasks import ReconstructionTask
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
@@ -67,10 +66,12 @@ from mmif_monai.metrics import (
     load_grey,
     stretch_to_uint8_range,
 )
-from mmif_monai.metrics.reference import reference_metrics
 from mmif_monai.networks import DenseFuse, MMIFNet
 from mmif_monai.networks.blocks import fold_batch_norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the oracles the tests use
 from mmif_monai.networks.pretrained import load_mmif_net
+from oracles import decompose_explicit, reference_metrics  # noqa: E402
 
 SECTIONS = ("matmul", "inference", "latlrr", "volume", "metrics", "training", "quality")
 METRICS_TOLERANCE = 0.01

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from mmif_monai.decomposition import LatLRRDecomposition, decompose_explicit
+from mmif_monai.decomposition import LatLRRDecomposition
 from mmif_monai.networks import MMIFNet, MultiScaleLayer
 from mmif_monai.networks.blocks import fold_batch_norm
+from oracles import decompose_explicit
 
 
 def _trained_looking(net: nn.Module, seed: int = 0) -> nn.Module:

@@ -30,7 +30,6 @@ from mmif_monai.io.paths import BUNDLE_DIR
 __all__ = [
     "DEFAULT_PATCH_SIZE",
     "LatLRRDecomposition",
-    "decompose_explicit",
     "default_projection_path",
     "load_projection",
 ]
@@ -137,33 +136,6 @@ class LatLRRDecomposition(nn.Module):
         spectrum = torch.fft.rfft2(planes, s=size) * torch.fft.rfft2(self.kernel(dtype), s=size).conj()
         salient = torch.fft.irfft2(spectrum, s=size)[..., :h, :w].reshape(n, c, h, w).to(x.dtype)
         return x - salient, salient
-
-
-def decompose_explicit(x: torch.Tensor, projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference decomposition done literally: unfold every stride-1 patch, project, fold, average.
-
-    Uses the same reflect padding as :class:`LatLRRDecomposition`; about 68 times slower for 16x16 patches,
-    kept to verify the convolution form.
-
-    Args:
-        x: ``(N, C, H, W)`` images with ``H, W >= patch_size``.
-        projection: ``(patch_size**2, patch_size**2)`` projection.
-
-    Returns:
-        ``(low_rank, salient)``, both shaped like ``x``.
-    """
-    p = _check_projection(projection)
-    n, c, h, w = x.shape
-    if h < p or w < p:
-        raise ValueError(f"LatLRR decomposition needs H and W of at least {p} px, got {h}x{w}")
-    pad = p - 1
-    planes = F.pad(x.reshape(n * c, 1, h, w), [pad, pad, pad, pad], mode="reflect")
-    padded_size = (h + 2 * pad, w + 2 * pad)
-    patches = F.unfold(planes, kernel_size=p)
-    summed = F.fold(projection.to(x.dtype) @ patches, padded_size, kernel_size=p)
-    counts = F.fold(torch.ones_like(patches), padded_size, kernel_size=p)
-    salient = (summed / counts)[..., pad : pad + h, pad : pad + w].reshape(n, c, h, w)
-    return x - salient, salient
 
 
 def default_projection_path() -> Path:

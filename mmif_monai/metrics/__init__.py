@@ -15,7 +15,6 @@ from mmif_monai.metrics.functional import ag, cc, en, mi, psnr, qabf, scd, sd, s
 from mmif_monai.metrics.fusion_metric import FusionKeyMetric, FusionMetric
 from mmif_monai.metrics.protocol import LUMA_WEIGHTS, stretch_to_uint8_range, to_uint8_grey
 from mmif_monai.metrics.report import (
-    apply_reporting_transform,
     evaluate_folders,
     image_files,
     image_names,
@@ -25,7 +24,6 @@ from mmif_monai.metrics.report import (
     summarise,
     write_csv,
     write_evaluation,
-    write_markdown,
 )
 from mmif_monai.metrics.statistics import (
     PairedDifference,
@@ -66,8 +64,6 @@ __all__ = [
     "summarise",
     "write_csv",
     "markdown_table",
-    "write_markdown",
     "write_evaluation",
     "plot_results",
-    "apply_reporting_transform",
 ]

@@ -35,11 +35,9 @@ __all__ = [
     "summarise",
     "write_csv",
     "markdown_table",
-    "write_markdown",
     "check_reference",
     "write_evaluation",
     "plot_results",
-    "apply_reporting_transform",
 ]
 
 Results = Mapping[str, Mapping[str, Sequence[float]]]
@@ -264,11 +262,6 @@ def markdown_table(results: Results, ssim_protocol: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(results: Results, path: str | Path, ssim_protocol: str) -> None:
-    """Write :func:`markdown_table` to ``path``."""
-    Path(path).write_text(markdown_table(results, ssim_protocol))
-
-
 def plot_results(results: Results, path: str | Path) -> None:
     """PNG bar plot of mean ± std, one panel per metric and one bar per method."""
     # Imported here so that importing the metrics (e.g. in a training process) does not load matplotlib; the
@@ -338,25 +331,3 @@ def write_evaluation(
         paths[3].write_text(paired)
         table += "\n" + paired
     return table, paths
-
-
-def apply_reporting_transform(
-    table: Mapping[str, float], coefficients: Mapping[str, tuple[float, float]]
-) -> dict[str, float]:
-    """A *reporting view* of a results table: ``y = k * x + b`` per metric, as the seed paper presents its table.
-
-    Not a metric: the MMIF paper (Liu et al. 2025, Table 1) reports metric values through a per-task linear map
-    ``y = k * x + b``. Its coefficients are not part of this project; supply them yourself from the paper.
-    Metrics without coefficients are copied unchanged; label the transformed table as such wherever it is shown.
-
-    Args:
-        table: metric -> value (e.g. the means of :func:`summarise` for one method).
-        coefficients: metric -> (k, b).
-
-    Raises:
-        ValueError: if ``coefficients`` names a metric the table does not have.
-    """
-    unknown = sorted(set(coefficients) - set(table))
-    if unknown:
-        raise ValueError(f"coefficients for metrics not in the table: {unknown}")
-    return {m: coefficients[m][0] * v + coefficients[m][1] if m in coefficients else v for m, v in table.items()}

@@ -1,9 +1,13 @@
-"""Straightforward numpy/scipy versions of the fusion metrics, one image at a time.
+"""Test oracles: plain restatements of what the library computes fast, for the tests and ``scripts/benchmark.py``.
 
-They restate the definitions of :mod:`mmif_monai.metrics.batched` the way fusion evaluation code usually writes
-them (2D ``scipy.signal.convolve2d``, ``numpy.histogram2d``, scikit-image's SSIM), independently of the torch
-code, so that tests and the metrics section of ``scripts/benchmark.py`` can check the vectorised versions against
-them and time the difference. Not part of the evaluation path.
+* :func:`reference_metrics`: numpy/scipy versions of the fusion metrics, one image at a time. They restate the
+  definitions of :mod:`mmif_monai.metrics.batched` the way fusion evaluation code usually writes them (2D
+  ``scipy.signal.convolve2d``, ``numpy.histogram2d``, scikit-image's SSIM), independently of the torch code, so that
+  the vectorised versions can be checked against them and the difference timed.
+* :func:`decompose_explicit`: the LatLRR decomposition done literally (unfold, project, fold), against which
+  :class:`mmif_monai.decomposition.LatLRRDecomposition`'s convolution form is checked.
+
+Not part of the product.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.signal import convolve2d
 from skimage.metrics import structural_similarity
 
 from mmif_monai.metrics.batched import SSIM_PROTOCOLS
 
-__all__ = ["REFERENCE_METRICS", "reference_metrics"]
+__all__ = ["REFERENCE_METRICS", "reference_metrics", "decompose_explicit"]
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
@@ -182,3 +188,30 @@ def reference_metrics(
         else:
             results[name] = fn(f, a, b)
     return results
+
+
+def decompose_explicit(x: torch.Tensor, projection: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference decomposition done literally: unfold every stride-1 patch, project, fold, average.
+
+    Uses the same reflect padding as :class:`LatLRRDecomposition`; about 68 times slower for 16x16 patches,
+    the oracle that the convolution form is checked against.
+
+    Args:
+        x: ``(N, C, H, W)`` images with ``H, W >= patch_size``.
+        projection: ``(patch_size**2, patch_size**2)`` projection.
+
+    Returns:
+        ``(low_rank, salient)``, both shaped like ``x``.
+    """
+    p = math.isqrt(projection.shape[0])
+    n, c, h, w = x.shape
+    if h < p or w < p:
+        raise ValueError(f"LatLRR decomposition needs H and W of at least {p} px, got {h}x{w}")
+    pad = p - 1
+    planes = F.pad(x.reshape(n * c, 1, h, w), [pad, pad, pad, pad], mode="reflect")
+    padded_size = (h + 2 * pad, w + 2 * pad)
+    patches = F.unfold(planes, kernel_size=p)
+    summed = F.fold(projection.to(x.dtype) @ patches, padded_size, kernel_size=p)
+    counts = F.fold(torch.ones_like(patches), padded_size, kernel_size=p)
+    salient = (summed / counts)[..., pad : pad + h, pad : pad + w].reshape(n, c, h, w)
+    return x - salient, salient
