@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import wilcoxon
+from scipy.stats import bootstrap, wilcoxon
 
 from mmif_monai.metrics.batched import METRIC_NAMES
 
@@ -67,12 +67,14 @@ def paired_difference(
     n = differences.size
     if n == 0:
         return PairedDifference(math.nan, math.nan, math.nan, math.nan, 0)
-    rng = np.random.default_rng(seed)
-    means = np.concatenate([
-        differences[rng.integers(0, n, size=(min(_BOOTSTRAP_CHUNK, resamples - start), n))].mean(axis=1)
-        for start in range(0, resamples, _BOOTSTRAP_CHUNK)
-    ])  # fmt: skip
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    if n == 1:
+        low = high = float(differences[0])  # one image: every resample is that image
+    else:
+        interval = bootstrap(
+            (differences,), np.mean, confidence_level=confidence, n_resamples=resamples, batch=_BOOTSTRAP_CHUNK,
+            method="percentile", rng=np.random.default_rng(seed),
+        ).confidence_interval  # fmt: skip
+        low, high = interval.low, interval.high
     if np.all(differences == 0):
         p_value = 1.0  # the test drops zero differences and has nothing left
     else:
