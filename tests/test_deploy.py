@@ -165,3 +165,15 @@ def test_map_requirements_pin_what_pyproject_pins():
         assert requirement.name.lower() in pinned, f"{line}: not a dependency in pyproject.toml"
         expected = pinned[requirement.name.lower()]
         assert requirement.specifier == expected, f"{line}: pyproject.toml pins {expected}"
+
+
+def test_monai_imported_through_mmif_monai_leaves_the_deploy_sdk_unloaded_until_asked_for():
+    # MONAI's __init__ imports every subpackage of its namespace, the installed SDK's monai.deploy included
+    probe = (
+        "import sys, mmif_monai, monai, monai.networks;"
+        "print('holoscan' in sys.modules, 'monai.deploy' in sys.modules);"
+        "import mmif_monai.deploy.operators;"
+        "print('holoscan' in sys.modules, sys.modules['monai.deploy'].__path__ != [])"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False", "False", "True", "True"]
