@@ -12,6 +12,8 @@ Sections (``--sections`` picks; all by default), each printed as a table of medi
   configurations (time only; their quality would need training).
 - ``latlrr``: the LatLRR decomposition of a pair: FFT (used), direct 31x31 convolution, explicit unfold/fold.
 - ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once.
+- ``startup``: ``mmif fuse`` of one shipped 2D sample pair in a fresh process, against a process that only runs
+  ``import torch``, interleaved.
 - ``metrics``: the batched torch fusion metrics against the numpy/scipy reference (``tests/oracles.py``);
   the script exits with status 1 if any value disagrees by more than 1 %.
 - ``training``: reconstruction training steps (task + MSE/SSIM loss + Adam) per second.
@@ -39,6 +41,7 @@ import gc
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,7 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the or
 from mmif_monai.networks.pretrained import load_mmif_net
 from oracles import decompose_explicit, reference_metrics  # noqa: E402
 
-SECTIONS = ("matmul", "inference", "latlrr", "volume", "metrics", "training", "quality")
+SECTIONS = ("matmul", "inference", "latlrr", "volume", "startup", "metrics", "training", "quality")
 METRICS_TOLERANCE = 0.01
 #: the faster configuration that the shipped weights can run: the same network without the LatLRR split
 FAST_CONFIG: dict[str, Any] = {"decompose": False}
@@ -454,6 +457,30 @@ def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table
     return [table]
 
 
+def measure_startup(args: argparse.Namespace, device: torch.device) -> list[Table]:
+    from mmif_monai.io.paths import SAMPLES_DIR
+
+    anatomical, functional = (
+        SAMPLES_DIR / "mri_pet" / "MRI" / "30061.png",
+        SAMPLES_DIR / "mri_pet" / "PET" / "30061.png",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        fuse = [sys.executable, "-m", "mmif_monai.cli.main", "fuse", "--anatomical", str(anatomical),
+                "--functional", str(functional), "-o", str(Path(tmp) / "fused.png"), "--overwrite",
+                "--device", str(device)]  # fmt: skip
+        commands = {"python -c 'import torch'": [sys.executable, "-c", "import torch"], "mmif fuse (one 2D pair)": fuse}
+        calls: dict[str, Callable[[], object]] = {
+            name: partial(subprocess.run, command, check=True, capture_output=True)
+            for name, command in commands.items()
+        }
+        times = time_interleaved(calls, args.warmup, args.repeats, lambda: None)
+    reference = times["python -c 'import torch'"]
+    table = Table("start-up: fresh processes, interleaved", ["command", "median s", "x import torch"])
+    for name, laps in times.items():
+        table.add(name, fmt(statistics.median(laps)), fmt(median_ratio(laps, reference)))
+    return [table]
+
+
 # ---- metrics: the batched torch path against the numpy/scipy reference
 
 Triplet = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -696,6 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit(measure_latlrr(args, device))
     if "volume" in args.sections:
         emit(measure_volume(args, device))
+    if "startup" in args.sections:
+        emit(measure_startup(args, device))
     if "metrics" in args.sections:
         metric_tables, worst = measure_metrics(args, device)
         emit(metric_tables)

@@ -55,6 +55,9 @@ def test_benchmark_prints_every_section_with_its_rows(tmp_path):
     # DenseFuse is the reference of its own group, so its ratio column reads exactly 1
     assert all(r[-6] == "1.00" for r in inference if r[0] == "DenseFuse")
 
+    startup = _rows(out, "start-up")
+    assert [" ".join(r[:-2]) for r in startup] == ["python -c 'import torch'", "mmif fuse (one 2D pair)"]
+    assert startup[0][-1] == "1.00"  # the reference of its own table
     assert [" ".join(r[:-3]) for r in _rows(out, "LatLRR")] == [
         "FFT (used)", "direct 31x31 convolution", "explicit unfold/project/fold"
     ]  # fmt: skip
