@@ -127,6 +127,8 @@ class DenseBlock(nn.Module):
     """DenseFuse's dense block: each 3x3 conv sees the concatenation of the input and all earlier outputs.
 
     Output channels: ``in_channels + layers * growth`` (16 + 3 * 16 = 64 in DenseFuse and MMIF-Net).
+    Not MONAI's ``DenseBlock``: it does the same concatenation but names its children ``layers0, layers1, ...``,
+    while the shipped weights and the DenseFuse converter's key map use ``layers.0, layers.1, ...``.
     """
 
     def __init__(self, in_channels: int = 16, growth: int = 16, layers: int = 3) -> None:
