@@ -1,5 +1,6 @@
 """The `mmif` command end to end on the shipped sample pairs."""
 
+import re
 import subprocess
 import sys
 
@@ -48,7 +49,7 @@ def test_classical_methods_through_the_cli(tmp_path, method):
     assert np.abs(np.asarray(Image.open(out), dtype=float) - expected).max() <= 1.0
 
 
-def test_pairs_mode_keeps_names(tmp_path):
+def test_pairs_mode_keeps_names_and_ends_with_a_summary_line(tmp_path, capsys):
     assert (
         main(
             ["fuse", "--method", "average", "--pairs", str(PET / "MRI"), str(PET / "PET"), "-o", str(tmp_path / "out")]
@@ -56,6 +57,9 @@ def test_pairs_mode_keeps_names(tmp_path):
         == 0
     )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["30061.png", "30075.png"]
+    # captured output is not a terminal: no progress bar, but the summary is still the last line
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"fused 2 pairs in [0-9.]+ s \([0-9.]+ pairs/s\)", last_line), last_line
 
 
 def test_existing_output_needs_overwrite(tmp_path, capsys):
