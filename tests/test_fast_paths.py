@@ -77,3 +77,55 @@ def test_fft_decomposition_of_half_precision_is_computed_in_float32():
     assert low_rank.dtype == salient.dtype == torch.bfloat16
     # bfloat16 keeps 8 bits of mantissa: the error is the rounding of input and output, not of the FFT
     torch.testing.assert_close(salient.float(), decompose_explicit(x, projection)[1], atol=0.05, rtol=0.02)
+
+
+def test_every_entry_point_fuses_with_the_inference_form_and_it_equals_the_plain_network():
+    # the shipped weights on a real sample pair: the form `mmif fuse`, the volume job and the Deploy app run
+    from mmif_monai.fusion.methods import load_fusion_method
+    from mmif_monai.io.images import read_slice
+    from mmif_monai.io.paths import SAMPLES_DIR
+    from mmif_monai.networks.inference import InferenceNetwork
+    from mmif_monai.networks.pretrained import load_mmif_net
+
+    fuse, _ = load_fusion_method("mmif-net")
+    plain = load_mmif_net().network
+    assert isinstance(fuse, InferenceNetwork) and fuse.source_parameters == sum(p.numel() for p in plain.parameters())
+    anatomical = read_slice(SAMPLES_DIR / "mri_ct" / "MRI" / "37010.png")[None]
+    functional = read_slice(SAMPLES_DIR / "mri_ct" / "CT" / "37010.png")[None]
+    with torch.no_grad():
+        expected = plain(anatomical, functional)
+    got = fuse(anatomical, functional)
+    # stated tolerance: a 2x2 unpooling window whose maximum is a rounding-level tie may pick the neighbour
+    # (test above), so almost every pixel agrees to 1e-4 and none is off by more than 1/255
+    difference = (got - expected).abs()
+    assert float((difference > 1e-4).float().mean()) < 0.01 and float(difference.max()) < 1 / 255
+    assert not got.requires_grad and not any(p.requires_grad for p in fuse.parameters())
+    with pytest.raises(RuntimeError, match="cannot train"):
+        fuse.train()
+
+
+def test_the_bundle_inferer_prepares_an_eval_network_once_and_again_after_its_weights_change():
+    from mmif_monai.fusion.inferer import FusionInferer
+    from mmif_monai.fusion.pipeline import fuse_batch
+    from mmif_monai.io.images import read_slice
+    from mmif_monai.io.paths import SAMPLES_DIR
+    from mmif_monai.networks.pretrained import load_mmif_net
+
+    net = load_mmif_net().network.eval()
+    pair = SAMPLES_DIR / "mri_ct"
+    inputs = torch.cat([read_slice(pair / "MRI" / "37010.png"), read_slice(pair / "CT" / "37010.png")])[None]
+    inferer = FusionInferer()
+    first = inferer(inputs, net)
+    prepared = inferer._prepared
+    torch.testing.assert_close(inferer(inputs, net), first)
+    assert inferer._prepared is prepared  # the same weights: not prepared again
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.1)  # as an optimiser step or a checkpoint load changes them in place
+    got = inferer(inputs, net)
+    assert inferer._prepared is not prepared
+    # the new weights' fusion, to the tolerance of the test above, not the old one's
+    difference = (got - fuse_batch(net, inputs[:, :1], inputs[:, 1:])).abs()
+    assert float((difference > 1e-4).float().mean()) < 0.01 and float(difference.max()) < 1 / 255
+    assert float((got - first).abs().max()) > 10 / 255
+    assert inferer._inference_form(net.train()) is net  # in training mode the network runs as it is

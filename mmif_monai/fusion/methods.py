@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from mmif_monai.fusion.classical import CLASSICAL_METHODS, max_fusion
 from mmif_monai.fusion.pipeline import FuseFn
+from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.mmif_net import MMIFNet
 from mmif_monai.networks.pretrained import load_mmif_net
 
@@ -32,7 +34,7 @@ def available_methods() -> list[str]:
     return [NETWORK_METHOD, *CLASSICAL_METHODS]
 
 
-def autoencoded_max(network: MMIFNet) -> FuseFn:
+def autoencoded_max(network: nn.Module) -> FuseFn:
     """Pixel-max fusion reconstructed by ``network``'s encoder and decoder: what they keep of the max image.
 
     The fusion loss trains FA towards max intensity and max gradient; this shows how much of that target's scores
@@ -85,15 +87,19 @@ def load_fusion_method(
 ) -> tuple[FuseFn, str]:
     """The fusion callable for ``name`` and a one-line description of what it is (weights included).
 
+    A network comes in its inference form (:func:`~mmif_monai.networks.inference.prepare_for_inference`: batch
+    norm folded, channels-last, no autograd), which every entry point runs.
+
     Besides :func:`available_methods`, ``name`` may be the diagnostic :data:`AUTOENCODED_MAX`.
     """
     if name in WEIGHTED_METHODS:
         loaded = load_mmif_net(weights, device=device)
         if loaded.trained:
             check_weights_fuse(loaded.weights, loaded.network)
+        network = prepare_for_inference(loaded.network)
         if name == NETWORK_METHOD:
-            return loaded.network, loaded.description
-        return autoencoded_max(loaded.network), f"pixel-max fusion reconstructed by {loaded.description}"
+            return network, loaded.description
+        return autoencoded_max(network), f"pixel-max fusion reconstructed by {loaded.description}"
     if weights is not None:
         raise ValueError(
             f"--weights applies to {', '.join(WEIGHTED_METHODS)} only, not to the classical method {name!r}"
