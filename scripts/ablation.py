@@ -1,7 +1,7 @@
 """MMIF-Net's ablation (MSL, SA, FA: the paper's Table 4) and a λ sweep on the validation split.
 
 Trains every variant through the bundle under one budget, fuses and scores the validation split, and writes
-``docs/ablation.md`` (library: ``mmif_monai.comparison.ablation``). Interrupted runs continue where they
+``docs/ablation.md`` (library: ``mmif_monai.studies.ablation``). Interrupted runs continue where they
 stopped: finished trainings and fused images in ``--out`` are reused. ``--seeds 0 1 2`` trains every variant
 once per seed and adds the spread over seeds to the tables. The tables in docs came from
 
@@ -16,11 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from mmif_monai.comparison.ablation import LAMBDA_SWEEP, AblationSettings, run_ablation
-from mmif_monai.comparison.training import TrainingBudget
 from mmif_monai.errors import report_user_errors
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
+from mmif_monai.studies.ablation import LAMBDA_SWEEP, AblationSettings, run_ablation
+from mmif_monai.studies.training import TrainingBudget
 
 
 def main() -> None:

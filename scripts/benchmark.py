@@ -7,11 +7,13 @@ Sections (``--sections`` picks; all by default), each printed as a table of medi
   :class:`mmif_monai.networks.DenseFuse` at each ``--batch-sizes``, timed interleaved in this process so that
   the ratio holds while the machine's load changes; parameters, GFLOP per pair (convolutions and matrix
   products, ``torch.utils.flop_counter``), the floor = FLOPs / matmul rate, and peak memory. ``eager`` is the
-  network as shipped; ``optimised`` folds batch norm into the convolutions and runs channels-last (plus
-  ``--compile``, ``--dtype``, ``--cuda-graphs`` when asked). ``--sketches`` adds untrained faster
+  network as trained; ``optimised`` is its inference form, the one every entry point runs
+  (``prepare_for_inference``: batch norm folded into the convolutions, channels-last), plus ``--compile``,
+  ``--dtype``, ``--cuda-graphs`` when asked. ``--sketches`` adds untrained faster
   configurations (time only; their quality would need training).
 - ``latlrr``: the LatLRR decomposition of a pair: FFT (used), direct 31x31 convolution, explicit unfold/fold.
-- ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once.
+- ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once, with MMIF-Net and
+  with ``average`` (the cost of everything but the network).
 - ``startup``: ``mmif fuse`` of one shipped 2D sample pair in a fresh process, against a process that only runs
   ``import torch``, interleaved.
 - ``metrics``: the batched torch fusion metrics against the numpy/scipy reference (``tests/oracles.py``);
@@ -20,10 +22,8 @@ Sections (``--sections`` picks; all by default), each printed as a table of medi
 - ``quality`` (only with ``--quality-pairs N``): Qabf / VIF of the fast configuration against the paper's on the
   first N validation pairs of each type, same shipped weights.
 
-Peak memory: on the CPU, the rise of the process's resident-set high-water mark (``VmHWM``, reset through
-``/proc/self/clear_refs`` after returning freed heap to the system with ``malloc_trim``) over the resident set
-before the call, so it counts every page the call touched, whatever allocated it; on CUDA, torch's allocator
-peak above what was allocated before. Results and the machine they came from: ``docs/benchmarks.md``.
+Peak memory: as :func:`mmif_monai.studies.timing.peak_memory_mib` measures it. Results and the machine they came
+from: ``docs/benchmarks.md``.
 
     python scripts/benchmark.py                                    # everything, CPU
     OMP_WAIT_POLICY=passive python scripts/benchmark.py --threads 2 # on a machine shared with other jobs
@@ -35,18 +35,14 @@ peak above what was allocated before. Results and the machine they came from: ``
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -55,11 +51,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from mmif_monai.engines.tasks import ReconstructionTask
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
-from mmif_monai.io.paths import DEFAULT_DATASET_DIR
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.losses import ReconstructionLoss
 from mmif_monai.metrics import (
     METRIC_NAMES,
@@ -70,10 +65,24 @@ from mmif_monai.metrics import (
     stretch_to_uint8_range,
 )
 from mmif_monai.networks import DenseFuse, MMIFNet
-from mmif_monai.networks.blocks import fold_batch_norm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the oracles the tests use
+from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.pretrained import load_mmif_net
+from mmif_monai.studies.documents import machine_description
+from mmif_monai.studies.fusions import stage_sources
+from mmif_monai.studies.tables import Table
+from mmif_monai.studies.tables import format_number as fmt
+from mmif_monai.studies.timing import (
+    available_memory_mib,
+    gflop_per_call,
+    median_ratio,
+    parameter_count,
+    peak_memory_mib,
+    synchronizer,
+    time_interleaved,
+)
+
+# the numpy/scipy oracles the tests check the library against live with the tests, not in the package
+sys.path.insert(0, str(REPO_ROOT / "tests"))
 from oracles import decompose_explicit, reference_metrics  # noqa: E402
 
 SECTIONS = ("matmul", "inference", "latlrr", "volume", "startup", "metrics", "training", "quality")
@@ -88,155 +97,7 @@ SKETCHES: dict[str, dict[str, Any]] = {
 }
 
 
-# ----------------------------------------------------------------------------------------------- tables
-
-
-@dataclass
-class Table:
-    """A titled table of already formatted cells, printed as text and as Markdown."""
-
-    title: str
-    columns: Sequence[str]
-    rows: list[list[str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, *cells: object) -> None:
-        self.rows.append([str(c) for c in cells])
-
-    def text(self) -> str:
-        widths = [max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(self.columns)]
-
-        def line(cells: Sequence[str]) -> str:  # first column left-aligned, numbers right-aligned
-            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-        out = [f"== {self.title}", line(self.columns), "-" * (sum(widths) + 2 * (len(widths) - 1))]
-        out += [line(r) for r in self.rows] + [f"   {n}" for n in self.notes]
-        return "\n".join(out)
-
-    def markdown(self) -> str:
-        out = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
-        out += ["| " + " | ".join(r) + " |" for r in self.rows]
-        return "\n".join(out + [""] + [f"- {n}" for n in self.notes] + [""])
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits (no exponent for ordinary magnitudes); ``n/a`` for None."""
-    if value is None:
-        return "n/a"
-    if value == 0 or 1e-3 <= abs(value) < 1e7:
-        decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(value))))) if value else 0
-        return f"{value:,.{decimals}f}"
-    return f"{value:.{digits - 1}e}"
-
-
-# ------------------------------------------------------------------------------------------ measurement
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """A function that waits for ``device`` (CUDA runs asynchronously; a timer must wait for it)."""
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def time_interleaved(
-    calls: dict[str, Callable[[], object]], warmup: int, repeats: int, sync: Callable[[], None]
-) -> dict[str, list[float]]:
-    """Wall times (s) of each call, the calls run round-robin so that a change of machine load hits all alike."""
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    sync()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def median_ratio(times: Sequence[float], reference: Sequence[float]) -> float:
-    """Median over rounds of the per-round time ratio: robust to load that changes between rounds."""
-    return statistics.median(t / r for t, r in zip(times, reference))
-
-
-def _proc_status_kib(key: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise OSError(f"/proc/self/status: no {key}")
-
-
-def _return_free_heap() -> None:
-    """Give freed heap pages back to the system (glibc), so the next peak is not hidden by reused pages."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def peak_memory_mib(fn: Callable[[], object], device: torch.device) -> float | None:
-    """Peak memory (MiB) that one call of ``fn`` adds (see the module docstring); None where unmeasurable."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    try:
-        _return_free_heap()
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # reset VmHWM to the current resident set
-        base = _proc_status_kib("VmRSS")
-        fn()
-        return (_proc_status_kib("VmHWM") - base) / 1024
-    except OSError:
-        return None
-
-
-def available_memory_mib(device: torch.device) -> float | None:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info()
-        return free / 2**20
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def gflop_per_call(fn: Callable[[], object]) -> float:
-    """GFLOP of convolutions and matrix products in one call (element-wise work is not counted)."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops() / 1e9
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 # --------------------------------------------------------------------------------------------- sections
-
-
-def machine_description(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    text = (
-        f"CPU {cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, {torch.get_num_threads()} torch "
-        f"threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
-    )
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
 
 
 @dataclass
@@ -251,7 +112,7 @@ class Matmul:
 def measure_matmul(args: argparse.Namespace, device: torch.device) -> tuple[Table, Matmul]:
     """float32 (and ``--dtype``) GFLOP/s of an n x n matmul; returns the table and the float32 product."""
     n = args.matmul_size or (8192 if device.type == "cuda" else 2048)
-    table = Table("matmul rate (the ceiling)", ["operation", "GFLOP/s", "ms"])
+    table = Table(["operation", "GFLOP/s", "ms"], title="matmul rate (the ceiling)")
     products = {}
     dtypes = [torch.float32] + ([args.torch_dtype] if args.torch_dtype != torch.float32 else [])
     for dtype in dtypes:
@@ -274,10 +135,9 @@ def _pairs(batch: int, size: int, device: torch.device, dtype: torch.dtype, chan
 
 
 def optimise(network: nn.Module, args: argparse.Namespace, device: torch.device) -> nn.Module:
-    """The inference form: batch norm folded, channels-last, ``--dtype``, optionally ``torch.compile``."""
-    network = fold_batch_norm(network).to(device=device, dtype=args.torch_dtype)
-    if args.channels_last:
-        network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # its overloads omit memory_format
+    """The inference form every entry point runs (:func:`prepare_for_inference`: batch norm folded,
+    channels-last), in ``--dtype``, optionally ``torch.compile``-d."""
+    network = prepare_for_inference(network).to(device=device, dtype=args.torch_dtype)
     if args.compile:
         network = cast(nn.Module, torch.compile(network, mode=args.compile_mode))  # an OptimizedModule
     return network
@@ -345,7 +205,7 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
     columns = ["model", "variant", "batch", "ms/pair", "pairs/s", "x DenseFuse", "params", "GFLOP/pair",
                "floor ms", "floor/time", "peak MiB"]  # fmt: skip
     for batch in args.batch_sizes:
-        table = Table(f"inference, {args.size}x{args.size} pairs on {device.type}, batch {batch}", columns)
+        table = Table(columns, title=f"inference, {args.size}x{args.size} pairs on {device.type}, batch {batch}")
         table.notes += [
             "x DenseFuse: median over interleaved rounds of time / DenseFuse's time, same variant and batch",
             "floor = GFLOP / float32 matmul rate, the matmul timed in the same rounds; floor/time = share of that "
@@ -357,7 +217,7 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
                 table.notes.append(f"eager rows skipped at batch {batch} (> --eager-max-batch {args.eager_max_batch})")
                 continue
             inputs = _pairs(batch, args.size, device, args.torch_dtype if variant_optimised else torch.float32,
-                            variant_optimised and args.channels_last)  # fmt: skip
+                            variant_optimised)  # fmt: skip
             runnable, peaks = {}, {}
             for c in group:
                 available = available_memory_mib(device)
@@ -426,8 +286,8 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
             "explicit unfold/project/fold": 0.0,
         }
         times = time_interleaved(calls, args.warmup, args.repeats, synchronizer(device))
-    table = Table(f"LatLRR decomposition of one {args.size}x{args.size} pair (both sources)",
-                  ["method", "ms/pair", "x FFT", "max abs error vs explicit"])  # fmt: skip
+    table = Table(["method", "ms/pair", "x FFT", "max abs error vs explicit"],
+                  title=f"LatLRR decomposition of one {args.size}x{args.size} pair (both sources)")  # fmt: skip
     for name in calls:
         table.add(name, fmt(statistics.median(times[name]) * 1e3), fmt(median_ratio(times[name], times["FFT (used)"])),
                   f"{errors[name]:.1e}")  # fmt: skip
@@ -439,8 +299,8 @@ def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table
     from mmif_monai.phantoms import write_phantom_nifti
 
     steps = ("load", "normalise", "align", "model", "fuse", "write")
-    table = Table("3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run",
-                  ["method", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice"])  # fmt: skip
+    table = Table(["method", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice"],
+                  title="3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run")  # fmt: skip
     shape = tuple(args.volume_shape)
     with tempfile.TemporaryDirectory() as tmp:
         phantom = write_phantom_nifti(Path(tmp) / "phantom", shape=shape)
@@ -451,8 +311,8 @@ def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table
             laps = [f"{result.timings[s].wall:.2f}" if s in result.timings else "n/a" for s in steps]
             table.add(method, "x".join(map(str, shape)), fmt(seconds), *laps, fmt(seconds / result.count * 1e3))
     table.notes.append(
-        "the job loads MMIF-Net as shipped (eager; no batch-norm folding or channels-last); method=average is the "
-        "same job with a free fusion rule, i.e. the cost of everything but the network"
+        "the job fuses with MMIF-Net's inference form (batch norm folded, channels-last) on the joint foreground "
+        "only; method=average is the same job with a free fusion rule, i.e. the cost of everything but the network"
     )
     return [table]
 
@@ -475,7 +335,7 @@ def measure_startup(args: argparse.Namespace, device: torch.device) -> list[Tabl
         }
         times = time_interleaved(calls, args.warmup, args.repeats, lambda: None)
     reference = times["python -c 'import torch'"]
-    table = Table("start-up: fresh processes, interleaved", ["command", "median s", "x import torch"])
+    table = Table(["command", "median s", "x import torch"], title="start-up: fresh processes, interleaved")
     for name, laps in times.items():
         table.add(name, fmt(statistics.median(laps)), fmt(median_ratio(laps, reference)))
     return [table]
@@ -534,9 +394,10 @@ def measure_metrics(args: argparse.Namespace, device: torch.device) -> tuple[lis
 
     shape = "x".join(map(str, triplets[0][0].shape))
     table = Table(
-        f"metrics: {len(triplets)} triplets of {shape}, torch on {device.type} ({args.metrics_threads} thread(s)) "
-        f"vs numpy/scipy, batch {args.metrics_batch}, SSIM protocol {args.ssim_protocol}",
-        ["metric", "numpy ms", "torch ms", "speed-up", "max rel diff"],
+        title=f"metrics: {len(triplets)} triplets of {shape}, torch on {device.type} "
+        f"({args.metrics_threads} thread(s)) vs numpy/scipy, batch {args.metrics_batch}, "
+        f"SSIM protocol {args.ssim_protocol}",
+        columns=["metric", "numpy ms", "torch ms", "speed-up", "max rel diff"],
     )
     totals, worst = [0.0, 0.0], 0.0
     try:
@@ -587,9 +448,9 @@ def measure_training(args: argparse.Namespace, device: torch.device) -> list[Tab
         steps[name] = step
     times = time_interleaved(steps, args.warmup, args.repeats, synchronizer(device))
     table = Table(
-        f"training: reconstruction step (MSE + 10 (1 - SSIM), Adam), batch {args.train_batch} of "
+        title=f"training: reconstruction step (MSE + 10 (1 - SSIM), Adam), batch {args.train_batch} of "
         f"{args.train_crop}x{args.train_crop} crops",
-        ["model", "ms/step", "images/s", "x DenseFuse"],
+        columns=["model", "ms/step", "images/s", "x DenseFuse"],
     )
     for name in tasks:
         seconds = statistics.median(times[name])
@@ -612,14 +473,13 @@ class _Reconstruct(nn.Module):
 
 def measure_quality(args: argparse.Namespace, device: torch.device) -> list[Table]:
     """Qabf / VIF of the fast configuration and the paper's on validation pairs, same shipped weights."""
-    from mmif_monai.fusion.comparison import stage_sources
     from mmif_monai.jobs.slices import FileJob, fuse_files
     from mmif_monai.metrics.report import evaluate_folders
 
     _, validation = split_pairs(list_pairs(args.dataset_dir), DEFAULT_VALIDATION_CASES)
     configs = {"paper (decompose=True)": {}, "fast (decompose=False)": FAST_CONFIG}
-    table = Table(f"quality cost of the fast configuration (first {args.quality_pairs} validation pairs per type)",
-                  ["pair type", "configuration", "Qabf", "VIF"])  # fmt: skip
+    title = f"quality cost of the fast configuration (first {args.quality_pairs} validation pairs per type)"
+    table = Table(["pair type", "configuration", "Qabf", "VIF"], title=title)
     with tempfile.TemporaryDirectory() as tmp:
         for pair_type in PAIR_TYPES:
             pairs = [p for p in validation if p.pair_type == pair_type][: args.quality_pairs]
@@ -657,7 +517,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--eager-max-batch", type=int, default=8, help="largest batch also timed as shipped (eager)")
     g.add_argument("--memory-fraction", type=float, default=0.25,
                    help="skip a batch whose estimated peak exceeds this share of the available memory")  # fmt: skip
-    g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     g.add_argument("--compile", action="store_true", help="torch.compile the optimised networks")
     g.add_argument("--compile-mode", default="default", help="torch.compile mode, e.g. max-autotune")

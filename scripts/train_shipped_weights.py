@@ -3,7 +3,7 @@
 Stage 1 is the paper's autoencoder task (``train.json``), stage 2 fine-tunes FA alone with the fusion loss
 (``train_fusion.json``, its gradient term weighted by ``--fusion-gradient-weight``) from stage 1's last
 checkpoint; both run through ``python -m monai.bundle run training``
-(``mmif_monai.comparison.training.train_mmif_net``), keep their last checkpoint (validation is off, so nothing
+(``mmif_monai.studies.training.train_mmif_net``), keep their last checkpoint (validation is off, so nothing
 is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
 2's last checkpoint, what ``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, seconds,
 hardware) and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. The shipped weights came from
@@ -15,25 +15,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
-from mmif_monai.comparison.training import TrainingBudget, train_mmif_net, training_seconds
 from mmif_monai.errors import report_user_errors
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.images import atomic_output
-from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
+from mmif_monai.io.paths import BUNDLE_DIR, DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.networks.pretrained import read_weights
-
-
-def _hardware(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
-    processor = platform.processor() or platform.machine()
-    return f"{processor} CPU ({torch.get_num_threads()} threads), torch {torch.__version__}"
+from mmif_monai.studies.documents import machine_description
+from mmif_monai.studies.training import BundleInputs, BundleRun, TrainingBudget, train_mmif_net, training_seconds
 
 
 def main() -> None:
@@ -76,11 +69,15 @@ def _train(args: argparse.Namespace) -> None:
     )
     if not args.dataset_dir.is_dir():
         raise FileNotFoundError(f"{args.dataset_dir}: data set folder not found (--dataset-dir)")
+    inputs = BundleInputs(
+        args.dataset_dir, tuple(args.validation_cases), args.device, args.num_workers, cache=args.num_workers > 0
+    )
     final, seconds = train_mmif_net(
-        args.out / "autoencoder", args.out / "fusion", autoencoder, fusion, args.dataset_dir,
-        tuple(args.validation_cases), args.device, num_workers=args.num_workers, cache=args.num_workers > 0,
+        BundleRun([BUNDLE_DIR / "configs" / "train.json"], args.out / "autoencoder", autoencoder, inputs),
+        args.out / "fusion",
+        fusion,
         fusion_overrides={"gradient_weight": args.fusion_gradient_weight},
-    )  # fmt: skip
+    )
     with atomic_output(args.out / "model.pt") as tmp:
         torch.save(read_weights(final), tmp)
     digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()
@@ -91,7 +88,7 @@ def _train(args: argparse.Namespace) -> None:
         "final_checkpoint": final.name,
         "training_seconds": {stage: training_seconds(args.out / stage) for stage in ("autoencoder", "fusion")},
         "total_seconds": seconds,
-        "hardware": _hardware(args.device),
+        "hardware": machine_description(args.device),
         "num_workers": args.num_workers,
         "model_sha256": digest,
     }

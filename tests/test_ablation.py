@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmif_monai.comparison import TrainingBudget, ablation, bundle_command
-from mmif_monai.comparison.ablation import ABLATION_VARIANTS, AblationSettings, lambda_variants, run_ablation
 from mmif_monai.io.paths import REPO_ROOT, SAMPLES_DIR
+from mmif_monai.studies import ablation
+from mmif_monai.studies.ablation import ABLATION_VARIANTS, AblationSettings, lambda_variants, run_ablation
+from mmif_monai.studies.training import BundleInputs, BundleRun, TrainingBudget
 
 # trains every variant through the bundle: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
@@ -44,13 +45,8 @@ def test_variants_share_an_autoencoder_only_when_they_differ_in_fa_alone():
 
 
 def test_bundle_overrides_are_python_literals_the_bundle_reads():
-    command = bundle_command(
-        ["train.json"],
-        Path("ck"),
-        TINY,
-        SAMPLES_DIR,
-        overrides={"network_def#msl": False, "pretrained_file": Path("a b.pt")},
-    )
+    overrides = {"network_def#msl": False, "pretrained_file": Path("a b.pt")}
+    command = BundleRun(["train.json"], Path("ck"), TINY, BundleInputs(SAMPLES_DIR), overrides).command()
     assert command[command.index("--network_def#msl") + 1] == "False"
     assert command[command.index("--pretrained_file") + 1] == "'a b.pt'"
 
@@ -59,13 +55,15 @@ def test_bundle_command_caches_and_loads_in_workers_only_when_asked():
     def value(command: list[str], key: str) -> str:
         return command[command.index(key) + 1]
 
-    plain = bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR)
+    plain = BundleRun(["train.json"], Path("ck"), TINY, BundleInputs(SAMPLES_DIR)).command()
     assert value(plain, "--num_workers") == "0" and value(plain, "--train#dataset#cache_rate") == "0.0"
-    long_run = bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR, num_workers=8, cache=True)
+    long_run = BundleRun(
+        ["train.json"], Path("ck"), TINY, BundleInputs(SAMPLES_DIR, num_workers=8, cache=True)
+    ).command()
     assert value(long_run, "--num_workers") == "8" and value(long_run, "--train#dataset#cache_rate") == "1.0"
     assert value(long_run, "--validate#dataset#cache_rate") == "0.0"  # validation is off while training
     with pytest.raises(ValueError, match="num_workers"):
-        bundle_command(["train.json"], Path("ck"), TINY, SAMPLES_DIR, num_workers=-1)
+        BundleInputs(SAMPLES_DIR, num_workers=-1)
 
 
 def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(tmp_path):

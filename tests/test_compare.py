@@ -8,8 +8,12 @@ import torch
 from monai.bundle import ConfigParser
 
 from mmif_monai.cli.main import main
-from mmif_monai.comparison import (
+from mmif_monai.io.paths import BUNDLE_DIR, SAMPLES_DIR
+from mmif_monai.metrics.batched import METRIC_NAMES
+from mmif_monai.networks import DenseFuse
+from mmif_monai.studies import (
     COMPARISON_METHODS,
+    BundleInputs,
     ComparisonSettings,
     TrainingBudget,
     bundle_config_files,
@@ -17,9 +21,6 @@ from mmif_monai.comparison import (
     run_comparison,
     train_method,
 )
-from mmif_monai.io.paths import BUNDLE_DIR, SAMPLES_DIR
-from mmif_monai.metrics.batched import METRIC_NAMES
-from mmif_monai.networks import DenseFuse
 
 # trains the compared networks: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
@@ -71,7 +72,7 @@ def test_bundle_configs_build_each_methods_network_task_and_loss(name):
 @pytest.mark.parametrize("name", ["ifcnn", "fusiongan"])
 def test_training_through_the_bundle_gives_a_loadable_checkpoint(tmp_path, name):
     # one autoencoder on single images, one adversarial fusion on pairs: the two ways through train.json
-    final, seconds = train_method(name, tmp_path / name, TINY, SAMPLES_DIR, validation_cases=(37,))
+    final, seconds = train_method(name, tmp_path / name, TINY, BundleInputs(SAMPLES_DIR, validation_cases=(37,)))
     assert final.name == "checkpoint_epoch=1.pt" and seconds > 0
     checkpoint = torch.load(final, weights_only=True)
     if name == "fusiongan":
@@ -81,7 +82,10 @@ def test_training_through_the_bundle_gives_a_loadable_checkpoint(tmp_path, name)
         fused = network(torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64))
     assert fused.shape == (1, 1, 64, 64)
     # a finished run is reused, not repeated, and still reports the time its training took
-    assert train_method(name, tmp_path / name, TINY, SAMPLES_DIR, validation_cases=(37,)) == (final, seconds)
+    assert train_method(name, tmp_path / name, TINY, BundleInputs(SAMPLES_DIR, validation_cases=(37,))) == (
+        final,
+        seconds,
+    )
 
 
 def _settings(tmp_path: Path, weights: Path, **overrides) -> ComparisonSettings:

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmif_monai.comparison.methods import load_comparison_network
 from mmif_monai.engines.adversarial import AdversarialTrainer
 from mmif_monai.engines.autoencoder import AutoencoderTask
 from mmif_monai.losses.comparison import (
@@ -27,6 +26,7 @@ from mmif_monai.networks.baselines.conversion import (
 )
 from mmif_monai.networks.baselines.nestfuse import nestfuse_attention_fusion
 from mmif_monai.networks.strategies import l1_norm_fusion
+from mmif_monai.studies.methods import load_comparison_network
 
 NETWORKS = [DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN]
 AUTOENCODERS = [DenseFuse, IFCNN, NestFuse]

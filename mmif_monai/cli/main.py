@@ -281,9 +281,9 @@ def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from mmif_monai.comparison import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
     from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
     from mmif_monai.io.paths import DEFAULT_DATASET_DIR
+    from mmif_monai.studies import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
 
     weights = {}
     for item in args.weights:

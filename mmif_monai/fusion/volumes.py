@@ -8,9 +8,8 @@ and its chrominance kept, as in the 2D PET path. The whole file job (load, norma
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from monai.data.meta_tensor import MetaTensor
 from monai.transforms import Orientation
 from tqdm import tqdm
 
+from mmif_monai._moved import forward_names
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.preflight import OUTPUT_FORMATS
 from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_KEY, canonical_modality, modality_from_meta
@@ -161,13 +161,5 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
     return previews
 
 
-def __getattr__(name: str) -> Any:
-    # the 3D file job moved to mmif_monai.jobs.volumes; the old import path keeps working, with a warning
-    if name == "fuse_volume_files":
-        warnings.warn(
-            "mmif_monai.fusion.volumes.fuse_volume_files moved to mmif_monai.jobs.volumes", DeprecationWarning, 2
-        )
-        from mmif_monai.jobs.volumes import fuse_volume_files
-
-        return fuse_volume_files
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the 3D file job moved to mmif_monai.jobs.volumes; the old import path keeps working, with a warning
+__getattr__ = forward_names(__name__, "mmif_monai.jobs.volumes", names=("fuse_volume_files",))

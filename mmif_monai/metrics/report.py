@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mmif_monai.devices import resolve_device
+from mmif_monai.io.markdown import markdown_rows
 from mmif_monai.io.paths import IMAGE_SUFFIXES
 from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics
 from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
@@ -247,10 +248,9 @@ def markdown_table(results: Results, ssim_protocol: str) -> str:
     )
     if len(summary) > 1:
         caption += " Best mean per column in bold (higher is better for every metric)."
-    lines = [f"**Table:** {caption}", "", "| method | " + " | ".join(columns) + " |"]
-    lines.append("| --- |" + " --- |" * len(columns))
+    rows = []
     for method, stats in summary.items():
-        cells = []
+        cells = [method]
         for c in columns:
             if c not in stats:
                 cells.append("")
@@ -258,8 +258,8 @@ def markdown_table(results: Results, ssim_protocol: str) -> str:
             mean, std = stats[c]
             cell = f"{mean:.4f} ± {std:.4f}"
             cells.append(f"**{cell}**" if len(summary) > 1 and mean == best[c] else cell)
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return "\n".join([f"**Table:** {caption}", "", *markdown_rows(["method", *columns], rows)]) + "\n"
 
 
 def plot_results(results: Results, path: str | Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import bootstrap, wilcoxon
 
+from mmif_monai.io.markdown import markdown_rows
 from mmif_monai.metrics.batched import METRIC_NAMES
 
 __all__ = ["PairedDifference", "paired_difference", "paired_comparison", "paired_comparison_table"]
@@ -132,10 +133,9 @@ def paired_comparison_table(
         f"images, with the {confidence:.0%} percentile-bootstrap interval of the mean and the two-sided Wilcoxon "
         "signed-rank p-value (not adjusted for multiple comparisons). Bold: the interval excludes zero."
     )
-    lines = [f"**Table:** {caption}", "", "| method − reference | " + " | ".join(columns) + " |"]
-    lines.append("| --- |" + " --- |" * len(columns))
+    rows = []
     for (method, reference), differences in comparison.items():
-        cells = []
+        cells = [f"{method} − {reference}"]
         for column in columns:
             d = differences.get(column)
             if d is None or math.isnan(d.mean):
@@ -143,5 +143,5 @@ def paired_comparison_table(
                 continue
             cell = f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}] p={d.p_value:.2g}"
             cells.append(f"**{cell}**" if d.excludes_zero else cell)
-        lines.append(f"| {method} − {reference} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return "\n".join([f"**Table:** {caption}", "", *markdown_rows(["method − reference", *columns], rows)]) + "\n"

@@ -13,7 +13,6 @@ of the per-seed means, so that a gap between rows can be read against run-to-run
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,15 +21,24 @@ from pathlib import Path
 
 import torch
 
-from mmif_monai.comparison.report import PAIR_TYPE_TITLES, data_options, validation_pairs
-from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_mmif_net, write_budget_record
-from mmif_monai.fusion.comparison import fuse_missing, stage_sources
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
-from mmif_monai.io.images import atomic_output
 from mmif_monai.io.paths import BUNDLE_DIR, DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.metrics.report import Results, evaluate_folders, markdown_table, summarise
+from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, load_mmif_net, read_weights, weights_digest
+from mmif_monai.studies.comparison import PAIR_TYPE_TITLES, data_options, validation_pairs
+from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
+from mmif_monai.studies.fusions import fuse_missing, stage_sources
+from mmif_monai.studies.tables import Table
+from mmif_monai.studies.training import (
+    BundleInputs,
+    BundleRun,
+    TrainingBudget,
+    check_budget_record,
+    train_mmif_net,
+    write_budget_record,
+)
 
 __all__ = ["ABLATION_VARIANTS", "AblationSettings", "AblationVariant", "LAMBDA_SWEEP", "run_ablation"]
 
@@ -137,16 +145,18 @@ def _check(settings: AblationSettings) -> None:
 def _train(variant: AblationVariant, seed: int, settings: AblationSettings) -> tuple[Path, float]:
     """The variant's weights (autoencoder, then FA fine-tuning when FA is on) for one seed and the training seconds."""
     checkpoints = settings.out_dir / "checkpoints" / f"seed{seed}"
-    return train_mmif_net(
+    switches = {"network_def#msl": variant.msl, "network_def#sa": variant.sa, "seed": seed}
+    autoencoder = BundleRun(
+        [BUNDLE_DIR / "configs" / "train.json"],
         checkpoints / variant.autoencoder,
-        checkpoints / f"{variant.autoencoder}-fa" if variant.fa else None,
         settings.autoencoder_budget,
+        BundleInputs(Path(settings.dataset_dir), tuple(settings.validation_cases), settings.device),
+        {**switches, "ssim_weight": variant.ssim_weight},
+    )
+    return train_mmif_net(
+        autoencoder,
+        checkpoints / f"{variant.autoencoder}-fa" if variant.fa else None,
         settings.fusion_budget,
-        settings.dataset_dir,
-        settings.validation_cases,
-        settings.device,
-        overrides={"network_def#msl": variant.msl, "network_def#sa": variant.sa, "seed": seed},
-        ssim_weight=variant.ssim_weight,
         label=f"{variant.title} (seed {seed})",
     )
 
@@ -159,7 +169,8 @@ def _fuse_and_score(
     """Every variant's fusions of the validation pairs, scored; pair type -> results by variant title."""
 
     def load(variant: AblationVariant, weights: Path) -> tuple[FuseFn, str]:
-        return load_mmif_net(weights, settings.device, **variant.switches).network, f"{variant.title} ({weights})"
+        network = load_mmif_net(weights, settings.device, **variant.switches).network
+        return prepare_for_inference(network), f"{variant.title} ({weights})"
 
     scores: dict[str, Results] = {}
     for pair_type, type_pairs in pairs.items():
@@ -193,12 +204,11 @@ def _per_type_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequenc
     """Means of the target metrics per pair type (over images and seeds), one row per variant."""
     types = list(next(iter(scores.values())))
     header = ["variant"] + [f"{m} {PAIR_TYPE_TITLES[t].split(' (')[0]}" for m in TARGET_METRICS for t in types]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    table = Table(header)
     summaries = {t: summarise(_pooled([by_type[t] for by_type in scores.values()], titles)) for t in types}
     for title in titles:
-        cells = [f"{summaries[t][title][m][0]:.4f}" for m in TARGET_METRICS for t in types]
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.add(title, *(f"{summaries[t][title][m][0]:.4f}" for m in TARGET_METRICS for t in types))
+    return table.markdown()
 
 
 def _seed_spread_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequence[str]) -> str:
@@ -206,7 +216,7 @@ def _seed_spread_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequ
     validation pairs, and their range."""
     metrics = (*TARGET_METRICS, "MI")
     per_seed = [summarise(_pooled(by_type.values(), titles)) for by_type in scores.values()]
-    lines = ["| variant | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 1)]
+    table = Table(["variant", *metrics])
     for title in titles:
         cells = []
         for metric in metrics:
@@ -214,18 +224,16 @@ def _seed_spread_table(scores: Mapping[int, Mapping[str, Results]], titles: Sequ
             cells.append(
                 f"{statistics.mean(means):.4f} ± {statistics.stdev(means):.4f} ({min(means):.4f}–{max(means):.4f})"
             )
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.add(title, *cells)
+    return table.markdown()
 
 
 def _settings_table(variants: Mapping[str, AblationVariant], minutes: Mapping[str, float]) -> str:
-    lines = ["| variant | MSL | SA | FA (✗: l1 rule) | λ | training (min) |", "| --- | --- | --- | --- | --- | --- |"]
+    table = Table(["variant", "MSL", "SA", "FA (✗: l1 rule)", "λ", "training (min)"])
     mark = {True: "✓", False: "✗"}
     for title, v in variants.items():
-        lines.append(
-            f"| {title} | {mark[v.msl]} | {mark[v.sa]} | {mark[v.fa]} | {v.ssim_weight:g} | {minutes[title]:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+        table.add(title, mark[v.msl], mark[v.sa], mark[v.fa], f"{v.ssim_weight:g}", f"{minutes[title]:.1f}")
+    return table.markdown()
 
 
 def run_ablation(settings: AblationSettings) -> str:
@@ -273,9 +281,7 @@ def run_ablation(settings: AblationSettings) -> str:
         for seed, rows in trained.items()
         for title, (_, weights) in rows.items()
     }
-    doc = _document(settings, pairs, sections, labelled)
-    with atomic_output(settings.doc) as tmp:
-        tmp.write_text(doc)
+    doc = write_document(settings.doc, _document(settings, pairs, sections, labelled))
     print(f"wrote {settings.doc}")
     return doc
 
@@ -297,17 +303,15 @@ def _document(
     pairs: Mapping[str, Sequence[FusionPair]],
     sections: Sequence[str],
     trained: Mapping[str, Path],
-) -> str:
+) -> list[str]:
     counts = ", ".join(f"{len(p)} {t}" for t, p in pairs.items())
     readme = os.path.relpath(BUNDLE_DIR / "docs" / "README.md", settings.doc.parent)
-    lines = [
-        "# MMIF-Net ablation and λ sweep",
-        "",
-        "Generated by the command below; do not edit by hand (regenerate instead). What the numbers say:",
-        f"[the bundle README]({readme}).",
-        "",
-        f"    {settings.command_line()}",
-        "",
+    return [
+        *generated_preamble(
+            "MMIF-Net ablation and λ sweep",
+            settings.command_line(),
+            f"What the numbers say: [the bundle README]({readme}).",
+        ),
         "## Setup",
         "",
         f"- **Data:** trained on the training split, scored on the validation split (held-out atlas cases"
@@ -332,9 +336,7 @@ def _document(
         " autoencoder's loss changes (λ = 10 is the paper's and the bundle's default).",
         "- **Budget:** far below the paper's; the tables rank equally short trainings. "
         + _shipped_weights_row(trained),
-        f"- **Machine:** {platform.processor() or platform.machine()}, {os.cpu_count()} cores, device"
-        f" {settings.device}; training minutes are wall time.",
+        f"- **Machine:** {machine_description()}, device {settings.device}; training minutes are wall time.",
         "",
         *sections,
     ]
-    return "\n".join(lines) + "\n"

@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
-from mmif_monai.comparison.methods import COMPARISON_METHODS, load_comparison_network
-from mmif_monai.comparison.timing import cpu_ms_per_pair, parameter_count
-from mmif_monai.comparison.training import TrainingBudget, check_budget_record, train_method, write_budget_record
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
-from mmif_monai.fusion.comparison import fuse_missing, fuse_with_methods, save_fusion_grid, stage_sources
-from mmif_monai.fusion.methods import NETWORK_METHOD, load_fusion_method
-from mmif_monai.fusion.pipeline import FuseFn
+from mmif_monai.fusion.methods import NETWORK_METHOD
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair, list_pairs, split_pairs
-from mmif_monai.io.images import atomic_output
+from mmif_monai.io.markdown import markdown_rows
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.report import evaluate_folders, markdown_table, summarise, write_evaluation
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
+from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
+from mmif_monai.studies.fusions import fuse_with_methods, save_fusion_grid, stage_sources
+from mmif_monai.studies.methods import COMPARISON_METHODS, MMIF_NET_TITLE, load_method, method_title
+from mmif_monai.studies.tables import Table
+from mmif_monai.studies.timing import cpu_ms_per_pair, parameter_count
+from mmif_monai.studies.training import (
+    BundleInputs,
+    TrainingBudget,
+    check_budget_record,
+    train_method,
+    write_budget_record,
+)
 
 __all__ = ["ComparisonSettings", "PAIR_TYPE_TITLES", "data_options", "run_comparison", "validation_pairs"]
 
@@ -35,7 +40,6 @@ PAIR_TYPE_TITLES = {
     "mri_ct": "MRI–CT (the paper's Table 3)",
     "mri_spect": "MRI–SPECT (not in the paper's tables)",
 }
-MMIF_NET_TITLE = "MMIF-Net"
 
 
 @dataclass
@@ -127,36 +131,28 @@ def _networks(settings: ComparisonSettings) -> tuple[dict[str, Path], dict[str, 
             continue
         ckpt_dir = settings.out_dir / "checkpoints" / name
         print(f"{COMPARISON_METHODS[name].title}: training ({settings.budget.describe()}) into {ckpt_dir}", flush=True)
-        weights[name], seconds[name] = train_method(
-            name, ckpt_dir, settings.budget, settings.dataset_dir, settings.validation_cases, settings.device
-        )
+        inputs = BundleInputs(Path(settings.dataset_dir), tuple(settings.validation_cases), settings.device)
+        weights[name], seconds[name] = train_method(name, ckpt_dir, settings.budget, inputs)
         print(f"{COMPARISON_METHODS[name].title}: {weights[name]} ({seconds[name] / 60:.1f} min)", flush=True)
     return weights, seconds
 
 
+def _compared(networks: Mapping[str, Path]) -> list[str]:
+    """The methods of every table, in their order: the classical rules, the compared networks, MMIF-Net."""
+    return [*CLASSICAL_METHODS, *networks, NETWORK_METHOD]
+
+
 def _fuse(pairs: Sequence[FusionPair], fused_root: Path, networks: Mapping[str, Path], device: str) -> dict[str, Path]:
     """Fuse ``pairs`` with every method; display title -> folder. Existing results of the same weights are reused."""
-
-    def load(name: str, weights: Path, title: str) -> tuple[FuseFn, str]:
-        return load_comparison_network(name, weights, device), f"{title} ({weights})"
-
-    folders = fuse_with_methods(pairs, [*CLASSICAL_METHODS, NETWORK_METHOD], fused_root, device=device)
-    mmif_net_folder = folders.pop(NETWORK_METHOD)
-    for name, weights in networks.items():
-        title = COMPARISON_METHODS[name].title
-        folders[title] = fuse_missing(
-            partial(load, name, weights, title),
-            pairs, fused_root / f"{name}-{weights_digest(weights)}", device,
-        )  # fmt: skip
-    folders[MMIF_NET_TITLE] = mmif_net_folder
-    return folders
+    folders = fuse_with_methods(pairs, _compared(networks), fused_root, device=device, weights=networks)
+    return {method_title(name): folder for name, folder in folders.items()}
 
 
-def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> Table:
     """Per metric, MMIF-Net's rank among all methods and who scores above it (means; higher is better)."""
     summary = summarise(results)
     ours = summary[MMIF_NET_TITLE]
-    lines = ["| metric | MMIF-Net | rank | methods with a higher mean |", "| --- | --- | --- | --- |"]
+    table = Table(["metric", "MMIF-Net", "rank", "methods with a higher mean"])
     for metric, (mean, _) in ours.items():
         if math.isnan(mean):
             continue
@@ -165,27 +161,23 @@ def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]
             key=lambda item: -item[1],
         )
         names = ", ".join(f"{m} ({v:.4f})" for m, v in above) or "none: best"
-        lines.append(f"| {metric} | {mean:.4f} | {len(above) + 1}/{len(summary)} | {names} |")
-    return lines
+        table.add(metric, f"{mean:.4f}", f"{len(above) + 1}/{len(summary)}", names)
+    return table
 
 
-def _timing_table(
-    networks: Mapping[str, Path], seconds: Mapping[str, float], settings: ComparisonSettings
-) -> list[str]:
-    """Parameters, CPU ms/pair and training time of every method, one Markdown row each (printed as measured)."""
-    fusers: dict[str, tuple[FuseFn, str]] = {
-        name: (fuse, "none (classical)") for name, fuse in CLASSICAL_METHODS.items()
-    }
-    for name, weights in networks.items():
-        trained = f"{seconds[name] / 60:.1f} min" if name in seconds else "given weights"
-        fusers[COMPARISON_METHODS[name].title] = (load_comparison_network(name, weights, "cpu"), trained)
-    fusers[MMIF_NET_TITLE] = (load_fusion_method(NETWORK_METHOD, device="cpu")[0], "shipped weights (other budget)")
-    lines = ["| method | parameters | CPU ms/pair (median) | training time in this run |", "| --- | --- | --- | --- |"]
-    for title, (fuse, trained) in fusers.items():
+def _timing_table(networks: Mapping[str, Path], seconds: Mapping[str, float], settings: ComparisonSettings) -> Table:
+    """Parameters, CPU ms/pair and training time of every method, one row each (printed as measured)."""
+    table = Table(["method", "parameters", "CPU ms/pair (median)", "training time in this run"])
+    for name in _compared(networks):
+        if name in networks:
+            trained = f"{seconds[name] / 60:.1f} min" if name in seconds else "given weights"
+        else:
+            trained = "none (classical)" if name in CLASSICAL_METHODS else "shipped weights (other budget)"
+        fuse, _ = load_method(name, networks.get(name), "cpu")
         ms = cpu_ms_per_pair(fuse, threads=settings.timing_threads, repeats=settings.timing_repeats)
-        lines.append(f"| {title} | {parameter_count(fuse):,} | {ms:.1f} | {trained} |")
-        print(lines[-1], flush=True)
-    return lines
+        table.add(method_title(name), f"{parameter_count(fuse):,}", f"{ms:.1f}", trained)
+        print(markdown_rows(table.columns, table.rows[-1:])[-1], flush=True)  # the document's row, as measured
+    return table
 
 
 def run_comparison(settings: ComparisonSettings) -> str:
@@ -204,11 +196,11 @@ def run_comparison(settings: ComparisonSettings) -> str:
         results = evaluate_folders(folders[pair_type], anatomical, functional, device=settings.device)
         write_evaluation(results, out / "metrics", anatomical, functional, overwrite=True)
         table = markdown_table(results, "literature")
-        standing = "\n".join(_standing(results))
+        standing = _standing(results).markdown()
         section = (
             f"## {PAIR_TYPE_TITLES[pair_type]}: {len(type_pairs)} pairs\n\n{table}\n"
             f"Where MMIF-Net stands on {PAIR_TYPE_TITLES[pair_type].split(' (')[0]} (per metric, by mean):\n\n"
-            f"{standing}\n"
+            f"{standing}"
         )
         print(section, flush=True)
         sections.append(section)
@@ -216,32 +208,28 @@ def run_comparison(settings: ComparisonSettings) -> str:
     # the middle validation pair of each type
     save_fusion_grid([p[len(p) // 2] for p in pairs.values()], folders, settings.figure)
     print("size and speed:", flush=True)
-    timing = "\n".join(_timing_table(networks, seconds, settings))
-    doc = _document(settings, pairs, sections, timing)
-    with atomic_output(settings.doc) as tmp:
-        tmp.write_text(doc)
+    timing = _timing_table(networks, seconds, settings).markdown()
+    doc = write_document(settings.doc, _document(settings, pairs, sections, timing))
     print(f"wrote {settings.doc} and {settings.figure}")
     return doc
 
 
 def _document(
     settings: ComparisonSettings, pairs: Mapping[str, Sequence[FusionPair]], sections: Sequence[str], timing: str
-) -> str:
+) -> list[str]:
     trained = [COMPARISON_METHODS[n].title for n in settings.methods if n not in settings.weights]
     loaded = [
         f"{COMPARISON_METHODS[n].title} ({settings.weights[n]})" for n in settings.methods if n in settings.weights
     ]
     counts = ", ".join(f"{len(p)} {t}" for t, p in pairs.items())
     figure = os.path.relpath(settings.figure, settings.doc.parent)
-    cpu = platform.processor() or platform.machine()
-    lines = [
-        "# MMIF-Net against DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN and classical baselines",
-        "",
-        "Generated by the command below; do not edit by hand (regenerate instead). How each compared network",
-        "was built from its paper, and where it deviates: [comparison.md](comparison.md).",
-        "",
-        f"    {settings.command_line()}",
-        "",
+    return [
+        *generated_preamble(
+            "MMIF-Net against DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN and classical baselines",
+            settings.command_line(),
+            "How each compared network was built from its paper, and where it deviates:"
+            " [comparison.md](comparison.md).",
+        ),
         "## Setup",
         "",
         f"- **Data:** the validation split (held-out atlas cases {', '.join(map(str, settings.validation_cases))};"
@@ -267,7 +255,7 @@ def _document(
         "",
         f"Parameters: learnable parameters (MMIF-Net's fixed LatLRR projection buffer not counted). CPU ms/pair:"
         f" median of {settings.timing_repeats} fusions of one 256×256 grey pair after one warm-up, "
-        f"{settings.timing_threads} torch thread(s), on this machine ({cpu}, {os.cpu_count()} cores, shared with"
+        f"{settings.timing_threads} torch thread(s), on this machine ({machine_description()}; shared with"
         " other work, so timings are indicative); file I/O and colour conversion excluded. Training time: wall"
         " time of the bundle training (kept with the checkpoints when a later run reuses them).",
         "",
@@ -278,4 +266,3 @@ def _document(
         f"The middle validation pair of each type, fused by every method: ![comparison grid]({figure})",
         "",
     ]
-    return "\n".join(lines)

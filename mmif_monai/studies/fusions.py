@@ -6,13 +6,13 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
-from mmif_monai.fusion.methods import WEIGHTED_METHODS, load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 from mmif_monai.io.images import read_slice
 from mmif_monai.io.preview import save_preview_grid
 from mmif_monai.jobs.slices import FileJob, fuse_files
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
+from mmif_monai.studies.methods import load_method, uses_weights
 
 __all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "save_fusion_grid"]
 
@@ -39,23 +39,24 @@ def fuse_with_methods(
     out_dir: str | Path,
     device: str = "cpu",
     progress: bool = True,
-    weights: str | Path | None = None,
+    weights: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Path]:
-    """Fuse every pair with every method into ``out_dir/<method>/<name>``; returns method -> folder.
+    """Fuse every pair with every method (:func:`~mmif_monai.studies.methods.load_method` names) into
+    ``out_dir/<folder>/<name>``; returns method -> folder.
 
-    Results already there are reused, so an interrupted comparison continues where it stopped. The methods that
-    use MMIF-Net (:data:`WEIGHTED_METHODS`) fuse with ``weights`` (``None``: the shipped ones) into
-    ``<method>-<weights digest>``: their results depend on the weights, and new weights must not reuse the old
+    Results already there are reused, so an interrupted study continues where it stopped. A method whose results
+    depend on weights (:func:`~mmif_monai.studies.methods.uses_weights`) fuses with ``weights[method]`` (MMIF-Net
+    without an entry: the shipped weights) into ``<method>-<weights digest>``: new weights must not reuse the old
     ones' fusions.
     """
+    weights = weights or {}
     folders: dict[str, Path] = {}
     for method in methods:
-        weighted = method in WEIGHTED_METHODS
-        folder = Path(out_dir) / (f"{method}-{weights_digest(weights or DEFAULT_WEIGHTS)}" if weighted else method)
-        folders[method] = fuse_missing(
-            partial(load_fusion_method, method, weights=weights if weighted else None, device=device),
-            pairs, folder, device, progress,
-        )  # fmt: skip
+        given = weights.get(method)
+        folder = Path(out_dir) / method
+        if uses_weights(method):
+            folder = folder.with_name(f"{method}-{weights_digest(given or DEFAULT_WEIGHTS)}")
+        folders[method] = fuse_missing(partial(load_method, method, given, device), pairs, folder, device, progress)
     return folders
 
 

@@ -1,4 +1,5 @@
-"""The methods MMIF-Net is compared with (its paper's Tables 2 and 3): networks, bundle overrides, loading.
+"""Every method a study compares, found by name: the networks of MMIF-Net's paper's Tables 2 and 3 (how to build,
+train and load them), MMIF-Net itself, and the classical rules.
 
 Every method trains through the MMIF-Net bundle's ``train.json`` with a small override file from
 ``bundles/comparison/configs`` layered on top (autoencoders directly, end-to-end fusion methods on top of
@@ -15,9 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmif_monai.fusion.methods import NETWORK_METHOD, WEIGHTED_METHODS, load_fusion_method
+from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.paths import BUNDLE_DIR, BUNDLES_ROOT
 from mmif_monai.networks import IFCNN, DenseFuse, FusionDN, FusionGAN, NestFuse
 from mmif_monai.networks.baselines.conversion import AUTHOR_CONVERTERS
+from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.pretrained import read_weights
 
 __all__ = [
@@ -27,9 +31,14 @@ __all__ = [
     "bundle_config_files",
     "read_state_dict",
     "load_comparison_network",
+    "MMIF_NET_TITLE",
+    "load_method",
+    "method_title",
+    "uses_weights",
 ]
 
 COMPARISON_CONFIG_DIR = BUNDLES_ROOT / "comparison" / "configs"
+MMIF_NET_TITLE = "MMIF-Net"
 
 
 @dataclass(frozen=True)
@@ -109,3 +118,34 @@ def load_comparison_network(name: str, weights: str | Path, device: str | torch.
             f"{weights}: does not fit {COMPARISON_METHODS[name].title}: {str(error).splitlines()[0]}"
         ) from None
     return network.to(device).eval()
+
+
+def uses_weights(name: str) -> bool:
+    """Whether method ``name``'s results depend on a weights file (a compared network or MMIF-Net)."""
+    return name in COMPARISON_METHODS or name in WEIGHTED_METHODS
+
+
+def method_title(name: str) -> str:
+    """How the documents name method ``name``: a compared network's title, "MMIF-Net", else the name itself."""
+    if name in COMPARISON_METHODS:
+        return COMPARISON_METHODS[name].title
+    return MMIF_NET_TITLE if name == NETWORK_METHOD else name
+
+
+def load_method(name: str, weights: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[FuseFn, str]:
+    """The fusion callable of any method a study compares, and a one-line description of it.
+
+    ``name`` is a compared network (:data:`COMPARISON_METHODS`; ``weights`` required), MMIF-Net or its
+    diagnostic (``weights`` or, for ``None``, the shipped ones), or a classical rule (no weights): the
+    :func:`~mmif_monai.fusion.methods.load_fusion_method` names. Networks come in their inference form
+    (:func:`~mmif_monai.networks.inference.prepare_for_inference`), the compared ones as MMIF-Net.
+
+    Raises:
+        ValueError: unknown method, a compared network without weights, or weights that do not fit.
+    """
+    if name not in COMPARISON_METHODS:
+        return load_fusion_method(name, weights, device)
+    if weights is None:
+        raise ValueError(f"{COMPARISON_METHODS[name].title} needs a weights file (train it or give one)")
+    network = prepare_for_inference(load_comparison_network(name, weights, device))
+    return network, f"{COMPARISON_METHODS[name].title} ({weights})"

@@ -7,19 +7,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from mmif_monai.comparison.methods import COMPARISON_METHODS, bundle_config_files
 from mmif_monai.engines import latest_checkpoint
 from mmif_monai.errors import MMIFError
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.paths import BUNDLE_DIR, REPO_ROOT
+from mmif_monai.studies.methods import COMPARISON_METHODS, bundle_config_files
 
 __all__ = [
     "TrainingBudget",
-    "bundle_command",
+    "BundleInputs",
+    "BundleRun",
     "check_budget_record",
     "train_bundle",
     "train_method",
@@ -94,85 +94,89 @@ def training_seconds(ckpt_dir: str | Path) -> float:
     return float(record.read_text()) if record.is_file() else 0.0
 
 
-def bundle_command(
-    config_files: Sequence[str | Path],
-    ckpt_dir: Path,
-    budget: TrainingBudget,
-    dataset_dir: Path,
-    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
-    device: str = "cpu",
-    overrides: Mapping[str, object] | None = None,
-    num_workers: int = 0,
-    cache: bool = False,
-) -> list[str]:
-    """The ``python -m monai.bundle run training`` command that trains with ``config_files`` (merged in order)
-    under ``budget``, as a user would run it; ``overrides`` are further config ids and their values.
+@dataclass(frozen=True)
+class BundleInputs:
+    """What every training run of a study shares: the data, the held-out cases, the device, and how data load.
 
-    Validation during training is switched off (interval beyond the last epoch): studies keep the last
-    checkpoint instead of selecting one on the split they report. By default nothing is cached and data load in
-    the main process: a short budget reads far fewer images than caching the training split would load (minutes
-    per run on a 2-core CPU). A long run on a GPU wants ``cache`` (the training split decoded once) and
-    ``num_workers`` processes for the random crops, so that the GPU does not wait for data.
+    By default nothing is cached and data load in the main process: a short budget reads far fewer images than
+    caching the training split would load (minutes per run on a 2-core CPU). A long run on a GPU wants ``cache``
+    (the training split decoded once) and ``num_workers`` processes for the random crops, so that the GPU does not
+    wait for data.
     """
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "training",
-        "--bundle_root", str(BUNDLE_DIR),
-        "--meta_file", str(BUNDLE_DIR / "configs" / "metadata.json"),
-        "--config_file", json.dumps([str(f) for f in config_files]),
-        "--dataset_dir", str(dataset_dir),
-        "--validation_cases", json.dumps(list(validation_cases)),
-        "--ckpt_dir", str(ckpt_dir),
-        "--output_dir", str(ckpt_dir / "eval"),
-        "--device", f"$torch.device('{device}')",
-        "--epochs", str(budget.epochs),
-        "--max_iterations_per_epoch", str(budget.iterations_per_epoch),
-        "--batch_size", str(budget.batch_size),
-        "--crop_size", json.dumps([budget.crop_size, budget.crop_size]),
-        "--learning_rate", str(budget.learning_rate),
-        "--val_interval", str(budget.epochs + 1),
-        "--train#dataset#cache_rate", "1.0" if cache else "0.0",
-        "--validate#dataset#cache_rate", "0.0",
-        "--num_workers", str(num_workers),
-    ]  # fmt: skip
-    for key, value in (overrides or {}).items():
-        # a Python literal, which is how MONAI's command line reads values (JSON would spell true as "true")
-        command += [f"--{key}", repr(str(value)) if isinstance(value, Path) else repr(value)]
-    return command
+
+    dataset_dir: Path
+    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES
+    device: str = "cpu"
+    num_workers: int = 0
+    cache: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
 
-def train_bundle(
-    config_files: Sequence[str | Path],
-    ckpt_dir: str | Path,
-    budget: TrainingBudget,
-    dataset_dir: str | Path,
-    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
-    device: str = "cpu",
-    overrides: Mapping[str, object] | None = None,
-    num_workers: int = 0,
-    cache: bool = False,
-) -> tuple[Path, float]:
-    """Train through the bundle into ``ckpt_dir`` (resuming a killed run) and return the final checkpoint and
-    the wall seconds training took (over all calls, kept in ``ckpt_dir``: :func:`training_seconds`). A finished run
-    is not repeated. The bundle's log goes to ``ckpt_dir/train.log``; data loading as in :func:`bundle_command`.
+@dataclass(frozen=True)
+class BundleRun:
+    """One training run through the bundle: ``config_files`` merged in order, trained into ``ckpt_dir`` under
+    ``budget`` on ``inputs``; ``overrides`` are further config ids and their values."""
+
+    config_files: Sequence[str | Path]
+    ckpt_dir: Path
+    budget: TrainingBudget
+    inputs: BundleInputs
+    overrides: Mapping[str, object] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        """The ``python -m monai.bundle run training`` command of this run, as a user would type it.
+
+        Validation during training is switched off (interval beyond the last epoch): studies keep the last
+        checkpoint instead of selecting one on the split they report.
+        """
+        budget, inputs, ckpt_dir = self.budget, self.inputs, Path(self.ckpt_dir)
+        command = [
+            sys.executable, "-m", "monai.bundle", "run", "training",
+            "--bundle_root", str(BUNDLE_DIR),
+            "--meta_file", str(BUNDLE_DIR / "configs" / "metadata.json"),
+            "--config_file", json.dumps([str(f) for f in self.config_files]),
+            "--dataset_dir", str(inputs.dataset_dir),
+            "--validation_cases", json.dumps(list(inputs.validation_cases)),
+            "--ckpt_dir", str(ckpt_dir),
+            "--output_dir", str(ckpt_dir / "eval"),
+            "--device", f"$torch.device('{inputs.device}')",
+            "--epochs", str(budget.epochs),
+            "--max_iterations_per_epoch", str(budget.iterations_per_epoch),
+            "--batch_size", str(budget.batch_size),
+            "--crop_size", json.dumps([budget.crop_size, budget.crop_size]),
+            "--learning_rate", str(budget.learning_rate),
+            "--val_interval", str(budget.epochs + 1),
+            "--train#dataset#cache_rate", "1.0" if inputs.cache else "0.0",
+            "--validate#dataset#cache_rate", "0.0",
+            "--num_workers", str(inputs.num_workers),
+        ]  # fmt: skip
+        for key, value in self.overrides.items():
+            # a Python literal, which is how MONAI's command line reads values (JSON would spell true as "true")
+            command += [f"--{key}", repr(str(value)) if isinstance(value, Path) else repr(value)]
+        return command
+
+
+def train_bundle(run: BundleRun) -> tuple[Path, float]:
+    """Train ``run`` (resuming a killed one) and return the final checkpoint and the wall seconds training took
+    (over all calls, kept in its ``ckpt_dir``: :func:`training_seconds`). A finished run is not repeated. The
+    bundle's log goes to ``ckpt_dir/train.log``.
 
     Raises:
         MMIFError: training failed (the message names the log file).
     """
-    ckpt_dir = Path(ckpt_dir)
-    final = ckpt_dir / f"checkpoint_epoch={budget.epochs}.pt"
+    ckpt_dir = Path(run.ckpt_dir)
+    final = ckpt_dir / f"checkpoint_epoch={run.budget.epochs}.pt"
     spent = training_seconds(ckpt_dir)
     if final.is_file():
         return final, spent
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     log = ckpt_dir / "train.log"
-    command = bundle_command(
-        config_files, ckpt_dir, budget, Path(dataset_dir), validation_cases, device, overrides, num_workers, cache
-    )
     start = time.perf_counter()
     with open(log, "a") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
+        result = subprocess.run(run.command(), stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
     spent += time.perf_counter() - start
     (ckpt_dir / SECONDS_RECORD).write_text(f"{spent!r}\n")
     if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
@@ -180,14 +184,7 @@ def train_bundle(
     return final, spent
 
 
-def train_method(
-    name: str,
-    ckpt_dir: str | Path,
-    budget: TrainingBudget,
-    dataset_dir: str | Path,
-    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
-    device: str = "cpu",
-) -> tuple[Path, float]:
+def train_method(name: str, ckpt_dir: str | Path, budget: TrainingBudget, inputs: BundleInputs) -> tuple[Path, float]:
     """Train comparison method ``name`` through the bundle (:func:`train_bundle`).
 
     Raises:
@@ -195,50 +192,37 @@ def train_method(
     """
     if name not in COMPARISON_METHODS:
         raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
-    return train_bundle(bundle_config_files(name), ckpt_dir, budget, dataset_dir, validation_cases, device)
+    return train_bundle(BundleRun(bundle_config_files(name), Path(ckpt_dir), budget, inputs))
 
 
 def train_mmif_net(
-    autoencoder_dir: str | Path,
+    autoencoder: BundleRun,
     fusion_dir: str | Path | None,
-    autoencoder_budget: TrainingBudget,
     fusion_budget: TrainingBudget,
-    dataset_dir: str | Path,
-    validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES,
-    device: str = "cpu",
-    overrides: Mapping[str, object] | None = None,
-    ssim_weight: float | None = None,
-    num_workers: int = 0,
-    cache: bool = False,
     label: str = "MMIF-Net",
     fusion_overrides: Mapping[str, object] | None = None,
 ) -> tuple[Path, float]:
     """MMIF-Net's two training stages through the bundle (:func:`train_bundle`), each resumable.
 
-    Stage 1, the paper's autoencoder task (``train.json``, λ = ``ssim_weight`` or the config's), trains into
-    ``autoencoder_dir``; stage 2, where ``fusion_dir`` is given, fine-tunes FA alone with the fusion loss
-    (``train_fusion.json``) from stage 1's last checkpoint into ``fusion_dir``. ``overrides`` (e.g. network
-    switches) apply to both stages, ``fusion_overrides`` (e.g. the fusion loss weights) to stage 2 only. Returns
-    the last stage's final checkpoint and the wall seconds of both.
+    Stage 1 is ``autoencoder``, the paper's autoencoder task (``train.json``; its overrides may set λ as
+    ``ssim_weight``). Stage 2, where ``fusion_dir`` is given, fine-tunes FA alone with the fusion loss
+    (``train_fusion.json``) from stage 1's last checkpoint into ``fusion_dir``, on the same inputs, with stage 1's
+    overrides except ``ssim_weight`` (e.g. network switches) plus ``fusion_overrides`` (e.g. the fusion loss
+    weights). Returns the last stage's final checkpoint and the wall seconds of both.
 
     Raises:
         MMIFError: a stage failed (the message names its log file).
     """
-    configs = BUNDLE_DIR / "configs"
-    common: dict[str, Any] = {
-        "dataset_dir": dataset_dir, "validation_cases": validation_cases, "device": device,
-        "num_workers": num_workers, "cache": cache,
-    }  # fmt: skip
-    autoencoder_overrides = {**(overrides or {}), **({} if ssim_weight is None else {"ssim_weight": ssim_weight})}
-    print(f"{label}: autoencoder ({autoencoder_budget.describe()})", flush=True)
-    weights, seconds = train_bundle(
-        [configs / "train.json"], autoencoder_dir, autoencoder_budget, overrides=autoencoder_overrides, **common
-    )
+    print(f"{label}: autoencoder ({autoencoder.budget.describe()})", flush=True)
+    weights, seconds = train_bundle(autoencoder)
     if fusion_dir is not None:
         print(f"{label}: FA fine-tuning ({fusion_budget.describe()})", flush=True)
-        weights, fine_tuning = train_bundle(
-            [configs / "train.json", configs / "train_fusion.json"], fusion_dir, fusion_budget,
-            overrides={**(overrides or {}), **(fusion_overrides or {}), "pretrained_file": weights}, **common,
+        configs = BUNDLE_DIR / "configs"
+        shared = {k: v for k, v in autoencoder.overrides.items() if k != "ssim_weight"}
+        fusion = BundleRun(
+            [configs / "train.json", configs / "train_fusion.json"], Path(fusion_dir), fusion_budget,
+            autoencoder.inputs, {**shared, **(fusion_overrides or {}), "pretrained_file": weights},
         )  # fmt: skip
+        weights, fine_tuning = train_bundle(fusion)
         seconds += fine_tuning
     return weights, seconds

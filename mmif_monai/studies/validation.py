@@ -1,0 +1,126 @@
+"""Scoring the validation split (``scripts/evaluate_validation.py`` writes ``docs/validation.md``): every method
+fuses every validation pair, ``mmif evaluate``'s metrics score them per pair type, and MMIF-Net's paired
+differences from each classical rule say whether its lead or lag is larger than the images' spread explains."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmif_monai.fusion.classical import CLASSICAL_METHODS
+from mmif_monai.fusion.methods import AUTOENCODED_MAX, NETWORK_METHOD, WEIGHTED_METHODS
+from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, FusionPair, list_pairs, split_pairs
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR
+from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
+from mmif_monai.studies.ablation import TARGET_METRICS
+from mmif_monai.studies.documents import generated_preamble, write_document
+from mmif_monai.studies.fusions import fuse_with_methods, save_fusion_grid, stage_sources
+
+__all__ = ["DEFAULT_METHODS", "ValidationSettings", "describe_methods", "run_validation"]
+
+#: the classical rules and MMIF-Net
+DEFAULT_METHODS = (*CLASSICAL_METHODS, NETWORK_METHOD)
+
+
+@dataclass
+class ValidationSettings:
+    """What one validation scoring does; see ``python scripts/evaluate_validation.py --help``."""
+
+    out_dir: Path
+    doc: Path
+    figure: Path
+    dataset_dir: Path = DEFAULT_DATASET_DIR
+    methods: Sequence[str] = DEFAULT_METHODS
+    #: the figure's columns after the sources (two slices of each pair type per row)
+    figure_methods: Sequence[str] = (NETWORK_METHOD, "max", "laplacian")
+    ssim_protocol: str = "literature"
+    limit: int | None = None
+    device: str = "cpu"
+    #: MMIF-Net weights to score instead of the shipped ones
+    weights: Path | None = None
+
+    def command_line(self) -> str:
+        """The command that regenerates the document (options that shape its content only)."""
+        parts = ["python scripts/evaluate_validation.py"]
+        if self.ssim_protocol != "literature":
+            parts.append(f"--ssim-protocol {self.ssim_protocol}")
+        if list(self.methods) != list(DEFAULT_METHODS):
+            parts.append("--methods " + " ".join(self.methods))
+        if self.weights:
+            parts.append(f"--weights {self.weights}")
+        return " ".join(parts)
+
+
+def describe_methods(methods: Sequence[str], weights: Path | None) -> str:
+    """The doc's sentence on what was scored: the methods asked for, and which MMIF-Net weights they used."""
+    weights_phrase = f"the weights in `{weights}`" if weights else "the bundle's shipped weights"
+    weights_phrase += " (bundles/mmif_net/docs/README.md says how far they were trained)"
+    classical = [m for m in CLASSICAL_METHODS if m in methods]
+    described = []
+    if classical == list(CLASSICAL_METHODS):
+        described.append("the classical baselines (docs/metrics.md)")
+    elif classical:
+        names = ", ".join(f"`{m}`" for m in classical)
+        described.append(f"the classical baseline{'s' if len(classical) > 1 else ''} {names} (docs/metrics.md)")
+    if NETWORK_METHOD in methods:
+        described.append(f"MMIF-Net with {weights_phrase}")
+    sentence = " and ".join(described)
+    if AUTOENCODED_MAX in methods:
+        autoencoder = "those weights' autoencoder"
+        if NETWORK_METHOD not in methods:
+            autoencoder = f"MMIF-Net's autoencoder with {weights_phrase}"
+        sentence += (
+            f"{'; ' if described else ''}`{AUTOENCODED_MAX}` is no fusion method but the pixel-max image reconstructed"
+            f" by {autoencoder}, a diagnostic of what the network loses by itself"
+        )
+    return sentence
+
+
+def _figure_slices(pairs: Sequence[FusionPair]) -> list[FusionPair]:
+    """Two slices of a pair type for the figure (a third and two thirds through), or its only one."""
+    return [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else list(pairs[:1])
+
+
+def run_validation(settings: ValidationSettings) -> str:
+    """Fuse and score the validation split, write ``settings.doc`` and ``settings.figure``; returns the document."""
+    _, validation = split_pairs(list_pairs(settings.dataset_dir), DEFAULT_VALIDATION_CASES)
+    weights = {m: settings.weights for m in WEIGHTED_METHODS if settings.weights is not None}
+    lines = [
+        *generated_preamble(
+            "Validation results",
+            settings.command_line(),
+            f"Validation split: atlas cases {', '.join(map(str, DEFAULT_VALIDATION_CASES))} of the AANLIB copy"
+            ' (docs/method.md, "Data split").',
+        ),
+        f"Methods: {describe_methods(settings.methods, settings.weights)}. Colour sources and results are scored on"
+        " their luminance.",
+        "",
+    ]
+    figure_folders: dict[str, dict[str, Path]] = {}
+    figure_pairs: list[FusionPair] = []
+    for pair_type in PAIR_TYPES:
+        pairs = [p for p in validation if p.pair_type == pair_type][: settings.limit]
+        if not pairs:
+            continue
+        out = settings.out_dir / pair_type
+        anatomical, functional = stage_sources(pairs, out / "sources")
+        folders = fuse_with_methods(pairs, settings.methods, out / "fused", device=settings.device, weights=weights)
+        figure_folders[pair_type] = {m: folders[m] for m in settings.figure_methods if m in folders}
+        figure_pairs += _figure_slices(pairs)
+        results = evaluate_folders(folders, anatomical, functional, settings.ssim_protocol, device=settings.device)
+        table, _ = write_evaluation(
+            results, out / "metrics", anatomical, functional, settings.ssim_protocol, overwrite=True
+        )
+        rules = [m for m in CLASSICAL_METHODS if m in results]
+        if NETWORK_METHOD in results and rules:
+            # is MMIF-Net's lead or lag on the quality target's metrics larger than the images' spread explains?
+            comparison = paired_comparison(results, [(NETWORK_METHOD, r) for r in rules], metrics=TARGET_METRICS)
+            table += "\n" + paired_comparison_table(comparison)
+        print(f"\n## {pair_type} ({len(pairs)} pairs)\n\n{table}")
+        lines += [f"## {pair_type} ({len(pairs)} pairs)", "", table, ""]
+    doc = write_document(settings.doc, lines)
+    save_fusion_grid(figure_pairs, figure_folders, settings.figure)
+    print(f"\nwrote {settings.doc} and {settings.figure}")
+    return doc
