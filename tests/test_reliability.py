@@ -618,7 +618,7 @@ def _(root: Path) -> Case:
 @case("3D: wrong modality tag: the PET series given as the anatomical volume")
 def _(root: Path) -> Case:
     ct, pet = _study(root)
-    return Case(_fuse_volumes(root, pet, ct), pet, "functional, not anatomical")
+    return Case(_fuse_volumes(root, pet, ct), pet, "functional imaging, not anatomical")
 
 
 @case("3D: unknown modality tag (US) on a series")

@@ -46,6 +46,7 @@ from .meta import (
     MODALITY_KEY,
     SOURCE_DTYPE_KEY,
     canonical_modality,
+    check_anatomical_modality,
     modality_from_meta,
 )
 
@@ -84,5 +85,6 @@ __all__ = [
     "MODALITY_ALIASES",
     "FUNCTIONAL_MODALITIES",
     "canonical_modality",
+    "check_anatomical_modality",
     "modality_from_meta",
 ]

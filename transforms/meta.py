@@ -17,6 +17,7 @@ __all__ = [
     "FUNCTIONAL_MODALITIES",
     "canonical_modality",
     "modality_from_meta",
+    "check_anatomical_modality",
 ]
 
 #: meta key holding the modality name (a DICOM code such as ``"CT"``, or an alias from ``MODALITY_ALIASES``).
@@ -74,3 +75,18 @@ def modality_from_meta(meta: Mapping[Any, Any]) -> str | None:
         if value is not None and str(value).strip():
             return str(value).strip()
     return None
+
+
+def check_anatomical_modality(meta: Mapping[Any, Any], name: object) -> None:
+    """Refuse an image given as the anatomical source whose header records a functional modality (PET, SPECT):
+    the two inputs are most likely swapped. An unrecorded or unknown modality passes.
+
+    Raises:
+        ValueError: naming ``name`` (the file or series) and the modality its header records.
+    """
+    recorded = modality_from_meta(meta)
+    if recorded is not None and MODALITY_ALIASES.get(str(recorded).strip().upper()) in FUNCTIONAL_MODALITIES:
+        raise ValueError(
+            f"{name}: the anatomical image is {recorded} (functional imaging, not anatomical) by its header; "
+            "expected CT or MR. Are --anatomical and --functional swapped?"
+        )

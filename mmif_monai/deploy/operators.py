@@ -169,7 +169,7 @@ class FusionInferenceOperator(Operator):
             self._fuse_fn, description = load_fusion_method(self._method, self._model_path, self._device)
             logger.info("model: %s", description)
         try:
-            fused = fuse_pair(self._fuse_fn, aligned, device=self._device)
+            fused = fuse_pair(self._fuse_fn, aligned, device=self._device).volume
         except ValueError as error:  # say which series
             raise ValueError(f"{volume_name(aligned.anatomical)}: {error}") from error
         op_output.emit(fused, "fused")

@@ -18,7 +18,7 @@ from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.images import check_not_constant, read_slice, write_image_atomic
 from mmif_monai.io.preflight import FileJob, check_file_jobs, match_pair_folders
 from mmif_monai.jobs.results import JobResult
-from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_ALIASES, modality_from_meta
+from mmif_monai.transforms import check_anatomical_modality
 
 #: the smallest slice side every method fuses (the classical LatLRR rule's patches); MMIF-Net fuses a slice
 #: smaller than its own 64 px on a zero canvas and crops it back
@@ -43,12 +43,7 @@ def _load_job(job: FileJob) -> LoadedPair:
     anatomical, functional = read_slice(job.anatomical), read_slice(job.functional)
     if anatomical.shape[0] != 1:
         raise ValueError(f"{job.anatomical}: the anatomical image must be grey, got a colour image")
-    modality = modality_from_meta(getattr(anatomical, "meta", {}))
-    if modality is not None and MODALITY_ALIASES.get(modality.upper()) in FUNCTIONAL_MODALITIES:
-        raise ValueError(
-            f"{job.anatomical}: the anatomical image is {modality} (functional imaging) by its header; "
-            "expected CT or MR. Are --anatomical and --functional swapped?"
-        )
+    check_anatomical_modality(getattr(anatomical, "meta", {}), job.anatomical)
     for path, image in ((job.anatomical, anatomical), (job.functional, functional)):
         check_not_constant(image, path)
     if anatomical.shape[-2:] != functional.shape[-2:]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from mmif_monai.transforms import (
     MODALITY_KEY,
     ModalityNormalize,
     canonical_modality,
+    check_anatomical_modality,
     modality_from_meta,
 )
 
@@ -53,6 +55,7 @@ __all__ = [
     "load_volume_pair",
     "normalise_pair",
     "align_pair",
+    "FusedVolume",
     "fuse_pair",
     "write_nifti",
     "fuse_volume_files",
@@ -116,9 +119,7 @@ def _check_pair(pair: VolumePair, register: bool | str) -> None:
         )
     for volume in (anatomical, functional):
         check_not_constant(volume, volume_name(volume))
-    recorded = modality_from_meta(anatomical.meta)
-    if recorded is not None and canonical_modality(recorded) in FUNCTIONAL_MODALITIES:
-        raise ValueError(f"{a_name}: a {recorded} volume is functional, not anatomical")
+    check_anatomical_modality(anatomical.meta, a_name)
     if pair.colour and float(functional.min()) <= _CT_AIR_HU:
         # activity and SUV are never negative: values down in air's Hounsfield units are a CT
         raise ValueError(
@@ -180,6 +181,13 @@ def align_pair(
     return replace(normalised, functional=aligned), report
 
 
+class FusedVolume(NamedTuple):
+    """The ``fuse`` step's result: the fused volume and how many slices it was fused as."""
+
+    volume: MetaTensor
+    slices: int
+
+
 def fuse_pair(
     fuse_fn: FuseFn,
     aligned: VolumePair,
@@ -187,19 +195,21 @@ def fuse_pair(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = False,
-) -> MetaTensor:
+) -> FusedVolume:
     """Step ``fuse``: the aligned pair slice by slice (:func:`~mmif_monai.fusion.volumes.fuse_volume`), in colour
     for a PET/SPECT functional volume."""
-    return fuse_volume(
+    voxel_axis = resolve_axis(axis, aligned.anatomical.affine)
+    fused = fuse_volume(
         fuse_fn,
         aligned.anatomical,
         aligned.functional,
-        axis,
+        voxel_axis,
         batch_size,
         aligned.colour,
         device=device,
         progress=progress,
     )
+    return FusedVolume(fused, int(fused.shape[1 + voxel_axis]))
 
 
 def write_nifti(fused: MetaTensor, path: str | Path) -> None:
@@ -271,7 +281,7 @@ def fuse_volume_files(
         fuse_fn, description = load_fusion_method(method, weights, device)
     result.note(f"model: {description}")
     with result.step("fuse"):
-        fused = fuse_pair(fuse_fn, aligned, axis, batch_size, device, progress)
+        fused, result.count = fuse_pair(fuse_fn, aligned, axis, batch_size, device, progress)
     with result.step("write"):
         previews = preview_slices(fused)
         with staged_outputs(list(paths.values())) as staged:
@@ -286,6 +296,5 @@ def fuse_volume_files(
             if "transform" in targets:
                 alignment.save_transform(targets["transform"])
     result.outputs = list(paths.values())
-    result.count = int(fused.shape[1 + resolve_axis(axis, fused.affine)])
     result.note(result.timing_line())
     return result
