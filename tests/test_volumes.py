@@ -183,6 +183,42 @@ def test_slice_wise_fusion_does_not_depend_on_the_axis_for_a_pixelwise_rule():
         assert torch.equal(fused.affine, anatomical.affine)
 
 
+def test_only_the_joint_foreground_is_fused_and_it_matches_full_frame_fusion_within_the_stated_tolerance():
+    from mmif_monai.fusion.methods import load_fusion_method
+    from mmif_monai.io.images import read_slice
+    from mmif_monai.io.paths import SAMPLES_DIR
+
+    network, _ = load_fusion_method("mmif-net")
+    seen = []
+
+    def counting(a, b):
+        seen.append(tuple(a.shape))
+        return network(a, b)
+
+    def on_canvas(image, side=192):  # a 64 x 64 head in the middle of a larger, exactly black field of view
+        small = torch.nn.functional.interpolate(image[None], size=(64, 64), mode="area")[0, 0]
+        canvas = torch.zeros(side, side)
+        canvas[64:128, 64:128] = small
+        return canvas
+
+    pair = SAMPLES_DIR / "mri_pet"
+    mri, pet = read_slice(pair / "MRI" / "30061.png"), read_slice(pair / "PET" / "30061.png").mean(0, keepdim=True)
+    empty = torch.zeros(192, 192)
+    anatomical = _volume(torch.stack([on_canvas(mri), empty, on_canvas(mri.flip(1))], -1)[None])
+    functional = torch.stack([on_canvas(pet), empty, on_canvas(pet.flip(2))], -1)[None]
+    full = fuse_volume(network, anatomical, functional, axis=2, colour=False, foreground_only=False)
+    cropped = fuse_volume(counting, anatomical, functional, axis=2, colour=False)
+    # the empty slice is skipped, and the others are fused in the head's box grown by the margin (64 + 2 * 32)
+    assert seen == [(2, 1, 128, 128)]
+    assert torch.count_nonzero(cropped[..., 1]) == 0
+    support = ((anatomical > 0) | (functional > 0))[0]
+    assert torch.count_nonzero(cropped[0][~support]) == 0 and torch.count_nonzero(full[0][~support]) == 0
+    # stated tolerance: MMIF-Net's attention pools over the whole slice, so a smaller field of view moves the
+    # fused values a little (measured here: mean 0.008, 99th percentile 0.053 of the [0, 1] range over the heads)
+    difference = (full - cropped).abs()[0][support]
+    assert float(difference.mean()) < 0.015 and float(difference.quantile(0.99)) < 0.1
+
+
 def test_pet_is_coloured_and_keeps_its_chrominance():
     generator = torch.Generator().manual_seed(1)
     anatomical = _volume(torch.rand((1, 8, 9, 10), generator=generator))

@@ -18,7 +18,7 @@ from monai.transforms import Orientation
 from tqdm import tqdm
 
 from mmif_monai._moved import forward_names
-from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
+from mmif_monai.fusion.pipeline import FuseFn, fuse_batch, source_support
 from mmif_monai.io.preflight import OUTPUT_FORMATS
 from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_KEY, canonical_modality, modality_from_meta
 
@@ -28,12 +28,17 @@ __all__ = [
     "AXIS_NAMES",
     "apply_colormap",
     "resolve_axis",
+    "FOREGROUND_MARGIN",
+    "joint_foreground",
     "fuse_volume",
     "preview_slices",
 ]
 
 #: colour map for PET/SPECT: matplotlib's "hot" (black -> red -> yellow -> white)
 PET_COLORMAP = "hot"
+#: background pixels kept around the joint foreground when only that box is fused: more than the reach of the
+#: networks' local layers, so that the box's edge does not change what they compute inside the foreground
+FOREGROUND_MARGIN = 32
 #: named slicing axes and the world (RAS) axis each is perpendicular to
 AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
@@ -76,6 +81,24 @@ def _wants_colour(functional: torch.Tensor, colour: bool | None) -> bool:
     return name is not None and canonical_modality(name) in FUNCTIONAL_MODALITIES
 
 
+def joint_foreground(
+    anatomical_slices: torch.Tensor, functional_slices: torch.Tensor, margin: int
+) -> tuple[torch.Tensor, slice, slice]:
+    """For (S, C, H, W) slice stacks: the indices of the slices non-zero in either source, and the rows and columns
+    of the box holding every such pixel of all slices, grown by ``margin`` and clipped to the slice."""
+    support = source_support(anatomical_slices, functional_slices)[:, 0] > 0  # (S, H, W)
+    occupied = support.flatten(1).any(dim=1).nonzero()[:, 0]
+    if len(occupied) == 0:
+        return occupied, slice(0, 0), slice(0, 0)
+    plane = support.any(dim=0)  # (H, W): non-zero in some slice
+    rows, columns = plane.any(dim=1).nonzero()[:, 0], plane.any(dim=0).nonzero()[:, 0]
+
+    def grown(extent: torch.Tensor, side: int) -> slice:
+        return slice(max(0, int(extent[0]) - margin), min(side, int(extent[-1]) + 1 + margin))
+
+    return occupied, grown(rows, plane.shape[0]), grown(columns, plane.shape[1])
+
+
 @torch.no_grad()
 def fuse_volume(
     fuse_fn: FuseFn,
@@ -87,8 +110,16 @@ def fuse_volume(
     colormap: str = PET_COLORMAP,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    foreground_only: bool = True,
 ) -> MetaTensor:
     """Fuse two volumes on one grid, slice by slice along ``axis``, ``batch_size`` slices at a time.
+
+    With ``foreground_only`` the fusion sees only the joint foreground: slices empty in both sources are not fused,
+    and the others are cropped to the box of every pixel non-zero in either source (over all slices, so that they
+    still batch), grown by :data:`FOREGROUND_MARGIN` pixels. Fusion keeps exactly-zero background at zero
+    (:func:`~mmif_monai.fusion.pipeline.fuse_batch`), so the result outside the box is the full-frame one; inside
+    it, only operations that see the whole slice (MMIF-Net's attention) can differ (tests/test_volumes.py states by
+    how much).
 
     Args:
         fuse_fn: a 2D fusion callable on (N, 1, H, W) batches in [0, 1] (``load_fusion_method``).
@@ -101,6 +132,7 @@ def fuse_volume(
         colormap: matplotlib colour map name.
         device: where the slices are fused.
         progress: a progress bar over the slices (on a terminal only).
+        foreground_only: fuse the joint foreground only (above); False fuses every full slice.
 
     Returns:
         (C, X, Y, Z) in [0, 1] with the anatomical affine: C = 3 for a colour functional volume, else 1.
@@ -121,15 +153,19 @@ def fuse_volume(
     # (C, X, Y, Z) -> (slices, C, H, W)
     anatomical_slices = torch.movedim(_plain(anatomical).float(), dim, 0)
     functional_slices = torch.movedim(source, dim, 0)
-    fused = torch.empty((functional_slices.shape[0], functional_slices.shape[1], *anatomical_slices.shape[2:]))
+    fused = torch.zeros((functional_slices.shape[0], functional_slices.shape[1], *anatomical_slices.shape[2:]))
+    fused_slices, rows, columns = torch.arange(fused.shape[0]), slice(None), slice(None)
+    if foreground_only:
+        fused_slices, rows, columns = joint_foreground(anatomical_slices, functional_slices, FOREGROUND_MARGIN)
     # disable=None: a bar on a terminal, none in logs and pipes
-    with tqdm(total=fused.shape[0], desc="fusing", unit="slice", disable=None if progress else True) as bar:
-        for start in range(0, fused.shape[0], batch_size):
-            chunk = slice(start, start + batch_size)
-            fused[chunk] = fuse_batch(
-                fuse_fn, anatomical_slices[chunk].to(device), functional_slices[chunk].to(device)
+    with tqdm(total=len(fused_slices), desc="fusing", unit="slice", disable=None if progress else True) as bar:
+        for chunk in torch.split(fused_slices, batch_size):
+            fused[chunk, :, rows, columns] = fuse_batch(
+                fuse_fn,
+                anatomical_slices[chunk, :, rows, columns].to(device),
+                functional_slices[chunk, :, rows, columns].to(device),
             ).cpu()
-            bar.update(fused[chunk].shape[0])
+            bar.update(len(chunk))
     meta = {k: v for k, v in anatomical.meta.items() if k not in (MODALITY_KEY, "affine")}
     return MetaTensor(torch.movedim(fused, 0, dim), affine=anatomical.affine.clone(), meta=meta)
 
