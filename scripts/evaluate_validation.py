@@ -30,6 +30,11 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "validation.md")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default=defaults.ssim_protocol)
+    parser.add_argument(
+        "--protocol", choices=["project", "published"], default=defaults.protocol,
+        help="published: CDDFuse's evaluator (images as written, MI in nats), with MMIF-Net's ratios to pixel-max"
+        " next to the quality targets",
+    )  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
     parser.add_argument(
         "--figure", type=Path, default=REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png"

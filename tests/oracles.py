@@ -215,3 +215,35 @@ def decompose_explicit(x: torch.Tensor, projection: torch.Tensor) -> tuple[torch
     counts = F.fold(torch.ones_like(patches), padded_size, kernel_size=p)
     salient = (summed / counts)[..., pad : pad + h, pad : pad + w].reshape(n, c, h, w)
     return x - salient, salient
+
+
+# ----- the published protocol: CDDFuse's evaluator (Zhao et al., CVPR 2023, utils/Evaluator.py), restated -----
+
+
+def _q_map_published(g_s: np.ndarray, a_s: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
+    """As :func:`_q_map` but with that evaluator's rule on ties: the strength term is g_F where g_S = g_F."""
+    ratio = np.zeros_like(g_s)
+    src_stronger, fused_stronger, tie = g_s > g_f, g_f > g_s, g_s == g_f
+    ratio[src_stronger] = g_f[src_stronger] / g_s[src_stronger]
+    ratio[fused_stronger] = g_s[fused_stronger] / g_f[fused_stronger]
+    ratio[tie] = g_f[tie]
+    relative_angle = 1 - np.abs(a_s - a_f) / (math.pi / 2)
+    return 0.9994 / (1 + np.exp(-15 * (ratio - 0.5))) * 0.9879 / (1 + np.exp(-22 * (relative_angle - 0.8)))
+
+
+def published_reference_metrics(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """The metrics the published protocol changes (MI, VIF, Qabf, PSNR), the way that evaluator computes them."""
+    from sklearn.metrics import mutual_info_score
+
+    g_a, o_a = _sobel(a)
+    g_b, o_b = _sobel(b)
+    g_f, o_f = _sobel(f)
+    qabf_num = np.sum(_q_map_published(g_a, o_a, g_f, o_f) * g_a + _q_map_published(g_b, o_b, g_f, o_f) * g_b)
+    vifs = [_vif_pair(s, f) for s in (a, b)]
+    mse = (np.mean((a - f) ** 2) + np.mean((b - f) ** 2)) / 2
+    return {
+        "MI": mutual_info_score(f.ravel(), a.ravel()) + mutual_info_score(f.ravel(), b.ravel()),
+        "VIF": sum(1.0 if math.isnan(v) else v for v in vifs),
+        "Qabf": float(qabf_num / np.sum(g_a + g_b)),
+        "PSNR": float(10 * np.log10(np.max(f) ** 2 / mse)),
+    }

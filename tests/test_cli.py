@@ -159,6 +159,7 @@ def test_evaluate_records_an_mlflow_run_of_the_study(tmp_path, capsys):
     assert run.info.status == "FINISHED" and run.info.run_name == "week 1"
     assert run.data.params == {
         "methods": "average, max",
+        "protocol": "project",
         "ssim_protocol": "literature",
         "images": "2",
         "reference": "average",

@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 import mmif_monai.metrics as M
-from oracles import reference_metrics
+from oracles import published_reference_metrics, reference_metrics
 
 AANLIB = Path("/work/shared/data/aanlib")
 FUNCTIONAL = {"EN": M.en, "SD": M.sd, "SF": M.sf, "AG": M.ag}
@@ -180,6 +180,43 @@ def test_agreement_with_numpy_reference(reference_cases):
             assert got[name] == pytest.approx(expected[name], rel=0.01), name
         for name, value in expected.items():
             assert got[name] == pytest.approx(value, rel=1e-9), name
+
+
+def test_published_protocol_matches_a_restatement_of_cddfuse_s_evaluator(reference_cases):
+    pytest.importorskip("sklearn")  # the evaluator's MI is scikit-learn's mutual_info_score
+    f0, a0, b0 = reference_cases[0]
+    # a flat second source (VIF undefined: the evaluator counts 1) and a copy (every edge strength a tie)
+    flat = (f0, a0, np.full_like(b0, 80.0))
+    for f, a, b in [*reference_cases, flat, (a0.copy(), a0, b0)]:
+        batch = [as_batch([x]) for x in (f, a, b)]
+        got = {name: float(v[0]) for name, v in M.batched_metrics(*batch, protocol="published").items()}
+        project = {name: float(v[0]) for name, v in M.batched_metrics(*batch).items()}
+        for name, value in published_reference_metrics(f, a, b).items():
+            assert got[name] == pytest.approx(value, rel=1e-9), name
+        assert got["MI"] == pytest.approx(project["MI"] * math.log(2), rel=1e-12)  # nats, not bits
+        for name in ("EN", "SD", "SF", "AG", "SCD", "SSIM", "CC"):  # the rest is computed alike
+            assert got[name] == project[name] or math.isnan(got[name]) and math.isnan(project[name]), name
+        if b is flat[2]:
+            assert math.isnan(project["VIF"]) and not math.isnan(got["VIF"])
+    with pytest.raises(ValueError, match="literature protocol"):
+        M.batched_metrics(*batch, protocol="published", ssim_protocol="correct")
+    with pytest.raises(ValueError, match="Unsupported option 'cddfuse'"):
+        M.batched_metrics(*batch, protocol="cddfuse")
+
+
+def test_the_published_protocol_scores_fused_images_as_written(tmp_path):
+    dirs = write_dataset(tmp_path)
+    scored = {
+        protocol: M.evaluate_folders(
+            {"avg": dirs["avg"]}, dirs["a"], dirs["b"], device="cpu", progress=False, protocol=protocol
+        )["avg"]
+        for protocol in ("project", "published")
+    }
+    f = M.load_grey(dirs["avg"] / "2.png")
+    assert scored["published"]["SD"][1] == pytest.approx(M.sd(f), rel=1e-12)  # no min-max stretch
+    assert scored["project"]["SD"][1] == pytest.approx(M.sd(M.stretch_to_uint8_range(f)), rel=1e-12)
+    results = {"avg": scored["published"]}
+    assert "published protocol" in M.markdown_table(results, "literature", protocol="published")
 
 
 @pytest.mark.parametrize("protocol, data_range", [("literature", 2), ("correct", 255)])

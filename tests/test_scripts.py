@@ -55,6 +55,20 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     assert abs(width / height - 4 / 3) < 0.05, (width, height)
 
 
+def test_validation_under_the_published_protocol_sets_mmif_net_against_the_quality_targets(tmp_path):
+    doc = tmp_path / "validation.md"
+    result = _script(
+        "scripts/evaluate_validation.py", "--limit", "1", "--methods", "max", "mmif-net", "--protocol", "published",
+        "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(tmp_path / "grid.png"),
+        "--figure-methods", "mmif-net", "--dataset-dir", str(SAMPLES_DIR),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = doc.read_text()
+    assert "--protocol published" in text and text.count("published protocol: CDDFuse's evaluator") == 3
+    assert text.count("| metric | MMIF-Net ÷ max | target (CDDFuse ÷ max) | met |") == 3
+    assert "| SCD |" in text and "| MI |" in text and "(goal: 6)" in text
+
+
 def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_path):
     weights = tmp_path / "candidate.pt"
     # a candidate near the shipped weights (a randomly initialised network fuses into black, which is refused)

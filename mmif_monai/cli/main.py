@@ -98,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--method", nargs="+", help="a name per --fused folder (default: the folder names)")
     evaluate.add_argument("--a", type=Path, required=True, help="folder of anatomical source images")
     evaluate.add_argument("--b", type=Path, required=True, help="folder of functional / second source images")
-    evaluate.add_argument("--ssim-protocol", choices=["literature", "correct"], default="literature")
+    evaluate.add_argument(
+        "--ssim-protocol", choices=["literature", "correct"], default="literature",
+        help="SSIM's data range: literature (2, what published tables used) or correct (255); default %(default)s",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--protocol", choices=["project", "published"], default="project",
+        help="project: fused images min-max stretched, docs/metrics.md's definitions; published: CDDFuse's evaluator"
+        " (images as written, MI in nats), for comparison with published tables; default %(default)s",
+    )  # fmt: skip
     evaluate.add_argument(
         "-o", "--output", type=Path, default=Path("outputs/evaluate"), help="folder for CSV, table, plot"
     )
@@ -252,9 +260,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     malformed_tags = [tag for tag in args.tag if "=" not in tag]
     if malformed_tags:
         raise ValueError(f"--tag needs KEY=VALUE, got {malformed_tags}")
-    results = evaluate_folders(dict(zip(methods, args.fused)), args.a, args.b, args.ssim_protocol, device=args.device)
+    results = evaluate_folders(
+        dict(zip(methods, args.fused)), args.a, args.b, args.ssim_protocol, device=args.device, protocol=args.protocol
+    )
     table, written = write_evaluation(
-        results, args.output, args.a, args.b, args.ssim_protocol, args.overwrite, args.reference
+        results, args.output, args.a, args.b, args.ssim_protocol, args.overwrite, args.reference, args.protocol
     )
     print(table)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -269,7 +279,12 @@ def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str
     output = args.output.resolve()
     tracking_uri = args.tracking_uri or f"sqlite:///{output / 'mlruns.db'}"
     images = len(image_names(args.a, args.b))
-    params = {"methods": ", ".join(methods), "ssim_protocol": args.ssim_protocol, "images": images}
+    params = {
+        "methods": ", ".join(methods),
+        "protocol": args.protocol,
+        "ssim_protocol": args.ssim_protocol,
+        "images": images,
+    }
     if args.reference is not None:
         params["reference"] = args.reference
     tags = dict(tag.split("=", 1) for tag in args.tag)

@@ -10,7 +10,14 @@
 Definitions, sources, ranges and blind spots: ``docs/metrics.md``.
 """
 
-from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics, resolve_metric_names
+from mmif_monai.metrics.batched import (
+    METRIC_NAMES,
+    SCORING_PROTOCOLS,
+    SSIM_PROTOCOLS,
+    batched_metrics,
+    check_protocols,
+    resolve_metric_names,
+)
 from mmif_monai.metrics.functional import ag, cc, en, mi, psnr, qabf, scd, sd, sf, ssim, vif
 from mmif_monai.metrics.fusion_metric import FusionKeyMetric, FusionMetric
 from mmif_monai.metrics.protocol import LUMA_WEIGHTS, stretch_to_uint8_range, to_uint8_grey
@@ -39,6 +46,8 @@ __all__ = [
     "paired_comparison_table",
     "METRIC_NAMES",
     "SSIM_PROTOCOLS",
+    "SCORING_PROTOCOLS",
+    "check_protocols",
     "LUMA_WEIGHTS",
     "resolve_metric_names",
     "batched_metrics",

@@ -21,6 +21,8 @@ from monai.utils import convert_to_tensor, look_up_option
 __all__ = [
     "METRIC_NAMES",
     "SSIM_PROTOCOLS",
+    "SCORING_PROTOCOLS",
+    "check_protocols",
     "resolve_metric_names",
     "batched_metrics",
     "entropy",
@@ -42,6 +44,12 @@ METRIC_NAMES: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qa
 #: SSIM protocol -> data_range. "literature": scikit-image's old default for float input (the float range
 #: -1..1, so 2) applied to 0..255 data, which is what fusion papers report; "correct": the 8-bit range.
 SSIM_PROTOCOLS: dict[str, float] = {"literature": 2.0, "correct": 255.0}
+
+#: Scoring protocols. "project": the definitions as docs/metrics.md states them (MI in bits, a flat source's VIF
+#: NaN, Qabf's strength ratio 1 on ties, PSNR against 255). "published": CDDFuse's evaluator as its public code
+#: computes them (Zhao et al., CVPR 2023, utils/Evaluator.py): MI in nats, a flat source's VIF counted as 1, Qabf's
+#: strength term g_F on ties, PSNR against the fused image's own maximum, SSIM by the literature protocol.
+SCORING_PROTOCOLS: tuple[str, ...] = ("project", "published")
 
 _GREY_LEVELS = 256
 _PEAK = 255.0
@@ -146,13 +154,17 @@ def _pair_mutual_information(f_levels: torch.Tensor, s_levels: torch.Tensor) -> 
     return _entropy_bits(joint.sum(2)) + _entropy_bits(joint.sum(1)) - _entropy_bits(joint.flatten(1))
 
 
-def mutual_information(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """MI: MI(F, A) + MI(F, B) in bits (Qu et al. 2002)."""
+def mutual_information(
+    fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, protocol: str = "project"
+) -> torch.Tensor:
+    """MI: MI(F, A) + MI(F, B) in bits (Qu et al. 2002); in nats under the published protocol (scikit-learn's
+    ``mutual_info_score``, which CDDFuse's evaluator calls)."""
     f, a, b = _check_batch(fused, a, b)
     f_levels = _grey_level_index(f)
-    return _pair_mutual_information(f_levels, _grey_level_index(a)) + _pair_mutual_information(
+    bits = _pair_mutual_information(f_levels, _grey_level_index(a)) + _pair_mutual_information(
         f_levels, _grey_level_index(b)
     )
+    return bits * math.log(2) if protocol == "published" else bits
 
 
 # ----- statistics of the fused image -----
@@ -190,11 +202,15 @@ def sum_of_correlations_of_differences(fused: torch.Tensor, a: torch.Tensor, b: 
     return _correlation(fc - bc, ac) + _correlation(fc - ac, bc)
 
 
-def peak_signal_to_noise_ratio(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PSNR: 10 log10(255^2 / ((MSE(F, A) + MSE(F, B)) / 2)) in dB."""
+def peak_signal_to_noise_ratio(
+    fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, protocol: str = "project"
+) -> torch.Tensor:
+    """PSNR: 10 log10(255^2 / ((MSE(F, A) + MSE(F, B)) / 2)) in dB; the published protocol puts the fused image's
+    own maximum in place of 255."""
     f, a, b = _check_batch(fused, a, b)
     mse = (_spatial_mean((f - a) ** 2) + _spatial_mean((f - b) ** 2)) / 2
-    return 10 * torch.log10(_PEAK**2 / mse)
+    peak = f.amax(dim=(-3, -2, -1)) if protocol == "published" else torch.full_like(mse, _PEAK)
+    return 10 * torch.log10(peak**2 / mse)
 
 
 def correlation_coefficient(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -306,12 +322,14 @@ def _vif_information(var_ref: torch.Tensor, var_dist: torch.Tensor, cov: torch.T
     return num.sum(dim=(-2, -1)), den.sum(dim=(-2, -1))
 
 
-def visual_information_fidelity(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def visual_information_fidelity(
+    fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, protocol: str = "project"
+) -> torch.Tensor:
     """VIF: pixel-domain 4-scale VIF (Sheikh & Bovik 2006) of F against A plus that of F against B.
 
     Scale s uses a Gaussian window of side 2^(5-s) + 1 (17, 9, 5, 3) and sigma = side / 5; from scale 2 on, the
     previous level is filtered with that window and subsampled by 2. Each source's VIF is the ratio of the
-    information sums over all scales (NaN where a source is flat everywhere).
+    information sums over all scales: NaN where a source is flat everywhere, 1 under the published protocol.
     """
     f, a, b = _check_batch(fused, a, b)
     if min(f.shape[-2:]) < _VIF_MIN_SIZE:
@@ -329,7 +347,10 @@ def visual_information_fidelity(fused: torch.Tensor, a: torch.Tensor, b: torch.T
             scale_num, scale_den = _vif_information(ss - mu_s**2, var_f, fs - mu_f * mu_s)
             num[i] += scale_num
             den[i] += scale_den
-    return (num / den).sum(dim=0)
+    per_source = num / den
+    if protocol == "published":
+        per_source = per_source.nan_to_num(nan=1.0)
+    return per_source.sum(dim=0)
 
 
 def _sobel_strength_orientation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,15 +370,18 @@ def _sobel_strength_orientation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 def _edge_preservation_map(
-    g_src: torch.Tensor, a_src: torch.Tensor, g_f: torch.Tensor, a_f: torch.Tensor
+    g_src: torch.Tensor, a_src: torch.Tensor, g_f: torch.Tensor, a_f: torch.Tensor, ties_take_fused: bool = False
 ) -> torch.Tensor:
     """Q^{SF}: product of the sigmoids of relative edge strength and relative orientation.
 
     T / (1 + exp(k (x - D))) is computed as T * sigmoid(-k (x - D)), in place to spare large temporaries.
+    ``ties_take_fused``: where g_S = g_F the strength term is g_F (the published evaluator's rule), not 1.
     """
     # min/max is the definition's g_F/g_S or g_S/g_F. Where both are 0 the ratio is undefined; clamping the
     # divisor makes it 0 there, which does not matter because the source weight g_S^L is 0 too.
     strength = torch.minimum(g_src, g_f).div_(torch.maximum(g_src, g_f).clamp_min_(torch.finfo(g_f.dtype).tiny))
+    if ties_take_fused:
+        strength = torch.where(g_src == g_f, g_f, strength)
     q_strength = strength.sub_(_QABF_DG).mul_(-_QABF_KG).sigmoid_()
     # orientation term: -ka (A - Da) with A = 1 - |a_S - a_F| / (pi / 2), expanded to one multiply-add
     angle = torch.abs(a_src - a_f)
@@ -365,12 +389,15 @@ def _edge_preservation_map(
     return q_strength.mul_(q_orientation).mul_(_QABF_TG * _QABF_TA)
 
 
-def edge_preservation(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def edge_preservation(fused: torch.Tensor, a: torch.Tensor, b: torch.Tensor, protocol: str = "project") -> torch.Tensor:
     """Qabf: edge-strength-weighted mean of the edge preservation of A and of B in F (Xydeas & Petrovic 2000)."""
     f, a, b = _check_batch(fused, a, b)
     (g_f, o_f), (g_a, o_a), (g_b, o_b) = (_sobel_strength_orientation(x[:, 0]) for x in (f, a, b))
     w_a, w_b = g_a**_QABF_L, g_b**_QABF_L
-    num = _edge_preservation_map(g_a, o_a, g_f, o_f) * w_a + _edge_preservation_map(g_b, o_b, g_f, o_f) * w_b
+    ties = protocol == "published"
+    num = (
+        _edge_preservation_map(g_a, o_a, g_f, o_f, ties) * w_a + _edge_preservation_map(g_b, o_b, g_f, o_f, ties) * w_b
+    )
     return num.sum(dim=(-2, -1)) / (w_a + w_b).sum(dim=(-2, -1))
 
 
@@ -382,7 +409,7 @@ _FUSED_ONLY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "SF": spatial_frequency,
     "AG": average_gradient,
 }
-_WITH_SOURCES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+_WITH_SOURCES: dict[str, Callable[..., torch.Tensor]] = {
     "MI": mutual_information,
     "SCD": sum_of_correlations_of_differences,
     "VIF": visual_information_fidelity,
@@ -390,6 +417,8 @@ _WITH_SOURCES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], to
     "PSNR": peak_signal_to_noise_ratio,
     "CC": correlation_coefficient,
 }
+#: the metrics whose computation the scoring protocol changes
+_PROTOCOL_DEPENDENT = frozenset({"MI", "VIF", "Qabf", "PSNR"})
 
 
 def batched_metrics(
@@ -398,6 +427,7 @@ def batched_metrics(
     b: torch.Tensor | None = None,
     names: Sequence[str] | None = None,
     ssim_protocol: str = "literature",
+    protocol: str = "project",
 ) -> dict[str, torch.Tensor]:
     """Fusion metrics of a batch: name -> (N,) float64 tensor on the input's device.
 
@@ -407,12 +437,15 @@ def batched_metrics(
         b: (N, 1, H, W) second source images (functional luminance).
         names: metrics to compute (case-insensitive, see :data:`METRIC_NAMES`); ``None`` computes all.
         ssim_protocol: ``"literature"`` or ``"correct"``, see :data:`SSIM_PROTOCOLS`.
+        protocol: ``"project"`` or ``"published"``, see :data:`SCORING_PROTOCOLS` (the published one scores SSIM
+            by the literature protocol).
 
     Raises:
-        ValueError: for unknown names, missing sources, or mismatched shapes.
+        ValueError: for unknown names or protocols, a published protocol with the correct SSIM, missing sources,
+            or mismatched shapes.
     """
     selected = resolve_metric_names(names)
-    look_up_option(ssim_protocol, SSIM_PROTOCOLS)
+    check_protocols(protocol, ssim_protocol)
     if (a is None or b is None) and any(n not in _FUSED_ONLY for n in selected):
         raise ValueError(f"metrics {[n for n in selected if n not in _FUSED_ONLY]} need both source images")
     results: dict[str, torch.Tensor] = {}
@@ -422,5 +455,15 @@ def batched_metrics(
         elif name == "SSIM":
             results[name] = structural_similarity(fused, a, b, protocol=ssim_protocol)  # type: ignore[arg-type]
         else:
-            results[name] = _WITH_SOURCES[name](fused, a, b)  # type: ignore[arg-type]
+            options = {"protocol": protocol} if name in _PROTOCOL_DEPENDENT else {}
+            results[name] = _WITH_SOURCES[name](fused, a, b, **options)
     return results
+
+
+def check_protocols(protocol: str, ssim_protocol: str = "literature") -> None:
+    """Refuse an unknown scoring or SSIM protocol, and the published protocol with the correct SSIM (it is part of
+    what makes numbers comparable with published tables)."""
+    look_up_option(protocol, SCORING_PROTOCOLS)
+    look_up_option(ssim_protocol, SSIM_PROTOCOLS)
+    if protocol == "published" and ssim_protocol != "literature":
+        raise ValueError("the published protocol scores SSIM by the literature protocol; drop --ssim-protocol correct")

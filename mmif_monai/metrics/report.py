@@ -22,12 +22,13 @@ from tqdm import tqdm
 from mmif_monai.devices import resolve_device
 from mmif_monai.io.markdown import markdown_rows
 from mmif_monai.io.paths import IMAGE_SUFFIXES
-from mmif_monai.metrics.batched import METRIC_NAMES, SSIM_PROTOCOLS, batched_metrics
+from mmif_monai.metrics.batched import METRIC_NAMES, batched_metrics, check_protocols
 from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
 from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "PROTOCOL_CAPTIONS",
     "SSIM_PROTOCOL_CAPTIONS",
     "image_files",
     "image_names",
@@ -45,6 +46,10 @@ Results = Mapping[str, Mapping[str, Sequence[float]]]
 
 
 #: How each SSIM protocol is described in table captions.
+PROTOCOL_CAPTIONS = {
+    "project": "8-bit grey, fused image min-max stretched",
+    "published": "published protocol: CDDFuse's evaluator, 8-bit grey as written, MI in nats",
+}
 SSIM_PROTOCOL_CAPTIONS = {
     "literature": "literature (scikit-image structural_similarity, data_range = 2 on 0-255 data)",
     "correct": "correct (scikit-image structural_similarity, data_range = 255)",
@@ -117,7 +122,12 @@ def _stack(images: list[np.ndarray], indices: list[int], device: torch.device) -
 
 
 def _score_batch(
-    fused: list[np.ndarray], a: list[np.ndarray], b: list[np.ndarray], ssim_protocol: str, device: torch.device
+    fused: list[np.ndarray],
+    a: list[np.ndarray],
+    b: list[np.ndarray],
+    ssim_protocol: str,
+    device: torch.device,
+    protocol: str = "project",
 ) -> dict[str, list[float]]:
     """Metrics of a list of triplets, batching images of equal size together."""
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -126,7 +136,11 @@ def _score_batch(
     scores = {name: [math.nan] * len(fused) for name in METRIC_NAMES}
     for idx in groups.values():
         values = batched_metrics(
-            _stack(fused, idx, device), _stack(a, idx, device), _stack(b, idx, device), ssim_protocol=ssim_protocol
+            _stack(fused, idx, device),
+            _stack(a, idx, device),
+            _stack(b, idx, device),
+            ssim_protocol=ssim_protocol,
+            protocol=protocol,
         )
         for name, column in values.items():
             for i, value in zip(idx, column.tolist()):
@@ -142,6 +156,7 @@ def evaluate_folders(
     batch_size: int = 16,
     device: str | torch.device | None = None,
     progress: bool = True,
+    protocol: str = "project",
 ) -> dict[str, dict[str, list[float]]]:
     """Every metric of every fused image in ``fused_dirs``, matched to the sources by file name.
 
@@ -153,6 +168,8 @@ def evaluate_folders(
         batch_size: images scored together.
         device: torch device for the metrics; ``None`` picks CUDA when available.
         progress: show a tqdm progress bar.
+        protocol: ``"project"`` (fused images min-max stretched, docs/metrics.md's definitions) or ``"published"``
+            (CDDFuse's evaluator: images as written, no stretch; :data:`~mmif_monai.metrics.batched.SCORING_PROTOCOLS`).
 
     Returns:
         ``{method: {metric: [value per image]}}``, images in the order of :func:`image_names`.
@@ -161,7 +178,7 @@ def evaluate_folders(
         FileNotFoundError: for a missing folder or one without images.
         ValueError: for folders whose file names do not match the sources, or images of different sizes.
     """
-    look_up_option(ssim_protocol, SSIM_PROTOCOLS)
+    check_protocols(protocol, ssim_protocol)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     names, a_files, b_files = _source_files(Path(a_dir), Path(b_dir))
@@ -180,11 +197,13 @@ def evaluate_folders(
                 if img_a.shape != img_b.shape:
                     raise ValueError(f"{a_files[n]} is {img_a.shape}, {b_files[n]} is {img_b.shape}")
             for method, files in fused_files.items():
-                fused = [stretch_to_uint8_range(load_grey(files[n])) for n in batch]
+                fused = [load_grey(files[n]) for n in batch]
+                if protocol == "project":
+                    fused = [stretch_to_uint8_range(image) for image in fused]
                 for n, img_f, img_a in zip(batch, fused, a):
                     if img_f.shape != img_a.shape:
                         raise ValueError(f"{files[n]} is {img_f.shape}, its sources are {img_a.shape}")
-                for metric, values in _score_batch(fused, a, b, ssim_protocol, device).items():
+                for metric, values in _score_batch(fused, a, b, ssim_protocol, device, protocol).items():
                     results[method][metric].extend(values)
                 bar.update(len(batch))
     return results
@@ -229,10 +248,10 @@ def write_csv(results: Results, path: str | Path, names: Sequence[str] | None = 
                 writer.writerow([method, label, *(metrics[c][i] if c in metrics else "" for c in columns)])
 
 
-def markdown_table(results: Results, ssim_protocol: str) -> str:
+def markdown_table(results: Results, ssim_protocol: str, protocol: str = "project") -> str:
     """Mean ± std per method (rows) and metric (columns); with several methods the best mean per column is bold.
 
-    Every metric here is higher-is-better. The caption names the SSIM protocol the results were computed with.
+    Every metric here is higher-is-better. The caption names the protocols the results were computed with.
     """
     summary = summarise(results)
     columns = _metric_columns(results)
@@ -243,7 +262,7 @@ def markdown_table(results: Results, ssim_protocol: str) -> str:
     counts = sorted({max(len(v) for v in metrics.values()) for metrics in results.values()})
     caption = (
         f"Fusion metrics, mean ± std over {' / '.join(map(str, counts))} images per method "
-        f"(8-bit grey, fused image min-max stretched). "
+        f"({look_up_option(protocol, PROTOCOL_CAPTIONS)}). "
         f"SSIM protocol: {look_up_option(ssim_protocol, SSIM_PROTOCOL_CAPTIONS)}."
     )
     if len(summary) > 1:
@@ -299,6 +318,7 @@ def write_evaluation(
     ssim_protocol: str = "literature",
     overwrite: bool = False,
     reference: str | None = None,
+    protocol: str = "project",
 ) -> tuple[str, list[Path]]:
     """Write ``metrics.csv`` (per image, labelled by :func:`image_names`), ``metrics.md`` and ``metrics.png``.
 
@@ -319,7 +339,7 @@ def write_evaluation(
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists; overwrite it explicitly")
-    table = markdown_table(results, ssim_protocol)
+    table = markdown_table(results, ssim_protocol, protocol)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, png_path = paths[:3]
     write_csv(results, csv_path, names=image_names(a_dir, b_dir))

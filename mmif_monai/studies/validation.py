@@ -12,16 +12,34 @@ from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.methods import AUTOENCODED_MAX, NETWORK_METHOD, WEIGHTED_METHODS
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, FusionPair, list_pairs, split_pairs
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
-from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+from mmif_monai.metrics.report import Results, evaluate_folders, summarise, write_evaluation
 from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
 from mmif_monai.studies.ablation import TARGET_METRICS
 from mmif_monai.studies.documents import generated_preamble, write_document
 from mmif_monai.studies.fusions import fuse_with_methods, save_fusion_grid, stage_sources
+from mmif_monai.studies.tables import Table
 
-__all__ = ["DEFAULT_METHODS", "ValidationSettings", "describe_methods", "run_validation"]
+__all__ = [
+    "CDDFUSE_RATIO_TARGETS",
+    "DEFAULT_METHODS",
+    "ValidationSettings",
+    "describe_methods",
+    "run_validation",
+    "target_ratio_table",
+]
 
 #: the classical rules and MMIF-Net
 DEFAULT_METHODS = (*CLASSICAL_METHODS, NETWORK_METHOD)
+#: the reference the quality targets are ratios to
+TARGET_REFERENCE = "max"
+#: CDDFuse's published means divided by pixel-max fusion's on the same test split, published protocol, per pair
+#: type (the quality goal of the project's issue #21; CDDFuse: Zhao et al., CVPR 2023). MMIF-Net's mean divided by
+#: pixel-max's on the validation split should reach at least 6 of the 8 for every pair type.
+CDDFUSE_RATIO_TARGETS: dict[str, dict[str, float]] = {
+    "mri_ct": {"EN": 1.09, "SD": 0.94, "SF": 1.14, "MI": 0.72, "SCD": 0.94, "VIF": 0.95, "Qabf": 1.08, "SSIM": 0.97},
+    "mri_pet": {"EN": 1.10, "SD": 0.94, "SF": 1.08, "MI": 0.67, "SCD": 0.99, "VIF": 0.77, "Qabf": 1.00, "SSIM": 0.99},
+    "mri_spect": {"EN": 1.10, "SD": 0.98, "SF": 1.13, "MI": 0.86, "SCD": 1.02, "VIF": 1.31, "Qabf": 1.13, "SSIM": 0.98},
+}
 
 
 @dataclass
@@ -36,6 +54,8 @@ class ValidationSettings:
     #: the figure's columns after the sources (two slices of each pair type per row)
     figure_methods: Sequence[str] = (NETWORK_METHOD, "max", "laplacian")
     ssim_protocol: str = "literature"
+    #: "project" or "published" (CDDFuse's evaluator; adds the table of ratios to pixel-max with the targets)
+    protocol: str = "project"
     limit: int | None = None
     device: str = "cpu"
     #: MMIF-Net weights to score instead of the shipped ones
@@ -46,6 +66,8 @@ class ValidationSettings:
         parts = ["python scripts/evaluate_validation.py"]
         if self.ssim_protocol != "literature":
             parts.append(f"--ssim-protocol {self.ssim_protocol}")
+        if self.protocol != "project":
+            parts.append(f"--protocol {self.protocol}")
         if list(self.methods) != list(DEFAULT_METHODS):
             parts.append("--methods " + " ".join(self.methods))
         if self.weights:
@@ -76,6 +98,19 @@ def describe_methods(methods: Sequence[str], weights: Path | None) -> str:
             f" by {autoencoder}, a diagnostic of what the network loses by itself"
         )
     return sentence
+
+
+def target_ratio_table(results: Results, pair_type: str) -> tuple[Table, int]:
+    """MMIF-Net's mean ÷ pixel-max's per target metric next to :data:`CDDFUSE_RATIO_TARGETS`, and how many are met."""
+    summary = summarise(results)
+    targets = CDDFUSE_RATIO_TARGETS[pair_type]
+    table = Table(["metric", "MMIF-Net ÷ max", "target (CDDFuse ÷ max)", "met"])
+    met = 0
+    for metric, target in targets.items():
+        ratio = summary[NETWORK_METHOD][metric][0] / summary[TARGET_REFERENCE][metric][0]
+        met += ratio >= target
+        table.add(metric, f"{ratio:.3f}", f"{target:.2f}", "✓" if ratio >= target else "✗")
+    return table, met
 
 
 def _figure_slices(pairs: Sequence[FusionPair]) -> list[FusionPair]:
@@ -109,10 +144,18 @@ def run_validation(settings: ValidationSettings) -> str:
         folders = fuse_with_methods(pairs, settings.methods, out / "fused", device=settings.device, weights=weights)
         figure_folders[pair_type] = {m: folders[m] for m in settings.figure_methods if m in folders}
         figure_pairs += _figure_slices(pairs)
-        results = evaluate_folders(folders, anatomical, functional, settings.ssim_protocol, device=settings.device)
-        table, _ = write_evaluation(
-            results, out / "metrics", anatomical, functional, settings.ssim_protocol, overwrite=True
+        results = evaluate_folders(
+            folders, anatomical, functional, settings.ssim_protocol, device=settings.device, protocol=settings.protocol
         )
+        table, _ = write_evaluation(
+            results, out / "metrics", anatomical, functional, settings.ssim_protocol, True, None, settings.protocol
+        )
+        if settings.protocol == "published" and {NETWORK_METHOD, TARGET_REFERENCE} <= set(results):
+            ratios, met = target_ratio_table(results, pair_type)
+            table += (
+                f"\nThe quality target: MMIF-Net's mean ÷ pixel-max's against CDDFuse's published ratio, {met} of"
+                f" {len(ratios.rows)} met (goal: 6):\n\n{ratios.markdown()}"
+            )
         rules = [m for m in CLASSICAL_METHODS if m in results]
         if NETWORK_METHOD in results and rules:
             # is MMIF-Net's lead or lag on the quality target's metrics larger than the images' spread explains?
