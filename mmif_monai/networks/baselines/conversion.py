@@ -33,6 +33,9 @@ __all__ = [
     "AUTHOR_CONVERTERS",
 ]
 
+#: the intensity scale of DenseFuse's PyTorch release: grey levels 0..255, where this package works in [0, 1]
+DENSEFUSE_RELEASE_SCALE = 255.0
+
 # one rule: (pattern over the authors' key, template of ours); the first matching rule wins
 Rules = list[tuple[str, str]]
 
@@ -66,7 +69,13 @@ def convert_densefuse(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         (r"conv1\.conv2d\.(weight|bias)", r"conv1.1.conv.\1"),
         (r"DB1\.denseblock\.(\d)\.dense_conv\.conv2d\.(weight|bias)", r"dense.layers\1.1.conv.\2"),
     ] + [(rf"conv{i + 2}\.conv2d\.(weight|bias)", rf"decoder.{i}.1.conv.\1") for i in range(4)]
-    return _rename(state, rules, None, "DenseFuse")
+    converted = _rename(state, rules, None, "DenseFuse")
+    # the release reads and writes grey levels 0..255 (its test script clamps the output to 0..255 and saves it
+    # as uint8), this network [0, 1]: the first convolution takes the x255 and the last one the /255, exactly
+    converted["conv1.1.conv.weight"] = converted["conv1.1.conv.weight"] * DENSEFUSE_RELEASE_SCALE
+    for name in ("weight", "bias"):
+        converted[f"decoder.3.1.conv.{name}"] = converted[f"decoder.3.1.conv.{name}"] / DENSEFUSE_RELEASE_SCALE
+    return converted
 
 
 def convert_nestfuse(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
