@@ -27,7 +27,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "validation")
-    parser.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "validation.md")
+    parser.add_argument(
+        "--doc", type=Path,
+        help="the document to write (default: docs/validation.md; docs/validation_published.md with --protocol"
+        " published)",
+    )  # fmt: skip
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default=defaults.ssim_protocol)
     parser.add_argument(
@@ -50,6 +54,8 @@ def main() -> None:
         " candidate before it is shipped; give --doc and --figure other paths then",
     )  # fmt: skip
     args = parser.parse_args()
+    published = args.protocol == "published"
+    args.doc = args.doc or REPO_ROOT / "docs" / ("validation_published.md" if published else "validation.md")
     run_validation(
         ValidationSettings(
             out_dir=args.out,
@@ -59,6 +65,7 @@ def main() -> None:
             methods=args.methods,
             figure_methods=args.figure_methods,
             ssim_protocol=args.ssim_protocol,
+            protocol=args.protocol,
             limit=args.limit,
             device=args.device,
             weights=args.weights,

@@ -109,13 +109,18 @@ def test_report_holds_what_it_prints(tmp_path, capsys):
     weights = tmp_path / "densefuse.pt"
     torch.save(DenseFuse().state_dict(), weights)
     settings = _settings(tmp_path, weights)
+    settings.released = {"densefuse": weights}  # as an authors' release would be given: rows of its own
     doc = run_comparison(settings)
     printed = capsys.readouterr().out
     assert settings.doc.read_text() == doc
     assert settings.figure.stat().st_size > 0
     assert "MRI–CT (the paper's Table 3): 1 pairs" in doc and "MRI–PET" not in doc
     rows = [line for line in doc.splitlines() if line.startswith(("| DenseFuse |", "| MMIF-Net |", "| latlrr |"))]
-    assert len(rows) == 3 + 3  # the metric table, plus the size/speed table
+    assert len(rows) == 3 + 3 + 3  # the metric tables under both protocols, plus the size/speed table
+    assert "published protocol: CDDFuse's evaluator" in doc
+    for rule in ("l1", "addition"):  # DenseFuse's release with both of its paper's rules, in both tables
+        assert doc.count(f"| DenseFuse (authors' weights, {rule} rule) |") == 2
+    assert f"--released densefuse={weights}" in settings.command_line()
     for row in rows:
         assert row in printed  # every number in the document was printed by the run
     assert all(metric in doc for metric in METRIC_NAMES)

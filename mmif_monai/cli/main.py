@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--dataset-dir", type=Path, help="AANLIB-style folder (default: ../shared/data/aanlib)")
     compare.add_argument("--methods", nargs="+", help="compared networks (default: all five)")
     compare.add_argument("--weights", nargs="+", default=[], metavar="METHOD=FILE", help="load instead of training")
+    compare.add_argument(
+        "--released", nargs="+", default=[], metavar="METHOD=FILE",
+        help="the authors' released weights (e.g. densefuse=../shared/weights/densefuse_gray.model), scored in rows"
+        " of their own beside the trained networks",
+    )  # fmt: skip
     # the training budget, one for every compared network; unset options keep TrainingBudget's defaults
     compare.add_argument("--epochs", type=positive_int, help="training budget: epochs")
     compare.add_argument("--iterations-per-epoch", type=positive_int, help="training budget: iterations per epoch")
@@ -295,17 +300,23 @@ def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str
     print(f"MLflow run {run_id} in {tracking_uri} (experiment {args.experiment})")
 
 
+def _method_files(option: str, items: list[str]) -> dict[str, Path]:
+    """``METHOD=FILE`` items as method -> file."""
+    files = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"{option} expects METHOD=FILE, got {item!r}")
+        files[name] = Path(path)
+    return files
+
+
 def _compare(args: argparse.Namespace) -> None:
     from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
     from mmif_monai.io.paths import DEFAULT_DATASET_DIR
     from mmif_monai.studies import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
 
-    weights = {}
-    for item in args.weights:
-        name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise ValueError(f"--weights expects METHOD=FILE, got {item!r}")
-        weights[name] = Path(path)
+    weights, released = _method_files("--weights", args.weights), _method_files("--released", args.released)
     given = {
         "epochs": args.epochs,
         "iterations_per_epoch": args.iterations_per_epoch,
@@ -322,6 +333,7 @@ def _compare(args: argparse.Namespace) -> None:
         budget=budget,
         methods=args.methods or list(COMPARISON_METHODS),
         weights=weights,
+        released=released,
         limit=args.limit,
         validation_cases=tuple(args.validation_cases or DEFAULT_VALIDATION_CASES),
         timing_threads=args.timing_threads,

@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
@@ -20,7 +21,7 @@ from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.report import evaluate_folders, markdown_table, summarise, write_evaluation
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
-from mmif_monai.studies.fusions import fuse_with_methods, save_fusion_grid, stage_sources
+from mmif_monai.studies.fusions import fuse_missing, fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.studies.methods import COMPARISON_METHODS, MMIF_NET_TITLE, load_method, method_title
 from mmif_monai.studies.tables import Table
 from mmif_monai.studies.timing import cpu_ms_per_pair, parameter_count
@@ -40,6 +41,11 @@ PAIR_TYPE_TITLES = {
     "mri_ct": "MRI–CT (the paper's Table 3)",
     "mri_spect": "MRI–SPECT (not in the paper's tables)",
 }
+#: the fusion rules a released network is run with, as (label, constructor options): DenseFuse with its paper's
+#: two; the others with their own (IFCNN-MAX: max)
+RELEASED_RULES: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
+    "densefuse": (("l1 rule", {"fusion_rule": "l1"}), ("addition rule", {"fusion_rule": "addition"})),
+}
 
 
 @dataclass
@@ -54,6 +60,8 @@ class ComparisonSettings:
     methods: Sequence[str] = tuple(COMPARISON_METHODS)
     #: method -> weights file to load instead of training (this package's or the authors', converted)
     weights: Mapping[str, Path] = field(default_factory=dict)
+    #: method -> the authors' released weights, scored in rows of their own beside the trained networks
+    released: Mapping[str, Path] = field(default_factory=dict)
     limit: int | None = None
     validation_cases: tuple[int, ...] = DEFAULT_VALIDATION_CASES
     timing_threads: int = 1
@@ -73,6 +81,8 @@ class ComparisonSettings:
             parts.append("--methods " + " ".join(self.methods))
         if self.weights:
             parts.append("--weights " + " ".join(f"{m}={p}" for m, p in self.weights.items()))
+        if self.released:
+            parts.append("--released " + " ".join(f"{m}={p}" for m, p in self.released.items()))
         parts += data_options(self.dataset_dir, self.limit, self.validation_cases, self.device)
         return " ".join(parts)
 
@@ -93,10 +103,10 @@ def data_options(dataset_dir: str | Path, limit: int | None, validation_cases: S
 
 def _check(settings: ComparisonSettings) -> None:
     """Every input checked before anything is trained or written."""
-    unknown = [m for m in [*settings.methods, *settings.weights] if m not in COMPARISON_METHODS]
+    unknown = [m for m in [*settings.methods, *settings.weights, *settings.released] if m not in COMPARISON_METHODS]
     if unknown:
         raise ValueError(f"unknown comparison method(s) {unknown}; choose from {', '.join(COMPARISON_METHODS)}")
-    for name, path in settings.weights.items():
+    for name, path in [*settings.weights.items(), *settings.released.items()]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: weights file for {name} not found")
     if settings.limit is not None and settings.limit < 1:
@@ -142,10 +152,31 @@ def _compared(networks: Mapping[str, Path]) -> list[str]:
     return [*CLASSICAL_METHODS, *networks, NETWORK_METHOD]
 
 
-def _fuse(pairs: Sequence[FusionPair], fused_root: Path, networks: Mapping[str, Path], device: str) -> dict[str, Path]:
+def released_rows(released: Mapping[str, Path]) -> dict[str, tuple[str, Path, dict[str, str]]]:
+    """Row title -> (method, released weights file, constructor options) for every released network and rule."""
+    rows = {}
+    for name, weights in released.items():
+        title = f"{COMPARISON_METHODS[name].title} (authors' weights"
+        for label, options in RELEASED_RULES.get(name, (("", {}),)):
+            rows[f"{title}, {label})" if label else f"{title})"] = (name, Path(weights), options)
+    return rows
+
+
+def _fuse(
+    pairs: Sequence[FusionPair], fused_root: Path, settings: ComparisonSettings, networks: Mapping[str, Path]
+) -> dict[str, Path]:
     """Fuse ``pairs`` with every method; display title -> folder. Existing results of the same weights are reused."""
+    device = settings.device
     folders = fuse_with_methods(pairs, _compared(networks), fused_root, device=device, weights=networks)
-    return {method_title(name): folder for name, folder in folders.items()}
+    titled = {method_title(name): folder for name, folder in folders.items()}
+    mmif_net = titled.pop(MMIF_NET_TITLE)
+    for title, (name, weights, options) in released_rows(settings.released).items():
+        rule = "-".join(options.values()) or "own"
+        titled[title] = fuse_missing(
+            partial(load_method, name, weights, device, **options),
+            pairs, fused_root / f"{name}-released-{rule}-{weights_digest(weights)}", device,
+        )  # fmt: skip
+    return {**titled, MMIF_NET_TITLE: mmif_net}
 
 
 def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> Table:
@@ -192,15 +223,21 @@ def run_comparison(settings: ComparisonSettings) -> str:
     for pair_type, type_pairs in pairs.items():
         out = settings.out_dir / pair_type
         anatomical, functional = stage_sources(type_pairs, out / "sources")
-        folders[pair_type] = _fuse(type_pairs, out / "fused", networks, settings.device)
+        folders[pair_type] = _fuse(type_pairs, out / "fused", settings, networks)
         results = evaluate_folders(folders[pair_type], anatomical, functional, device=settings.device)
         write_evaluation(results, out / "metrics", anatomical, functional, overwrite=True)
-        table = markdown_table(results, "literature")
+        published = evaluate_folders(
+            folders[pair_type], anatomical, functional, device=settings.device, protocol="published"
+        )
+        write_evaluation(
+            published, out / "metrics-published", anatomical, functional, overwrite=True, protocol="published"
+        )
         standing = _standing(results).markdown()
         section = (
-            f"## {PAIR_TYPE_TITLES[pair_type]}: {len(type_pairs)} pairs\n\n{table}\n"
+            f"## {PAIR_TYPE_TITLES[pair_type]}: {len(type_pairs)} pairs\n\n{markdown_table(results, 'literature')}\n"
             f"Where MMIF-Net stands on {PAIR_TYPE_TITLES[pair_type].split(' (')[0]} (per metric, by mean):\n\n"
-            f"{standing}"
+            f"{standing}\nThe same fusions under the published protocol (docs/metrics.md):\n\n"
+            f"{markdown_table(published, 'literature', 'published')}"
         )
         print(section, flush=True)
         sections.append(section)
@@ -243,6 +280,16 @@ def _document(
         " is selected on the validation split. This budget is tiny next to the papers' (tens of thousands of"
         " iterations on GPUs): the numbers rank *equally short* trainings, not the published models.",
         *([f"- **Loaded from weights:** {', '.join(loaded)}."] if loaded else []),
+        *(
+            [
+                f"- **The authors' released weights** ({', '.join(f'`{p}`' for p in settings.released.values())},"
+                ' not part of this repository; docs/comparison.md, "Loading the authors\' weights"): rows'
+                f" {', '.join(f'“{t}”' for t in released_rows(settings.released))}, as released, not retrained;"
+                " DenseFuse with both of its paper's rules."
+            ]
+            if settings.released
+            else []
+        ),
         "- **MMIF-Net** uses the bundle's shipped weights (`bundles/mmif_net/models/model.pt`, sha256"
         f" {weights_digest(DEFAULT_WEIGHTS)}…), trained under its own, larger budget and not retrained here;"
         " bundles/mmif_net/docs/README.md says how, and whether anything was selected on this split.",

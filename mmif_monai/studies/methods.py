@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class ComparisonMethod:
 
     name: str
     title: str
-    build: Callable[[], nn.Module]
+    build: Callable[..., nn.Module]
     #: trained on (anatomical, functional) pairs with a fusion loss, else as an autoencoder on single images
     paired: bool
     reference: str
@@ -90,8 +91,11 @@ def read_state_dict(path: str | Path) -> dict:
     return read_weights(path)
 
 
-def load_comparison_network(name: str, weights: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Method ``name``'s network in eval mode with the parameters in ``weights``.
+def load_comparison_network(
+    name: str, weights: str | Path, device: str | torch.device = "cpu", **options: Any
+) -> nn.Module:
+    """Method ``name``'s network in eval mode with the parameters in ``weights``; ``options`` go to its
+    constructor (e.g. DenseFuse's ``fusion_rule``).
 
     ``weights`` may be this package's own (a bundle checkpoint or state dict) or the original authors'
     release, converted by :data:`mmif_monai.networks.baselines.conversion.AUTHOR_CONVERTERS` (keys: docs/comparison.md).
@@ -101,7 +105,7 @@ def load_comparison_network(name: str, weights: str | Path, device: str | torch.
     """
     if name not in COMPARISON_METHODS:
         raise ValueError(f"unknown comparison method {name!r}; choose from {', '.join(COMPARISON_METHODS)}")
-    network = COMPARISON_METHODS[name].build()
+    network = COMPARISON_METHODS[name].build(**options)
     state = read_state_dict(weights)
     own_keys = set(network.state_dict())
     if not own_keys.issuperset(state) or not set(state).issuperset(k for k in own_keys if "num_batches" not in k):
@@ -132,20 +136,25 @@ def method_title(name: str) -> str:
     return MMIF_NET_TITLE if name == NETWORK_METHOD else name
 
 
-def load_method(name: str, weights: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[FuseFn, str]:
+def load_method(
+    name: str, weights: str | Path | None = None, device: str | torch.device = "cpu", **options: Any
+) -> tuple[FuseFn, str]:
     """The fusion callable of any method a study compares, and a one-line description of it.
 
     ``name`` is a compared network (:data:`COMPARISON_METHODS`; ``weights`` required), MMIF-Net or its
     diagnostic (``weights`` or, for ``None``, the shipped ones), or a classical rule (no weights): the
-    :func:`~mmif_monai.fusion.methods.load_fusion_method` names. Networks come in their inference form
+    :func:`~mmif_monai.fusion.methods.load_fusion_method` names. ``options`` go to a compared network's
+    constructor (e.g. DenseFuse's ``fusion_rule``). Networks come in their inference form
     (:func:`~mmif_monai.networks.inference.prepare_for_inference`), the compared ones as MMIF-Net.
 
     Raises:
         ValueError: unknown method, a compared network without weights, or weights that do not fit.
     """
     if name not in COMPARISON_METHODS:
+        if options:
+            raise ValueError(f"constructor options {sorted(options)} apply to the compared networks, not {name!r}")
         return load_fusion_method(name, weights, device)
     if weights is None:
         raise ValueError(f"{COMPARISON_METHODS[name].title} needs a weights file (train it or give one)")
-    network = prepare_for_inference(load_comparison_network(name, weights, device))
+    network = prepare_for_inference(load_comparison_network(name, weights, device, **options))
     return network, f"{COMPARISON_METHODS[name].title} ({weights})"

@@ -124,7 +124,7 @@ def run_validation(settings: ValidationSettings) -> str:
     weights = {m: settings.weights for m in WEIGHTED_METHODS if settings.weights is not None}
     lines = [
         *generated_preamble(
-            "Validation results",
+            "Validation results" + (" under the published protocol" if settings.protocol == "published" else ""),
             settings.command_line(),
             f"Validation split: atlas cases {', '.join(map(str, DEFAULT_VALIDATION_CASES))} of the AANLIB copy"
             ' (docs/method.md, "Data split").',
