@@ -17,6 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 
 
+@pytest.mark.parametrize(("local_rank", "rank"), [("0", "0"), ("1", "3")])
+def test_each_process_takes_the_gpu_of_its_local_rank_not_its_global_rank(monkeypatch, local_rank, rank):
+    # on the second node of two with two GPUs each, global rank 3 is local rank 1: it must use cuda:1
+    from monai.bundle import ConfigParser
+
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    parser = ConfigParser()
+    parser.read_config([BUNDLE / "configs" / "train.json", BUNDLE / "configs" / "multi_gpu_train.json"])
+    assert parser.get_parsed_content("device") == torch.device(f"cuda:{local_rank}")
+
+
 def test_two_process_gloo_training_steps_on_both_ranks(tmp_path):
     configs = [str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "multi_gpu_train.json")]
     cmd = [

@@ -238,3 +238,16 @@ def test_a_bug_keeps_its_traceback_and_a_users_error_is_one_line(monkeypatch, ca
     monkeypatch.setitem(cli.COMMANDS, "demo", failed_training)
     assert main(["demo"]) == 1
     assert capsys.readouterr().err == "mmif: error: training into ck failed (exit code 1); see ck/train.log\n"
+
+
+def test_help_lists_the_fusion_methods_the_library_offers(capsys):
+    from mmif_monai.fusion.methods import available_methods
+    from mmif_monai.io.preflight import FUSION_METHOD_NAMES
+
+    assert list(FUSION_METHOD_NAMES) == available_methods()  # the command line's copy of the names is current
+    with pytest.raises(SystemExit):
+        main(["fuse", "--help"])
+    assert "{" + ",".join(FUSION_METHOD_NAMES) + "}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["fuse", "--anatomical", "a.png", "--functional", "b.png", "-o", "c.png", "--method", "max-autoencoded"])
+    assert "invalid choice: 'max-autoencoded'" in capsys.readouterr().err  # the diagnostic is no user method

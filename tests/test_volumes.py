@@ -245,6 +245,18 @@ def test_named_axes_follow_the_affine():
 # ---------------------------------------------------------------- outputs
 
 
+def test_previews_of_a_small_volume_are_enlarged_for_viewing_and_keep_its_aspect():
+    from mmif_monai.fusion.volumes import PREVIEW_MIN_SIDE, preview_slices
+
+    volume = _volume(torch.rand((1, 64, 64, 32)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    previews = preview_slices(volume)
+    assert previews["axial"].shape == (1, PREVIEW_MIN_SIDE, PREVIEW_MIN_SIDE)
+    # coronal: 64 mm across, 32 x 2 = 64 mm down: square; the anisotropic voxels are stretched, then enlarged
+    assert previews["coronal"].shape == (1, PREVIEW_MIN_SIDE, PREVIEW_MIN_SIDE)
+    large = preview_slices(_volume(torch.rand((1, 300, 300, 10))))
+    assert large["axial"].shape == (1, 300, 300)  # a large view keeps its size
+
+
 def test_nifti_output_keeps_the_anatomical_affine_and_is_rgb_for_pet(nifti, tmp_path):
     output = tmp_path / "fused.nii.gz"
     lines = []

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmif_monai.errors import report_user_errors
+from mmif_monai.io.preflight import FUSION_METHOD_NAMES
 
 __all__ = ["main", "build_parser"]
 
@@ -44,8 +45,9 @@ positive_int, non_negative_int = _count(1), _count(0)
 
 def _add_method_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--method", default="mmif-net", help="fusion method: mmif-net (default) or a classical baseline"
-    )
+        "--method", default="mmif-net", choices=FUSION_METHOD_NAMES,
+        help="fusion method: mmif-net (default) or a classical baseline",
+    )  # fmt: skip
     parser.add_argument("--weights", type=Path, help="MMIF-Net state dict (default: the bundle's shipped weights)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -118,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     tracking = evaluate.add_argument_group("MLflow", "record the evaluation as an MLflow run, e.g. a validation study")
     tracking.add_argument("--tracking", choices=["mlflow"], help="log metrics, settings and the outputs to MLflow")
     tracking.add_argument("--tracking-uri", help="MLflow store (default: sqlite database OUTPUT/mlruns.db)")
-    tracking.add_argument("--experiment", default="mmif-evaluation", help="MLflow experiment name")
-    tracking.add_argument("--run-name", help="MLflow run name")
+    tracking.add_argument("--experiment", default="mmif-evaluation", help="MLflow experiment (default %(default)s)")
+    tracking.add_argument("--run-name", help="MLflow run name (default: one MLflow generates)")
     tracking.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a study label (repeatable)")
 
     compare = commands.add_parser(

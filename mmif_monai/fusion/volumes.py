@@ -39,6 +39,8 @@ PET_COLORMAP = "hot"
 #: background pixels kept around the joint foreground when only that box is fused: more than the reach of the
 #: networks' local layers, so that the box's edge does not change what they compute inside the foreground
 FOREGROUND_MARGIN = 32
+#: the shortest longer side of a preview image, in pixels: smaller views are enlarged for viewing
+PREVIEW_MIN_SIDE = 256
 #: named slicing axes and the world (RAS) axis each is perpendicular to
 AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
@@ -175,7 +177,9 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
 
     The volume is first put in RAS axis order, so each view has the usual radiological layout: axial and coronal
     with the patient's right on the image's left, axial with anterior up, coronal and sagittal with superior up,
-    sagittal with anterior on the left. Anisotropic voxels are stretched to square pixels.
+    sagittal with anterior on the left. Anisotropic voxels are stretched to square pixels, and a small volume's
+    views are enlarged so that their longer side has at least :data:`PREVIEW_MIN_SIDE` pixels (a 64-voxel phantom
+    would otherwise be a thumbnail).
     """
     ras = cast(MetaTensor, Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(volume))
     data = _plain(ras).float()
@@ -192,6 +196,7 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
         plane = plane.permute(0, 1 + kept.index(down), 1 + kept.index(across)).flip(1, 2)
         height, width = plane.shape[1] * spacing[down], plane.shape[2] * spacing[across]
         scale = min(spacing[down], spacing[across])
+        scale /= max(1.0, PREVIEW_MIN_SIDE / max(height / scale, width / scale))
         size = (max(1, round(height / scale)), max(1, round(width / scale)))
         previews[name] = torch.nn.functional.interpolate(plane[None], size=size, mode="bilinear")[0].clamp(0, 1)
     return previews

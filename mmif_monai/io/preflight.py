@@ -22,6 +22,7 @@ from mmif_monai.io.paths import IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES
 __all__ = [
     "VOLUME_SUFFIXES",
     "OUTPUT_FORMATS",
+    "FUSION_METHOD_NAMES",
     "FileJob",
     "is_volume_path",
     "check_inputs_exist",
@@ -35,6 +36,9 @@ __all__ = [
 
 #: what a 3D job writes: a NIfTI file or a DICOM series folder
 OUTPUT_FORMATS = ("nifti", "dicom")
+#: the fusion methods a user can name (``mmif_monai.fusion.methods.available_methods``, spelled out here so that
+#: the command line lists them without importing torch; tests/test_cli.py checks the two agree)
+FUSION_METHOD_NAMES = ("mmif-net", "average", "max", "laplacian", "dwt", "latlrr")
 
 
 @dataclass(frozen=True)
