@@ -2,25 +2,37 @@
 the best model by the validation key metric; every file is written through a temporary and a rename.
 
 The trainer cannot sit in its own handler list's ``save_dict`` (a circular reference in bundle configs), so
-bundles call :func:`attach_checkpointing` after building it.
+bundles call :func:`attach_checkpointing` after building it. A resumed run continues where the killed one
+stopped: besides the network, optimizer, schedule and trainer, the checkpoint carries the early-stopping
+count (:class:`ResumableEarlyStopHandler`), the evaluator's best key metric (:class:`EvaluatorBestMetric`), the
+best model's score (:class:`BestModelSaver`) and the list of checkpoint files written so far.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint
+from ignite.handlers import Checkpoint, EarlyStopping
 from ignite.handlers.checkpoint import BaseSaveHandler
-from monai.handlers import CheckpointLoader
+from monai.handlers import CheckpointLoader, EarlyStopHandler
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from mmif_monai.io.images import atomic_output
 
-__all__ = ["AtomicDiskSaver", "BestModelSaver", "latest_checkpoint", "attach_checkpointing"]
+__all__ = [
+    "AtomicDiskSaver",
+    "BestModelSaver",
+    "EvaluatorBestMetric",
+    "ResumableEarlyStopHandler",
+    "latest_checkpoint",
+    "attach_checkpointing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +88,74 @@ class BestModelSaver:
         self._checkpoint.load_state_dict(state_dict)
 
 
+class EvaluatorBestMetric:
+    """The evaluator's best key metric so far and its epoch, as an object for the training checkpoint.
+
+    MONAI's workflows compare every validation with ``state.best_metric`` (their ``StatsHandler`` logs it with
+    ``state.best_metric_epoch``), and neither is in Ignite's ``Engine.state_dict``: without this a resumed run
+    starts both over and logs its first validation as a new best, whatever the earlier ones scored. The evaluator
+    itself is not checkpointed instead: loading its state would also restore its epoch length, wrong as soon as
+    the validation set changes between the runs.
+    """
+
+    def __init__(self, evaluator: Engine) -> None:
+        self.evaluator = evaluator
+
+    def state_dict(self) -> dict[str, Any]:
+        state: Any = self.evaluator.state  # MONAI's Workflow adds both to Ignite's State
+        return {"best_metric": state.best_metric, "best_metric_epoch": state.best_metric_epoch}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        state: Any = self.evaluator.state
+        state.best_metric = state_dict["best_metric"]
+        state.best_metric_epoch = state_dict["best_metric_epoch"]
+
+
+class ResumableEarlyStopHandler(EarlyStopHandler):
+    """MONAI's ``EarlyStopHandler`` with the state (count of validations without improvement, best score) of the
+    Ignite ``EarlyStopping`` it wraps, so that the count goes into the training checkpoint.
+
+    MONAI's handler has no ``state_dict``, so a resumed run would start counting from 0 again and stop up to
+    ``patience`` validations later than an uninterrupted one. Ignite's handler exists once ``set_trainer`` ran.
+    """
+
+    def _early_stopping(self) -> EarlyStopping:
+        handler: EarlyStopping | None = self._handler
+        if handler is None:
+            raise RuntimeError("please set trainer in __init__() or call set_trainer() before saving or loading.")
+        return handler
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self._early_stopping().state_dict())
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        self._early_stopping().load_state_dict(state_dict)
+
+
+def _keep_configured_cosine_horizon(engine: Engine, name: str, scheduler: CosineAnnealingLR, t_max: int) -> None:
+    """After a checkpoint is loaded, give ``scheduler`` its configured ``t_max`` again instead of the earlier run's,
+    with the learning rates a cosine schedule over ``t_max`` epochs has at the resumed epoch.
+
+    Restoring only ``T_max`` is not enough: torch's update scales the current rate, so a finished schedule's rate
+    of ``eta_min`` would stay there. (MONAI's ``CheckpointLoader`` already keeps the trainer's own ``max_epochs``.)
+    """
+    if scheduler.T_max == t_max:
+        return
+    earlier, scheduler.T_max = scheduler.T_max, t_max
+    for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        cosine = (1 + math.cos(math.pi * scheduler.last_epoch / t_max)) / 2
+        group["lr"] = scheduler.eta_min + (base_lr - scheduler.eta_min) * cosine
+    logger.info(
+        "%s: cosine schedule stretched from the checkpoint's T_max=%d to the configured T_max=%d; "
+        "learning rate %g at epoch %d",
+        name,
+        earlier,
+        t_max,
+        scheduler.optimizer.param_groups[0]["lr"],
+        engine.state.epoch,
+    )
+
+
 def latest_checkpoint(ckpt_dir: str | Path, pattern: str = "checkpoint_epoch=*.pt") -> Path | None:
     """The checkpoint with the highest epoch number in ``ckpt_dir``, or None."""
     candidates = list(Path(ckpt_dir).glob(pattern))
@@ -92,12 +172,19 @@ def attach_checkpointing(
 
     Each checkpoint is written to a temporary file and renamed (:class:`AtomicDiskSaver`; MONAI's
     ``CheckpointSaver`` writes in place), and the last two are kept: Ignite deletes the oldest before writing
-    the next, so with one kept a kill during that write would leave no complete checkpoint at all.
+    the next, so with one kept a kill during that write would leave no complete checkpoint at all. Each file
+    also holds the saver's own list of the files it wrote (Ignite's ``include_self``), so a resumed run
+    deletes the earlier run's files in turn instead of keeping them all.
+
+    A ``CosineAnnealingLR`` among ``objects`` keeps the ``T_max`` it was configured with rather than the
+    checkpoint's (logged when they differ): a rerun with more epochs continues on a cosine schedule that reaches
+    its minimum at the new last epoch, not on the earlier run's, which is already at or near 0.
 
     Returns the checkpoint training resumes from, or None for a fresh start. A killed run therefore loses at
     most the epoch in progress. In distributed training every rank resumes but only one should ``save``.
     """
     state = {**objects, "trainer": trainer}
+    to_load = dict(state)
     if save:
         checkpoint = Checkpoint(
             state,
@@ -105,10 +192,23 @@ def attach_checkpointing(
             score_function=lambda engine: engine.state.epoch,
             score_name="epoch",
             n_saved=2,
+            include_self=True,
         )
         trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
+        to_load["checkpointer"] = checkpoint  # the key Ignite's include_self saves it under
     path = latest_checkpoint(ckpt_dir)
     if path is not None:
         logger.info("resuming from %s", path)
-        CheckpointLoader(load_path=str(path), load_dict=state, map_location=map_location).attach(trainer)
+        saved = torch.load(path, map_location="cpu", weights_only=True).keys()
+        # a checkpoint of an earlier version lacks the entries added since: those start afresh, said in one line
+        absent = sorted(set(to_load) - set(saved) - {"model", "trainer"})
+        if absent:
+            logger.info("%s has no %s; starting those afresh", path.name, ", ".join(absent))
+        to_load = {name: item for name, item in to_load.items() if name not in absent}
+        CheckpointLoader(load_path=str(path), load_dict=to_load, map_location=map_location).attach(trainer)
+        for name, scheduler in objects.items():
+            if isinstance(scheduler, CosineAnnealingLR):  # registered after the loader, so it runs after loading
+                trainer.add_event_handler(
+                    Events.STARTED, _keep_configured_cosine_horizon, name, scheduler, scheduler.T_max
+                )
     return path
