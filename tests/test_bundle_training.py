@@ -1,5 +1,6 @@
 """The bundle's training entry point, run the way users run it, on the shipped samples (tiny, CPU)."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "mmif_net"
 
 
+SAMPLE_DATA = ("--dataset_dir", str(ROOT / "data" / "samples"), "--validation_cases", "[37]")
+
+
 def _train(
-    ckpt_dir: Path, epochs: int, *extra: str, configs: tuple[str, ...] = ("train.json",)
+    ckpt_dir: Path,
+    epochs: int,
+    *extra: str,
+    configs: tuple[str, ...] = ("train.json",),
+    data: tuple[str, ...] = SAMPLE_DATA,
 ) -> subprocess.CompletedProcess:
     config_files = [str(BUNDLE / "configs" / name) for name in configs]
     cmd = [
@@ -26,8 +34,7 @@ def _train(
         "--bundle_root", str(BUNDLE),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
         "--config_file", str(config_files) if len(config_files) > 1 else config_files[0],
-        "--dataset_dir", str(ROOT / "data" / "samples"),
-        "--validation_cases", "[37]",
+        *data,
         "--ckpt_dir", str(ckpt_dir),
         "--epochs", str(epochs),
         "--max_iterations_per_epoch", "2",
@@ -100,3 +107,38 @@ def test_mlflow_tracking_records_params_metrics_samples_and_model(tmp_path):
     }
     assert {"samples/fused_epoch_001.png", "model/model.pt"} <= artifacts
     assert any(path.startswith("config/config_") for path in artifacts)
+
+
+def test_a_site_with_its_own_mri_pet_folders_trains_with_a_fraction_held_out(tmp_path):
+    site = tmp_path / "site"
+    samples = sorted((ROOT / "data" / "samples" / "mri_pet" / "MRI").iterdir())
+    for subject, sample in enumerate(samples * 2, start=1):  # four subjects, named the way a site exports them
+        for source, folder in (("MRI", "T1"), ("PET", "FDG")):
+            (site / "brain_pet" / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(
+                sample.parents[1] / source / sample.name, site / "brain_pet" / folder / f"sub{subject:02d}.png"
+            )
+    own_data = (
+        "--dataset_dir",
+        str(site),
+        "--pair_types",
+        "{'brain_pet': ['T1', 'FDG']}",
+        "--validation_fraction",
+        "0.25",
+    )
+    result = _train(tmp_path / "ckpt", 1, data=own_data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{site}: 3 training and 1 validation pairs (brain_pet)" in result.stdout + result.stderr
+    assert (tmp_path / "ckpt" / "model.pt").is_file()
+
+
+def test_a_wrong_layout_ends_training_with_one_line_before_any_work(tmp_path):
+    shutil.copytree(ROOT / "data" / "samples" / "mri_pet" / "MRI", tmp_path / "site" / "mri_pet" / "MRI")
+    result = _train(tmp_path / "ckpt", 1, data=("--dataset_dir", str(tmp_path / "site")))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'site' / 'mri_pet' / 'PET'}: missing modality folder; expected one folder per pair type,"
+        " each with one folder per modality holding the same file names (mri_pet/MRI + mri_pet/PET)"
+    )
+    assert not (tmp_path / "ckpt").exists()  # nothing was built or written

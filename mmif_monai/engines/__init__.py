@@ -1,6 +1,13 @@
 from .adversarial import AdversarialTrainer
 from .autoencoder import AutoencoderTask
-from .checkpoints import AtomicDiskSaver, BestModelSaver, attach_checkpointing, latest_checkpoint
-from .data import image_items
+from .checkpoints import (
+    AtomicDiskSaver,
+    BestModelSaver,
+    EvaluatorBestMetric,
+    ResumableEarlyStopHandler,
+    attach_checkpointing,
+    latest_checkpoint,
+)
+from .data import bundle_pairs, bundle_split, image_items
 from .tasks import FusionTask, ReconstructionTask
 from .tracking import attach_evaluation_tracking_extras, attach_tracking_extras, log_evaluation_run
