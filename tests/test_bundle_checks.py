@@ -1,6 +1,8 @@
-"""MONAI's bundle tools on the MMIF-Net bundle: metadata schema, declared input/output format, TorchScript export."""
+"""MONAI's bundle tools on the MMIF-Net bundle: model-zoo's full verification, metadata schema, declared
+input/output format, workflow properties, TorchScript export."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmif_monai.bundle_checks import BundleCheckError, verify_bundle
 from mmif_monai.networks.pretrained import load_mmif_net
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +29,54 @@ def _bundle(*args: str) -> subprocess.CompletedProcess:
 
 
 SCHEMA = ROOT / "tests" / "data" / "meta_schema_20240725.json"  # MONAI's schema, kept offline (tests/data/README.md)
+SAMPLE_OVERRIDES = {"dataset_dir": str(ROOT / "data" / "samples"), "validation_cases": [37], "num_workers": 0}
+
+
+@pytest.mark.slow
+def test_the_model_zoo_full_verification_passes():
+    result = subprocess.run(
+        [sys.executable, "scripts/verify_bundle.py"], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    verified = [line.split(":")[0] for line in result.stdout.splitlines() if line.endswith(": verified")]
+    assert verified == [
+        "files",
+        "version and changelog",
+        "metadata schema",
+        "properties",
+        "network input and output",
+        "TorchScript export",
+    ]
+
+
+def _bundle_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "mmif_net"
+    shutil.copytree(BUNDLE, copy, ignore=shutil.ignore_patterns("docs", "eval"))
+    return copy
+
+
+def test_the_model_zoo_checks_refuse_a_bundle_without_licence_or_changelog_entry(tmp_path):
+    bundle = _bundle_copy(tmp_path)
+    (bundle / "LICENSE").unlink()
+    with pytest.raises(BundleCheckError, match="missing LICENSE"):
+        verify_bundle(bundle, SCHEMA, tmp_path, SAMPLE_OVERRIDES, report=lambda line: None)
+    shutil.copyfile(BUNDLE / "LICENSE", bundle / "LICENSE")
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    metadata["version"] = "99.0.0"
+    (bundle / "configs" / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(BundleCheckError, match="'99.0.0' has no entry in its changelog"):
+        verify_bundle(bundle, SCHEMA, tmp_path, SAMPLE_OVERRIDES, report=lambda line: None)
+
+
+def test_the_property_check_names_a_training_workflow_without_an_inferer(tmp_path):
+    bundle = _bundle_copy(tmp_path)
+    train = json.loads((bundle / "configs" / "train.json").read_text())
+    del train["train"]["inferer"], train["train"]["trainer"]["inferer"]
+    (bundle / "configs" / "train.json").write_text(json.dumps(train))
+    passed = []
+    with pytest.raises(BundleCheckError, match=r"train.json \(train\): Property 'train_inferer' with config ID 'train::inferer' not in the config"):
+        verify_bundle(bundle, SCHEMA, tmp_path, SAMPLE_OVERRIDES, report=passed.append)
+    assert passed == ["files: verified", "version and changelog: verified", "metadata schema: verified"]
 
 
 def test_verify_metadata_accepts_the_bundle_metadata():
