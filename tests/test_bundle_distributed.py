@@ -1,5 +1,7 @@
-"""multi_gpu_train.json: two CPU processes (gloo) under torchrun train in step, the way users launch it on GPUs."""
+"""multi_gpu_train.json and multi_gpu_evaluate.json: two CPU processes (gloo) under torchrun, the way users launch
+them on GPUs; rank 0 alone logs and writes."""
 
+import csv
 import re
 import subprocess
 import sys
@@ -30,29 +32,70 @@ def test_each_process_takes_the_gpu_of_its_local_rank_not_its_global_rank(monkey
     assert parser.get_parsed_content("device") == torch.device(f"cuda:{local_rank}")
 
 
-def test_two_process_gloo_training_steps_on_both_ranks(tmp_path):
-    configs = [str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "multi_gpu_train.json")]
+def _torchrun(entry: str, configs: list[str], *overrides: str) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--tee", "3",
-        "-m", "monai.bundle", "run", "training",
+        "-m", "monai.bundle", "run", entry,
         "--bundle_root", str(BUNDLE),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
-        "--config_file", str(configs),
+        "--config_file", str([str(BUNDLE / "configs" / name) for name in configs]),
         "--dataset_dir", str(ROOT / "data" / "samples"),
         "--validation_cases", "[37]",
-        "--ckpt_dir", str(tmp_path),
-        "--epochs", "1",
-        "--max_iterations_per_epoch", "2",
-        "--batch_size", "2",
-        "--crop_size", "[64, 64]",
         "--num_workers", "0",
+        *overrides,
     ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+
+
+def _rank_lines(log: str, rank: int) -> list[str]:
+    """The lines rank ``rank`` printed: torchrun's --tee prefixes each with [default<rank>]."""
+    return [line for line in log.splitlines() if line.startswith(f"[default{rank}]")]
+
+
+def _assert_rank1_quiet(log: str) -> None:
+    # MONAI echoes the run's arguments on every rank before the config is read; after that rank 1 says nothing
+    launch = re.compile(r" - INFO - (> |---|Setting logging properties)")
+    chatter = [line for line in _rank_lines(log, 1) if " - INFO - " in line and not launch.search(line)]
+    assert not chatter, chatter[:5]
+    assert _rank_lines(log, 1), "rank 1's output is missing: is torchrun still run with --tee 3?"
+
+
+def test_two_process_gloo_training_steps_in_step_with_rank_0_alone_logging(tmp_path):
+    overrides = ["--ckpt_dir", str(tmp_path), "--epochs", "1", "--max_iterations_per_epoch", "2"]
+    result = _torchrun("training", ["train.json", "multi_gpu_train.json"], *overrides, "--batch_size", "2",
+                       "--crop_size", "[64, 64]")  # fmt: skip
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
-    for rank in (0, 1):  # torchrun's --tee prefixes each rank's lines with [default<rank>]
-        assert re.search(rf"\[default{rank}\]:.*Epoch: 1/1, Iter: 2/2 -- train_loss", log), f"rank {rank} did not step"
-        assert re.search(rf"\[default{rank}\]:.*val_qabf", log), f"rank {rank} did not validate"
+    # DDP's gradient all-reduce blocks until both ranks step, so rank 0 finishing its epoch means rank 1 stepped
+    assert re.search(r"\[default0\]:.*Epoch: 1/1, Iter: 2/2 -- train_loss", log), log[-3000:]
+    assert re.search(r"\[default0\]:.*val_qabf", log)
+    _assert_rank1_quiet(log)
     # rank 0 alone wrote the checkpoint and the best model, a plain MMIF-Net state dict
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=1.pt", "model.pt"]
     MMIFNet().load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+
+
+def _metrics(folder: Path) -> dict[str, float]:
+    with open(folder / "metrics.csv") as f:
+        return {row[0]: float(row[1]) for row in csv.reader(f)}
+
+
+def test_two_process_evaluation_scores_the_split_once_like_one_process(tmp_path):
+    result = _torchrun("evaluating", ["train.json", "evaluate.json", "multi_gpu_evaluate.json"],
+                       "--output_dir", str(tmp_path / "ddp"))  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    _assert_rank1_quiet(log)
+    single = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--bundle_root", str(BUNDLE),
+         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
+         "--config_file", str([str(BUNDLE / "configs" / name) for name in ("train.json", "evaluate.json")]),
+         "--dataset_dir", str(ROOT / "data" / "samples"), "--validation_cases", "[37]", "--num_workers", "0",
+         "--output_dir", str(tmp_path / "single")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    # each rank scored its half; the metrics gathered on rank 0 are the whole split's
+    assert _metrics(tmp_path / "ddp") == pytest.approx(_metrics(tmp_path / "single"), abs=1e-6)
+    with open(tmp_path / "ddp" / "val_qabf_raw.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # both validation pairs, one from each rank

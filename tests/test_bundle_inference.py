@@ -11,6 +11,7 @@ from PIL import Image
 
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.jobs.slices import FileJob, fuse_files
+from mmif_monai.networks.pretrained import weights_digest
 
 # runs bundle workflows in subprocesses: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
@@ -58,6 +59,13 @@ def test_evaluating_writes_the_fusion_metrics_of_the_shipped_model(tmp_path):
         metrics = {row[0]: float(row[1]) for row in csv.reader(f)}
     assert set(metrics) == {"val_qabf", "VIF", "SSIM", "MI", "PSNR"}
     assert 0 < metrics["val_qabf"] < 1 and 0 < metrics["SSIM"] <= 2 and metrics["PSNR"] > 0
+    # per image, by pair: one file per metric whose mean is the reported metric
+    validation = sorted(f"mri_ct/{p.name}" for p in (SAMPLES / "mri_ct" / "MRI").iterdir())
+    for name, value in metrics.items():
+        with open(tmp_path / f"{name}_raw.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert sorted(row["filename"] for row in rows) == validation
+        assert np.mean([float(row["class0"]) for row in rows]) == pytest.approx(value, abs=1e-4)  # 4 decimals written
 
 
 def test_evaluating_with_mlflow_tracking_records_a_finished_run_with_the_metrics_and_config(tmp_path):
@@ -76,6 +84,11 @@ def test_evaluating_with_mlflow_tracking_records_a_finished_run_with_the_metrics
     # closed (not left RUNNING), with the metrics MetricsSaver wrote
     assert run.info.status == "FINISHED"
     assert run.data.metrics == pytest.approx(metrics)
+    # what was scored, as parameters a study can be searched by
+    params = run.data.params
+    assert params["weights_digest"] == weights_digest(BUNDLE / "models" / "model.pt")
+    assert params["dataset_dir"] == str(SAMPLES) and params["images"] == "2" and params["pair_types"] == "['mri_ct']"
+    assert params["scoring_protocol"] == "project" and params["validation_cases"] == "[37]"
     # the executed config says which weights and data were scored
     (config,) = client.list_artifacts(run.info.run_id, "config")
     local = Path(client.download_artifacts(run.info.run_id, config.path, str(tmp_path / "download")))

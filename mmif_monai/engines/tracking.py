@@ -103,16 +103,22 @@ def attach_tracking_extras(
 
 
 def attach_evaluation_tracking_extras(
-    evaluator: Engine, handlers: Sequence[Any] | None, output_dir: str | Path
+    evaluator: Engine,
+    handlers: Sequence[Any] | None,
+    output_dir: str | Path,
+    params: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Log the executed config to the run of the evaluator's MLFlowHandler (``run evaluating --tracking mlflow``).
+    """Log ``params`` and the executed config to the run of the evaluator's MLFlowHandler (``run evaluating
+    --tracking mlflow``).
 
-    The config says which weights (``ckpt_dir``) and data (``dataset_dir``, ``validation_cases``) were scored.
+    ``params`` say what was scored, as run parameters a study can be searched by (the bundle gives the weights
+    file and digest, data folder, pair types, split, image count and scoring protocol); the config has the rest.
     Returns whether tracking was on; without it nothing is attached.
     """
     tracker = _tracker(handlers)
     if tracker is None:
         return False
+    tracker.experiment_param = {**(tracker.experiment_param or {}), **{k: str(v) for k, v in (params or {}).items()}}
     config = _executed_config(output_dir)
 
     def log_config(_: Engine) -> None:
