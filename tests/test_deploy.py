@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("monai.deploy.core", reason="needs the [deploy] extra", exc_type=ModuleNotFoundError)
 
+from dicom_checks import dciodvfy  # noqa: E402
 from mmif_monai.deploy.selection import (  # noqa: E402
     ANATOMICAL,
     FUNCTIONAL,
@@ -71,6 +72,16 @@ def test_fuses_the_phantom_study_into_a_new_series_of_the_same_patient_and_study
     assert len(series_uids) == 1 and not series_uids & sources
     assert all("DERIVED" in ds.ImageType for ds in fused)
     assert len({ds.SOPInstanceUID for ds in fused}) == len(fused)
+    # each image references the CT image on its plane and PET images of the study (tests/test_dicom_series.py
+    # checks which); the Secondary Capture IOD holds: dciodvfy reports no error
+    pet = [pydicom.dcmread(path, stop_before_pixels=True) for path in study.pt_dir.iterdir()]
+    inputs = {ds.SOPInstanceUID: ds for ds in ct + pet}
+    for ds, path in zip(fused, files):
+        referenced = [inputs[item.ReferencedSOPInstanceUID] for item in ds.SourceImageSequence]
+        assert [source.Modality for source in referenced].count("CT") == 1
+        assert {source.SeriesInstanceUID for source in referenced} == sources
+        assert {series.SeriesInstanceUID for series in ds.ReferencedSeriesSequence} == sources
+        assert "Error" not in dciodvfy(path)
     # real images: the head shows, not a constant
     assert max(int(ds.pixel_array.max()) for ds in fused) > min(int(ds.pixel_array.min()) for ds in fused)
 

@@ -302,6 +302,15 @@ def test_dicom_output_keeps_identity_and_geometry(study, tmp_path):
         assert ds.PhotometricInterpretation == "RGB" and ds.pixel_array.shape == (SHAPE[1], SHAPE[0], 3)
         series_uids.add(ds.SeriesInstanceUID)
     assert len(series_uids) == 1 and series_uids.isdisjoint({source.SeriesInstanceUID, pet.SeriesInstanceUID})
+    # the series names the two it was computed from, and each image the CT image on its plane
+    ct_instances = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in study.ct_dir.iterdir()}
+    for path in out.iterdir():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert {item.SeriesInstanceUID for item in ds.ReferencedSeriesSequence} == {
+            source.SeriesInstanceUID,
+            pet.SeriesInstanceUID,
+        }
+        assert len({item.ReferencedSOPInstanceUID for item in ds.SourceImageSequence} & ct_instances) == 1
     for (position, orientation, spacing), (src_position, src_orientation, src_spacing) in zip(
         _series_geometry(out), _series_geometry(study.ct_dir)
     ):

@@ -43,6 +43,7 @@ except ModuleNotFoundError as error:
 from mmif_monai.decomposition.projection import default_projection_path
 from mmif_monai.deploy.operators import (
     ALIGNED,
+    SOURCES,
     AlignedVolumesOperator,
     FusedSeriesWriterOperator,
     FusionInferenceOperator,
@@ -131,7 +132,7 @@ class FusionApp(Application):
         self.add_flow(selector, aligner, {("study_selected_series_list", "study_selected_series_list")})
         self.add_flow(aligner, fusion, {(ALIGNED, ALIGNED)})
         self.add_flow(fusion, writer, {("fused", "fused"), ("description", "description")})
-        self.add_flow(aligner, writer, {(ALIGNED, ALIGNED)})
+        self.add_flow(aligner, writer, {(ALIGNED, ALIGNED), (SOURCES, SOURCES)})
 
 
 def _cuda_available() -> bool:

@@ -31,7 +31,7 @@ from mmif_monai.deploy.selection import (
     series_order,
 )
 from mmif_monai.fusion.methods import load_fusion_method
-from mmif_monai.io.dicom_series import write_fused_series
+from mmif_monai.io.dicom_series import SourceSeries, write_fused_series
 from mmif_monai.io.volumes import volume_name
 from mmif_monai.jobs.volumes import align_pair, fuse_pair, load_volume_pair, normalise_pair
 
@@ -48,6 +48,9 @@ logger = logging.getLogger("mmif_monai.deploy")
 _SELECTED_PORT = "study_selected_series_list"  # the SDK selector's output name, kept for its consumers
 #: the port carrying the aligned :class:`~mmif_monai.jobs.volumes.VolumePair`
 ALIGNED = "aligned"
+#: the port carrying the two selected series as :class:`~mmif_monai.io.dicom_series.SourceSeries`, which the fused
+#: series references
+SOURCES = "sources"
 
 
 class FusionSeriesSelectorOperator(DICOMSeriesSelectorOperator):
@@ -102,9 +105,12 @@ class AlignedVolumesOperator(Operator):
     Named input:
         study_selected_series_list: the ``StudySelectedSeries`` of :class:`FusionSeriesSelectorOperator`.
 
-    Named output:
+    Named outputs:
         aligned: a :class:`~mmif_monai.jobs.volumes.VolumePair`, both volumes in [0, 1] on the anatomical grid;
-        the anatomical volume's meta keeps the DICOM identity.
+            the anatomical volume's meta keeps the DICOM identity.
+        sources: the anatomical and the functional series as
+            :class:`~mmif_monai.io.dicom_series.SourceSeries`, the functional one through the registration when
+            one was run, for the fused series' references.
     """
 
     def __init__(self, fragment: Fragment, *args, study_folder: str | Path, register: bool | str = False, **kwargs):
@@ -115,6 +121,7 @@ class AlignedVolumesOperator(Operator):
     def setup(self, spec: OperatorSpec):
         spec.input(_SELECTED_PORT)
         spec.output(ALIGNED)
+        spec.output(SOURCES)
 
     def compute(self, op_input, op_output, context):
         selected = op_input.receive(_SELECTED_PORT)
@@ -126,6 +133,15 @@ class AlignedVolumesOperator(Operator):
         aligned, report = align_pair(loaded, normalised, self._register)
         logger.info("%s; alignment: %s", rules, report.summary())
         op_output.emit(aligned, ALIGNED)
+        # the headers the SDK's loader read; a fused point shows the functional value at the registration's image
+        sources = tuple(
+            SourceSeries.from_datasets(
+                [instance.get_native_sop_instance() for instance in by_role[role].get_sop_instances()],
+                to_source=report.matrix if role == FUNCTIONAL else None,
+            )
+            for role in ROLES
+        )
+        op_output.emit(sources, SOURCES)
 
 
 class FusionInferenceOperator(Operator):
@@ -183,6 +199,8 @@ class FusedSeriesWriterOperator(Operator):
         fused, description: from :class:`FusionInferenceOperator`.
         aligned: the pair whose anatomical volume's DICOM identity the series keeps (PatientID,
             StudyInstanceUID...).
+        sources: from :class:`AlignedVolumesOperator`: each fused image references the anatomical image on its
+            plane and the functional images its resampling read.
     """
 
     def __init__(self, fragment: Fragment, *args, output_folder: str | Path, overwrite: bool = False, **kwargs):
@@ -194,9 +212,10 @@ class FusedSeriesWriterOperator(Operator):
         spec.input("fused")
         spec.input("description")
         spec.input(ALIGNED)
+        spec.input(SOURCES)
 
     def compute(self, op_input, op_output, context):
         fused, description = op_input.receive("fused"), op_input.receive("description")
-        reference = op_input.receive(ALIGNED).anatomical
-        written = write_fused_series(fused, reference, self._output_folder, self._overwrite, description)
+        reference, sources = op_input.receive(ALIGNED).anatomical, op_input.receive(SOURCES)
+        written = write_fused_series(fused, reference, self._output_folder, self._overwrite, description, sources)
         logger.info("wrote %d DICOM files to %s", len(written), self._output_folder)

@@ -34,11 +34,11 @@ from monai.data.meta_tensor import MetaTensor
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.fusion.volumes import fuse_volume, preview_slices, resolve_axis
-from mmif_monai.io.dicom_series import fused_series_datasets, save_series
+from mmif_monai.io.dicom_series import SourceSeries, fused_series_datasets, save_series
 from mmif_monai.io.images import check_not_constant, write_image_atomic
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.preflight import check_volume_job, registration_requested
-from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, load_volume, volume_name
+from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, find_dicom_series, load_volume, volume_name
 from mmif_monai.jobs.results import JobResult
 from mmif_monai.registration import AlignmentReport, align_volumes
 from mmif_monai.transforms import (
@@ -57,6 +57,7 @@ __all__ = [
     "align_pair",
     "FusedVolume",
     "fuse_pair",
+    "source_series",
     "write_nifti",
     "fuse_volume_files",
 ]
@@ -212,6 +213,20 @@ def fuse_pair(
     return FusedVolume(fused, int(fused.shape[1 + voxel_axis]))
 
 
+def source_series(
+    inputs: Sequence[str | Path], loaded: VolumePair, alignment: AlignmentReport
+) -> tuple[SourceSeries, ...]:
+    """The DICOM series among the job's ``inputs`` (anatomical, functional) that the fused series references,
+    found again by the SeriesInstanceUID each volume was loaded from; NIfTI/ITK inputs have none to reference."""
+    sources = []
+    for path, volume, to_source in zip(inputs, (loaded.anatomical, loaded.functional), (None, alignment.matrix)):
+        if Path(path).is_dir():
+            uid = volume.meta[DICOM_IDENTITY_KEY]["SeriesInstanceUID"]
+            (series,) = (s for s in find_dicom_series(path) if s.uid == uid)
+            sources.append(SourceSeries.from_datasets(series.headers, to_source=to_source))
+    return tuple(sources)
+
+
 def write_nifti(fused: MetaTensor, path: str | Path) -> None:
     """uint8 NIfTI with the fused affine; RGB as a last (4th) dimension of size 3, MONAI's channel-last layout."""
     writer = NibabelWriter(output_dtype=np.uint8)
@@ -289,7 +304,8 @@ def fuse_volume_files(
             if output_format == "nifti":
                 write_nifti(fused, targets["fused"])
             else:
-                datasets = fused_series_datasets(fused, loaded.anatomical, aligned.series_label(method))
+                sources = source_series((anatomical, functional), loaded, alignment)
+                datasets = fused_series_datasets(fused, loaded.anatomical, aligned.series_label(method), sources)
                 save_series(datasets, targets["fused"])
             for view, image in previews.items():
                 write_image_atomic(image, targets[view])
