@@ -478,3 +478,14 @@ def test_paired_comparison_table_marks_differences_whose_interval_excludes_zero(
     assert "over 40 images" in table and "95% percentile-bootstrap" in table
     with pytest.raises(ValueError, match="no results for \\['max'\\]"):
         M.paired_comparison(results, [("net", "max")])
+
+
+def test_a_difference_is_bold_only_when_interval_and_test_agree():
+    # six images, five gains and one loss: the bootstrap interval clears zero, the exact signed-rank test does not
+    reference = [0.5] * 6
+    few = M.paired_difference([0.51, 0.52, 0.53, 0.54, 0.55, 0.485], reference)
+    assert few.excludes_zero and few.p_value > 0.05 and not few.significant
+    table = M.paired_comparison_table({("net", "rule"): {"VIF": few}})
+    assert "**" not in table.split("\n", 2)[2] and "p < 0.05" in table
+    many = M.paired_difference([0.5 + 0.01 * (i % 5 + 1) for i in range(30)], [0.5] * 30)
+    assert many.significant and "**+0.03" in M.paired_comparison_table({("net", "rule"): {"VIF": many}})

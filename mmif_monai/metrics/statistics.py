@@ -36,11 +36,22 @@ class PairedDifference:
     high: float
     p_value: float
     images: int
+    confidence: float = 0.95
 
     @property
     def excludes_zero(self) -> bool:
         """The confidence interval lies wholly above or below zero."""
         return self.low > 0 or self.high < 0
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes zero and the signed-rank test rejects at the same level (p < 1 − confidence).
+
+        Both are asked for because they can disagree on few images: the percentile bootstrap's interval is too
+        narrow there (with 6 images it can exclude zero at p = 0.16), and the exact signed-rank test cannot
+        reach p < 0.05 below 6 images at all.
+        """
+        return self.excludes_zero and self.p_value < 1 - self.confidence
 
 
 def paired_difference(
@@ -67,7 +78,7 @@ def paired_difference(
     differences = (a - b)[~(np.isnan(a) | np.isnan(b))]
     n = differences.size
     if n == 0:
-        return PairedDifference(math.nan, math.nan, math.nan, math.nan, 0)
+        return PairedDifference(math.nan, math.nan, math.nan, math.nan, 0, confidence)
     if n == 1:
         low = high = float(differences[0])  # one image: every resample is that image
     else:
@@ -83,7 +94,7 @@ def paired_difference(
             # scipy warns when ties or zeros make it switch from the exact to the normal approximation
             warnings.simplefilter("ignore", UserWarning)
             p_value = float(wilcoxon(differences).pvalue)
-    return PairedDifference(float(differences.mean()), float(low), float(high), p_value, n)
+    return PairedDifference(float(differences.mean()), float(low), float(high), p_value, n, confidence)
 
 
 def paired_comparison(
@@ -124,14 +135,15 @@ def paired_comparison_table(
 ) -> str:
     """Markdown: one row per comparison, one column per metric; a cell is ``mean [low, high] p``.
 
-    Cells whose interval excludes zero are bold.
+    Bold cells are :attr:`PairedDifference.significant`: interval and test agree that the difference is not zero.
     """
     columns = list(dict.fromkeys(m for differences in comparison.values() for m in differences))
     images = sorted({d.images for differences in comparison.values() for d in differences.values()})
     caption = (
         f"Paired differences (method − reference, per image, then averaged) over {' / '.join(map(str, images))} "
         f"images, with the {confidence:.0%} percentile-bootstrap interval of the mean and the two-sided Wilcoxon "
-        "signed-rank p-value (not adjusted for multiple comparisons). Bold: the interval excludes zero."
+        "signed-rank p-value (not adjusted for multiple comparisons). Bold: the interval excludes zero and "
+        f"p < {1 - confidence:.2g}; on few images the two can disagree, and then neither is taken as evidence."
     )
     rows = []
     for (method, reference), differences in comparison.items():
@@ -142,6 +154,6 @@ def paired_comparison_table(
                 cells.append("")
                 continue
             cell = f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}] p={d.p_value:.2g}"
-            cells.append(f"**{cell}**" if d.excludes_zero else cell)
+            cells.append(f"**{cell}**" if d.significant else cell)
         rows.append(cells)
     return "\n".join([f"**Table:** {caption}", "", *markdown_rows(["method − reference", *columns], rows)]) + "\n"
