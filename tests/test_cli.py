@@ -1,5 +1,6 @@
 """The `mmif` command end to end on the shipped sample pairs."""
 
+import os
 import re
 import subprocess
 import sys
@@ -251,3 +252,20 @@ def test_help_lists_the_fusion_methods_the_library_offers(capsys):
     with pytest.raises(SystemExit):
         main(["fuse", "--anatomical", "a.png", "--functional", "b.png", "-o", "c.png", "--method", "max-autoencoded"])
     assert "invalid choice: 'max-autoencoded'" in capsys.readouterr().err  # the diagnostic is no user method
+
+
+def test_compare_without_a_data_set_says_how_to_give_one(monkeypatch, tmp_path, capsys):
+    # as in a wheel install, where no ../shared/data/aanlib lies beside the code
+    monkeypatch.setattr("mmif_monai.io.paths.DEFAULT_DATASET_DIR", tmp_path / "nowhere")
+    assert main(["compare", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    default = tmp_path / "nowhere"
+    assert err == f"mmif: error: no data set at the default {default}: give --dataset-dir DIR or set MMIF_DATASET_DIR"
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_default_data_set_comes_from_mmif_dataset_dir_when_set(tmp_path):
+    probe = "from mmif_monai.io.paths import DEFAULT_DATASET_DIR; print(DEFAULT_DATASET_DIR)"
+    env = {**os.environ, "MMIF_DATASET_DIR": str(tmp_path)}
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.strip().splitlines()[-1] == str(tmp_path)

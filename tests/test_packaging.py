@@ -39,3 +39,23 @@ def test_a_wheel_install_fuses_the_samples_with_the_shipped_weights(tmp_path):
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert f"trained weights {site}" in demo.stdout
     assert len(list((tmp_path / "demo").glob("*/*.png"))) == 6
+    # the installed bundle runs as MONAI runs bundles, on its default data (the packaged sample pairs)
+    configs = Path(bundle) / "configs"
+    inference = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "inference", "--bundle_root", bundle,
+         "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "inference.json"),
+         "--output_dir", str(tmp_path / "bundle_out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert inference.returncode == 0, inference.stderr[-2000:]
+    assert len(list((tmp_path / "bundle_out").rglob("*_fused.png"))) == 6
+
+
+def test_the_bundle_requires_this_package_at_the_version_pyproject_builds():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    metadata = json.loads((ROOT / "bundles" / "mmif_net" / "configs" / "metadata.json").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = metadata["required_packages_version"]
+    assert required[project["name"]] == project["version"]
+    pins = dict(dep.split("==") for dep in project["dependencies"] if "==" in dep)
+    assert all(pins[name] == version for name, version in required.items() if name != project["name"])

@@ -133,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--doc", type=Path, default=Path("docs/results.md"), help="the results document to write")
     compare.add_argument("--figure", type=Path, default=Path("docs/results_grid.png"), help="the figure it shows")
-    compare.add_argument("--dataset-dir", type=Path, help="AANLIB-style folder (default: ../shared/data/aanlib)")
+    compare.add_argument(
+        "--dataset-dir",
+        type=Path,
+        help="AANLIB-style folder (default: $MMIF_DATASET_DIR, else ../shared/data/aanlib beside the checkout)",
+    )
     compare.add_argument("--methods", nargs="+", help="compared networks (default: all five)")
     compare.add_argument("--weights", nargs="+", default=[], metavar="METHOD=FILE", help="load instead of training")
     compare.add_argument(
@@ -318,6 +322,10 @@ def _compare(args: argparse.Namespace) -> None:
     from mmif_monai.io.paths import DEFAULT_DATASET_DIR
     from mmif_monai.studies import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
 
+    if args.dataset_dir is None and not DEFAULT_DATASET_DIR.is_dir():
+        raise FileNotFoundError(
+            f"no data set at the default {DEFAULT_DATASET_DIR}: give --dataset-dir DIR or set MMIF_DATASET_DIR"
+        )
     weights, released = _method_files("--weights", args.weights), _method_files("--released", args.released)
     given = {
         "epochs": args.epochs,

@@ -7,6 +7,7 @@ wheel installs the same files as package data, ``mmif_monai/bundles`` and ``mmif
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = [
@@ -34,8 +35,9 @@ def _shipped(checkout: Path, installed: Path) -> Path:
 BUNDLES_ROOT = _shipped(REPO_ROOT / "bundles", _PACKAGE_DIR / "bundles")
 BUNDLE_DIR = BUNDLES_ROOT / "mmif_net"
 SAMPLES_DIR = _shipped(REPO_ROOT / "data" / "samples", _PACKAGE_DIR / "samples")
-#: the AANLIB copy beside the checkout (``../shared/data/aanlib``), as on the project's machines
-DEFAULT_DATASET_DIR = REPO_ROOT.parent / "shared" / "data" / "aanlib"
+#: the data set the studies read by default: ``$MMIF_DATASET_DIR``, else the AANLIB copy beside the checkout
+#: (``../shared/data/aanlib``, as on the project's machines); an installed wheel has no checkout to be beside
+DEFAULT_DATASET_DIR = Path(os.environ.get("MMIF_DATASET_DIR") or REPO_ROOT.parent / "shared" / "data" / "aanlib")
 
 #: 2D slice formats read through PIL
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
