@@ -74,7 +74,8 @@ def test_the_property_check_names_a_training_workflow_without_an_inferer(tmp_pat
     del train["train"]["inferer"], train["train"]["trainer"]["inferer"]
     (bundle / "configs" / "train.json").write_text(json.dumps(train))
     passed = []
-    with pytest.raises(BundleCheckError, match=r"train.json \(train\): Property 'train_inferer' with config ID 'train::inferer' not in the config"):
+    missing = r"train.json \(train\): Property 'train_inferer' with config ID 'train::inferer' not in the config"
+    with pytest.raises(BundleCheckError, match=missing):
         verify_bundle(bundle, SCHEMA, tmp_path, SAMPLE_OVERRIDES, report=passed.append)
     assert passed == ["files: verified", "version and changelog: verified", "metadata schema: verified"]
 

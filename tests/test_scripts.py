@@ -55,6 +55,25 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     assert abs(width / height - 4 / 3) < 0.05, (width, height)
 
 
+def test_colour_fidelity_writes_colour_and_anatomy_side_by_side_per_colour_pair_type(tmp_path):
+    doc = tmp_path / "colour.md"
+    result = _script(
+        "scripts/colour_fidelity.py", "--limit", "1", "--methods", "average", "mmif-net", "--limits", "0.02:0.12",
+        "--out", str(tmp_path / "out"), "--doc", str(doc), "--figure", str(tmp_path / "grid.png"),
+        "--dataset-dir", str(SAMPLES_DIR),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = doc.read_text()
+    assert "colour_fidelity.py --methods average mmif-net --limits 0.02:0.12 --limit 1\n" in text
+    for pair_type in ("mri_pet", "mri_spect"):
+        assert f"## {pair_type} (1 pairs)" in text
+    assert "mri_ct" not in text  # a grey pair has no colour to keep
+    # per pair type: each method without a limit and with the one asked for, the default of --colour-fidelity
+    assert text.count("| MMIF-Net | none |") == 2 and text.count("| average | level 0.02, detail 0.12 (`--colour") == 2
+    assert "| ΔE00 mean | ΔE00 p95 | moved | worst step mean | bound | Qabf | SSIM | Q MRI/F | SSIM F,MRI |" in text
+    assert (tmp_path / "grid.png").is_file()
+
+
 def test_validation_under_the_published_protocol_sets_mmif_net_against_the_quality_targets(tmp_path):
     doc = tmp_path / "validation.md"
     result = _script(

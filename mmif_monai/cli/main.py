@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)",
     )
     fuse.add_argument("--batch-size", type=positive_int, default=8, help="pairs or slices per network call (default 8)")
+    fuse.add_argument(
+        "--colour-fidelity", action="store_true",
+        help="keep PET/SPECT colours on their step of the colour scale: bound how far fusion moves the luminance of"
+        " coloured pixels (2D slices; docs/colour.md)",
+    )  # fmt: skip
     volumes = fuse.add_argument_group(
         "3D volumes", "used when --anatomical is a .nii/.nii.gz/.mha/.nrrd file or a DICOM folder (docs/volumes.md)"
     )
@@ -183,6 +188,8 @@ def _fuse(args: argparse.Namespace) -> None:
         getattr(args, name) is not None for name in ("format", "axis", "register", "series", "modalities")
     ):
         raise ValueError("--format, --axis, --register, --series and --modalities apply to 3D volumes only")
+    if volume and args.colour_fidelity:
+        raise ValueError("--colour-fidelity applies to 2D slices (pseudo-colour PET/SPECT), not to 3D volumes")
     if args.anatomical is not None and args.functional is None:
         raise ValueError("--anatomical needs --functional")
     if args.weights is not None:
@@ -207,10 +214,18 @@ def _fuse(args: argparse.Namespace) -> None:
     from mmif_monai.devices import resolve_device
 
     device = resolve_device(args.device)
+    from mmif_monai.fusion.colour import COLOUR_FIDELITY
     from mmif_monai.jobs.slices import run_file_jobs
 
     result = run_file_jobs(
-        jobs, args.method, args.weights, device, args.overwrite, batch_size=args.batch_size, report=print
+        jobs,
+        args.method,
+        args.weights,
+        device,
+        args.overwrite,
+        batch_size=args.batch_size,
+        report=print,
+        luminance_limit=COLOUR_FIDELITY if args.colour_fidelity else None,
     )
     print(f"wrote {len(result.outputs)} fused image(s) to {args.output}")
     print(result.summary())

@@ -1,4 +1,4 @@
-"""Image-level fusion: the classical rules and the colour-aware fusion of image batches.
+"""Image-level fusion: the classical rules, the colour-aware fusion of image batches and its colour-fidelity limit.
 
 The feature-level rules (l1-norm, FA) are network layers, in :mod:`mmif_monai.networks.strategies`; they are
 re-exported here under their earlier import path.
@@ -16,4 +16,5 @@ from .classical import (
     latlrr_fusion,
     max_fusion,
 )
+from .colour import COLOUR_FIDELITY, LuminanceLimit
 from .pipeline import FuseFn, fuse_batch

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from mmif_monai.fusion.colour import LuminanceLimit
 from mmif_monai.transforms.color import merge_luminance, rgb_to_yiq, split_luminance, yiq_to_rgb
 
 __all__ = ["FuseFn", "fuse_batch", "source_support"]
@@ -21,7 +22,11 @@ def source_support(anatomical: torch.Tensor, functional: torch.Tensor) -> torch.
 
 @torch.no_grad()
 def fuse_batch(
-    fuse: FuseFn, anatomical: torch.Tensor, functional: torch.Tensor, keep_background: bool = True
+    fuse: FuseFn,
+    anatomical: torch.Tensor,
+    functional: torch.Tensor,
+    keep_background: bool = True,
+    luminance_limit: LuminanceLimit | None = None,
 ) -> torch.Tensor:
     """Fuse a grey anatomical batch (N, 1, H, W) with a grey or colour functional batch (N, 1 | 3, H, W).
 
@@ -32,6 +37,10 @@ def fuse_batch(
     With ``keep_background`` (the default) pixels that are exactly zero in both sources stay zero: a fusion
     rule must not put signal where neither source has any. Convolutional rules otherwise leave a faint halo
     around the anatomy and a frame along the image border (docs/method.md, "Background").
+
+    A ``luminance_limit`` (:class:`~mmif_monai.fusion.colour.LuminanceLimit`, e.g. ``COLOUR_FIDELITY``) bounds how
+    far the fused luminance of a coloured functional pixel may move from the functional luminance, so that its
+    colour stays on its step of the colour scale (docs/colour.md). ``None`` (the default) fuses Y unbounded.
     """
     if anatomical.dim() != 4 or anatomical.shape[1] != 1:
         raise ValueError(f"anatomical batch must be (N, 1, H, W), got {tuple(anatomical.shape)}")
@@ -46,5 +55,7 @@ def fuse_batch(
     else:
         luminance, chrominance = split_luminance(rgb_to_yiq(functional, channel_dim=1), channel_dim=1)
         fused_luminance = fuse(anatomical, luminance)
+        if luminance_limit is not None:
+            fused_luminance = luminance_limit(fused_luminance, luminance, chrominance)
         fused = yiq_to_rgb(merge_luminance(fused_luminance, chrominance, channel_dim=1), channel_dim=1).clamp(0.0, 1.0)
     return fused * source_support(anatomical, functional) if keep_background else fused

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mmif_monai.fusion.colour import LuminanceLimit
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.images import check_not_constant, read_slice, write_image_atomic
@@ -71,9 +72,11 @@ def write_fused_jobs(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    luminance_limit: LuminanceLimit | None = None,
 ) -> list[Path]:
     """Fuse the pairs :func:`read_file_jobs` gave for ``jobs`` and write each output; returns the written paths.
-    Images of one size and colour kind are fused in batches of ``batch_size``."""
+    Images of one size and colour kind are fused in batches of ``batch_size``; ``luminance_limit`` goes to
+    :func:`~mmif_monai.fusion.pipeline.fuse_batch`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # batch together what stacks: same size and same number of functional channels
@@ -88,7 +91,7 @@ def write_fused_jobs(
                 chunk = indices[start : start + batch_size]
                 anatomical = torch.stack([loaded[i][0] for i in chunk]).to(device)
                 functional = torch.stack([loaded[i][1] for i in chunk]).to(device)
-                for i, image in zip(chunk, fuse_batch(fuse, anatomical, functional)):
+                for i, image in zip(chunk, fuse_batch(fuse, anatomical, functional, luminance_limit=luminance_limit)):
                     write_image_atomic(image, jobs[i].output)
                     written.append(jobs[i].output)
                 bar.update(len(chunk))
@@ -103,13 +106,14 @@ def _run(
     device: str | torch.device,
     progress: bool,
     result: JobResult,
+    luminance_limit: LuminanceLimit | None,
 ) -> JobResult:
     with result.step("read"):
         loaded = read_file_jobs(jobs, overwrite, progress)
     with result.step("model"):  # after reading: bad input fails before a model is loaded
         fuse = load_fuse()
     with result.step("fuse"):
-        result.outputs += write_fused_jobs(fuse, jobs, loaded, batch_size, device, progress)
+        result.outputs += write_fused_jobs(fuse, jobs, loaded, batch_size, device, progress, luminance_limit)
     result.count += len(jobs)
     return result
 
@@ -121,9 +125,10 @@ def fuse_files(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    luminance_limit: LuminanceLimit | None = None,
 ) -> JobResult:
     """Fuse every job with ``fuse`` and write its output: :func:`read_file_jobs`, then :func:`write_fused_jobs`."""
-    return _run(lambda: fuse, jobs, overwrite, batch_size, device, progress, JobResult(unit="pair"))
+    return _run(lambda: fuse, jobs, overwrite, batch_size, device, progress, JobResult(unit="pair"), luminance_limit)
 
 
 def run_file_jobs(
@@ -135,9 +140,11 @@ def run_file_jobs(
     batch_size: int = 8,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    luminance_limit: LuminanceLimit | None = None,
 ) -> JobResult:
     """Fuse every job with the method named ``method`` (``load_fusion_method``), loaded once the inputs are read
-    and checked; ``report`` is called with the model's description as soon as it is loaded."""
+    and checked; ``report`` is called with the model's description as soon as it is loaded. ``luminance_limit``
+    keeps colour on its scale step (:mod:`mmif_monai.fusion.colour`)."""
     result = JobResult(unit="pair", report=report)
 
     def load() -> FuseFn:
@@ -145,4 +152,4 @@ def run_file_jobs(
         result.note(f"model: {description}")
         return fuse
 
-    return _run(load, jobs, overwrite, batch_size, device, progress, result)
+    return _run(load, jobs, overwrite, batch_size, device, progress, result, luminance_limit)

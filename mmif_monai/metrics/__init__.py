@@ -6,6 +6,8 @@
 - :mod:`~mmif_monai.metrics.fusion_metric`: MONAI cumulative metrics for evaluators and Ignite handlers.
 - :mod:`~mmif_monai.metrics.report`: scoring folders, CSV / Markdown / plot writers, the reporting transform.
 - :mod:`~mmif_monai.metrics.statistics`: paired differences between methods (bootstrap interval, Wilcoxon test).
+- :mod:`~mmif_monai.metrics.colour`: colour fidelity of fused PET/SPECT images, CIEDE2000 per colour-scale step
+  (imported on its own: it loads scikit-image's colour module; ``docs/colour.md``).
 
 Definitions, sources, ranges and blind spots: ``docs/metrics.md``.
 """

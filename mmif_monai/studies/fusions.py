@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
+from mmif_monai.fusion.colour import LuminanceLimit
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.io.aanlib import FusionPair
 from mmif_monai.io.images import read_slice
@@ -40,6 +41,7 @@ def fuse_with_methods(
     device: str = "cpu",
     progress: bool = True,
     weights: Mapping[str, str | Path] | None = None,
+    luminance_limit: LuminanceLimit | None = None,
 ) -> dict[str, Path]:
     """Fuse every pair with every method (:func:`~mmif_monai.studies.methods.load_method` names) into
     ``out_dir/<folder>/<name>``; returns method -> folder.
@@ -47,7 +49,8 @@ def fuse_with_methods(
     Results already there are reused, so an interrupted study continues where it stopped. A method whose results
     depend on weights (:func:`~mmif_monai.studies.methods.uses_weights`) fuses with ``weights[method]`` (MMIF-Net
     without an entry: the shipped weights) into ``<method>-<weights digest>``: new weights must not reuse the old
-    ones' fusions.
+    ones' fusions. ``luminance_limit`` goes to :func:`~mmif_monai.fusion.pipeline.fuse_batch`: give every setting
+    its own ``out_dir``.
     """
     weights = weights or {}
     folders: dict[str, Path] = {}
@@ -56,7 +59,8 @@ def fuse_with_methods(
         folder = Path(out_dir) / method
         if uses_weights(method):
             folder = folder.with_name(f"{method}-{weights_digest(given or DEFAULT_WEIGHTS)}")
-        folders[method] = fuse_missing(partial(load_method, method, given, device), pairs, folder, device, progress)
+        load = partial(load_method, method, given, device)
+        folders[method] = fuse_missing(load, pairs, folder, device, progress, luminance_limit)
     return folders
 
 
@@ -66,6 +70,7 @@ def fuse_missing(
     folder: str | Path,
     device: str = "cpu",
     progress: bool = True,
+    luminance_limit: LuminanceLimit | None = None,
 ) -> Path:
     """Fuse the pairs whose result is not yet in ``folder`` (``folder/<name>``) and return the folder.
 
@@ -78,7 +83,7 @@ def fuse_missing(
         fuse, description = load()
         if progress:
             print(f"{description}: fusing {len(jobs)} pairs", flush=True)
-        fuse_files(fuse, jobs, device=device, progress=progress)
+        fuse_files(fuse, jobs, device=device, progress=progress, luminance_limit=luminance_limit)
     return folder
 
 
