@@ -16,7 +16,7 @@ import torch
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.colour import COLOUR_FIDELITY, LuminanceLimit
 from mmif_monai.fusion.methods import NETWORK_METHOD
-from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair, list_pairs, split_pairs
+from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.images import read_slice
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.batched import batched_metrics
@@ -33,8 +33,9 @@ from mmif_monai.metrics.colour import (
 )
 from mmif_monai.metrics.protocol import stretch_to_uint8_range
 from mmif_monai.metrics.report import load_grey
+from mmif_monai.studies.comparison import validation_pairs
 from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
-from mmif_monai.studies.fusions import fuse_with_methods, save_fusion_grid
+from mmif_monai.studies.fusions import figure_slices, fuse_with_methods, save_fusion_grid
 from mmif_monai.studies.methods import method_title
 from mmif_monai.studies.tables import Table
 
@@ -219,7 +220,7 @@ def run_colour_study(settings: ColourSettings) -> str:
     """Fuse and score the validation split's colour pairs, write ``settings.doc`` and ``settings.figure``; returns
     the document."""
     start = time.perf_counter()
-    _, validation = split_pairs(list_pairs(settings.dataset_dir), DEFAULT_VALIDATION_CASES)
+    validation = validation_pairs(settings.dataset_dir, DEFAULT_VALIDATION_CASES, settings.limit)
     limits: list[LuminanceLimit | None] = [None, *settings.limits]
     lines = [
         *generated_preamble(
@@ -233,7 +234,7 @@ def run_colour_study(settings: ColourSettings) -> str:
     figure_folders: dict[str, dict[str, Path]] = {}
     figure_pairs: list[FusionPair] = []
     for pair_type, scale in AANLIB_COLOUR_SCALES.items():
-        pairs = [p for p in validation if p.pair_type == pair_type][: settings.limit]
+        pairs = validation.get(pair_type, [])
         if not pairs:
             continue
         scores: dict[tuple[str, str], FolderScores] = {}
@@ -245,7 +246,7 @@ def run_colour_study(settings: ColourSettings) -> str:
                 if method == NETWORK_METHOD and limit in (None, COLOUR_FIDELITY):
                     title = "MMIF-Net" if limit is None else "MMIF-Net, --colour-fidelity"
                     figure_folders.setdefault(pair_type, {})[title] = folder
-        figure_pairs += [pairs[i] for i in sorted({len(pairs) // 3, 2 * len(pairs) // 3})]  # two slices, or one
+        figure_pairs += figure_slices(pairs)
         summary = _summary_table(scores)
         section = [
             f"## {pair_type} ({len(pairs)} pairs)",

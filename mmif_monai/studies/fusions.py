@@ -15,7 +15,7 @@ from mmif_monai.jobs.slices import FileJob, fuse_files
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
 from mmif_monai.studies.methods import load_method, uses_weights
 
-__all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "save_fusion_grid"]
+__all__ = ["stage_sources", "fuse_missing", "fuse_with_methods", "figure_slices", "save_fusion_grid"]
 
 
 def stage_sources(pairs: Sequence[FusionPair], out_dir: str | Path) -> tuple[Path, Path]:
@@ -85,6 +85,11 @@ def fuse_missing(
             print(f"{description}: fusing {len(jobs)} pairs", flush=True)
         fuse_files(fuse, jobs, device=device, progress=progress, luminance_limit=luminance_limit)
     return folder
+
+
+def figure_slices(pairs: Sequence[FusionPair]) -> list[FusionPair]:
+    """Two slices of a pair type for a figure (a third and two thirds through), or its only one."""
+    return [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else list(pairs[:1])
 
 
 def save_fusion_grid(pairs: Sequence[FusionPair], folders: Mapping[str, Mapping[str, Path]], path: str | Path) -> Path:

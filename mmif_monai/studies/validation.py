@@ -16,7 +16,7 @@ from mmif_monai.metrics.report import Results, evaluate_folders, summarise, writ
 from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
 from mmif_monai.studies.ablation import TARGET_METRICS
 from mmif_monai.studies.documents import generated_preamble, write_document
-from mmif_monai.studies.fusions import fuse_with_methods, save_fusion_grid, stage_sources
+from mmif_monai.studies.fusions import figure_slices, fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.studies.tables import Table
 
 __all__ = [
@@ -113,11 +113,6 @@ def target_ratio_table(results: Results, pair_type: str) -> tuple[Table, int]:
     return table, met
 
 
-def _figure_slices(pairs: Sequence[FusionPair]) -> list[FusionPair]:
-    """Two slices of a pair type for the figure (a third and two thirds through), or its only one."""
-    return [pairs[len(pairs) // 3], pairs[2 * len(pairs) // 3]] if len(pairs) > 2 else list(pairs[:1])
-
-
 def run_validation(settings: ValidationSettings) -> str:
     """Fuse and score the validation split, write ``settings.doc`` and ``settings.figure``; returns the document."""
     _, validation = split_pairs(list_pairs(settings.dataset_dir), DEFAULT_VALIDATION_CASES)
@@ -143,7 +138,7 @@ def run_validation(settings: ValidationSettings) -> str:
         anatomical, functional = stage_sources(pairs, out / "sources")
         folders = fuse_with_methods(pairs, settings.methods, out / "fused", device=settings.device, weights=weights)
         figure_folders[pair_type] = {m: folders[m] for m in settings.figure_methods if m in folders}
-        figure_pairs += _figure_slices(pairs)
+        figure_pairs += figure_slices(pairs)
         results = evaluate_folders(
             folders, anatomical, functional, settings.ssim_protocol, device=settings.device, protocol=settings.protocol
         )
