@@ -4,7 +4,8 @@ import torch
 from mmif_monai.engines import FusionTask, ReconstructionTask, image_items, latest_checkpoint
 from mmif_monai.io.aanlib import list_pairs
 from mmif_monai.io.paths import SAMPLES_DIR
-from mmif_monai.losses import FusionLoss, ReconstructionLoss, gradient_magnitude
+from mmif_monai.losses import FusionLoss, ReconstructionLoss, difference_correlation, gradient_magnitude
+from mmif_monai.metrics.batched import sum_of_correlations_of_differences
 from mmif_monai.networks import MMIFNet
 
 
@@ -65,6 +66,35 @@ def test_fusion_loss_prefers_the_brighter_sharper_source_over_either_source_alon
 def test_fusion_loss_checks_shapes():
     with pytest.raises(ValueError, match="expected fused"):
         FusionLoss()(torch.rand(1, 2, 16, 16), torch.rand(1, 2, 16, 16))
+
+
+def test_difference_correlation_is_the_scd_metric_and_finite_on_flat_crops():
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 1, 24, 24), torch.rand(3, 1, 24, 24)
+    for fused in (torch.maximum(a, b), (a + b) / 2, 0.7 * a + 0.2 * b):
+        torch.testing.assert_close(
+            difference_correlation(fused, a, b).double(),
+            sum_of_correlations_of_differences(fused, a, b),
+            atol=1e-3,  # eps in the variance product
+            rtol=0,
+        )
+    flat = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    scd = difference_correlation(flat, torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))
+    scd.sum().backward()
+    assert float(scd) == 0.0 and torch.isfinite(flat.grad).all()
+
+
+def test_fusion_loss_correlation_term_prefers_keeping_both_sources_contrast():
+    sources = torch.zeros(1, 2, 48, 48)
+    sources[:, 0, 8:24, 8:40] = 1.0
+    sources[:, 1, 20:44, 8:40] = 0.8
+    only_correlation = FusionLoss(intensity_weight=0, gradient_weight=0, ssim_weight=0, correlation_weight=1)
+    keeps_both = sources.sum(dim=1, keepdim=True)  # f - b = a, f - a = b: SCD = 2, the term's minimum 0
+    assert float(only_correlation(keeps_both, sources)) == pytest.approx(0.0, abs=1e-4)
+    assert float(only_correlation(sources.mean(dim=1, keepdim=True), sources)) > 0.1
+    assert float(FusionLoss(correlation_weight=1)(keeps_both, sources)) > float(FusionLoss()(keeps_both, sources))
+    with pytest.raises(ValueError, match="two sources"):
+        only_correlation(keeps_both, torch.cat([sources, sources[:, :1]], dim=1))
 
 
 def test_gradient_magnitude_is_sobel_l1_and_zero_on_flat_images():
