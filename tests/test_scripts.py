@@ -55,7 +55,7 @@ def test_validation_comparison_writes_a_table_per_pair_type_and_a_figure(tmp_pat
     assert abs(width / height - 4 / 3) < 0.05, (width, height)
 
 
-def test_colour_fidelity_writes_colour_and_anatomy_side_by_side_per_colour_pair_type(tmp_path):
+def test_colour_fidelity_writes_colour_or_bone_and_anatomy_side_by_side_per_pair_type(tmp_path):
     doc = tmp_path / "colour.md"
     result = _script(
         "scripts/colour_fidelity.py", "--limit", "1", "--methods", "average", "mmif-net", "--limits", "0.02:0.12",
@@ -67,7 +67,9 @@ def test_colour_fidelity_writes_colour_and_anatomy_side_by_side_per_colour_pair_
     assert "colour_fidelity.py --methods average mmif-net --limits 0.02:0.12 --limit 1\n" in text
     for pair_type in ("mri_pet", "mri_spect"):
         assert f"## {pair_type} (1 pairs)" in text
-    assert "mri_ct" not in text  # a grey pair has no colour to keep
+    # a grey pair has no colour to keep: MRI–CT is scored on its bone, without limits
+    assert "## mri_ct (1 pairs): bone" in text and text.count("## mri_ct") == 1
+    assert "| method | bone pixels | brightness kept | greyed | bound | Qabf | SSIM | Q MRI/F | SSIM F,MRI |" in text
     # per pair type: each method without a limit and with the one asked for, the default of --colour-fidelity
     assert text.count("| MMIF-Net | none |") == 2 and text.count("| average | level 0.02, detail 0.12 (`--colour") == 2
     assert "| ΔE00 mean | ΔE00 p95 | moved | worst step mean | bound | Qabf | SSIM | Q MRI/F | SSIM F,MRI |" in text

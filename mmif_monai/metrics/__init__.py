@@ -8,6 +8,7 @@
 - :mod:`~mmif_monai.metrics.statistics`: paired differences between methods (bootstrap interval, Wilcoxon test).
 - :mod:`~mmif_monai.metrics.colour`: colour fidelity of fused PET/SPECT images, CIEDE2000 per colour-scale step
   (imported on its own: it loads scikit-image's colour module; ``docs/colour.md``).
+- :mod:`~mmif_monai.metrics.bone`: whether a fused MRI–CT image still shows the CT's bone white (``docs/colour.md``).
 
 Definitions, sources, ranges and blind spots: ``docs/metrics.md``.
 """

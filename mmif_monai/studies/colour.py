@@ -1,7 +1,8 @@
 """The colour-fidelity study (``scripts/colour_fidelity.py`` writes ``docs/colour.md``): every method fuses the
 validation split's MRI–PET and MRI–SPECT pairs without and with each luminance limit
 (:mod:`mmif_monai.fusion.colour`), and every fused image is scored on colour (:mod:`mmif_monai.metrics.colour`) and
-on anatomy (Qabf, SSIM) side by side."""
+on anatomy (Qabf, SSIM) side by side; the MRI–CT pairs are scored on how the CT's bone reads
+(:mod:`mmif_monai.metrics.bone`) next to the same anatomy scores."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.images import read_slice
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.batched import batched_metrics
+from mmif_monai.metrics.bone import BONE_BOUND, BONE_MIN_LEVEL, BoneFidelity, BonePixels, bone_pixels
 from mmif_monai.metrics.colour import (
     AANLIB_COLOUR_SCALES,
     COLOUR_BOUND,
@@ -45,8 +47,10 @@ __all__ = [
     "ANATOMY_METRICS",
     "ColourSettings",
     "FolderScores",
+    "BoneScores",
     "anatomy_scores",
     "score_folder",
+    "score_bone_folder",
     "scale_fit",
     "run_colour_study",
 ]
@@ -93,6 +97,14 @@ class FolderScores:
     anatomy: dict[str, float]
 
 
+@dataclass(frozen=True)
+class BoneScores:
+    """One method's fused MRI–CT images: bone fidelity over their bone pixels, anatomy means."""
+
+    bone: BoneFidelity
+    anatomy: dict[str, float]
+
+
 def _batch(grey: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(grey, dtype=np.float64))[None, None]
 
@@ -109,15 +121,23 @@ def anatomy_scores(fused: Path, anatomical: Path, functional: Path) -> dict[str,
     return {name: float(v[0]) for name, v in zip(ANATOMY_METRICS, values)}
 
 
+def _mean_anatomy(pairs: Sequence[FusionPair], folder: Path) -> dict[str, float]:
+    anatomy = [anatomy_scores(folder / pair.name, pair.anatomical, pair.functional) for pair in pairs]
+    return {m: float(np.mean([a[m] for a in anatomy])) for m in ANATOMY_METRICS}
+
+
 def score_folder(pairs: Sequence[FusionPair], folder: Path, scale: ColourScale) -> FolderScores:
     """Colour fidelity (pooled over the pairs' uptake pixels) and mean anatomy scores of ``folder/<pair name>``."""
-    shifts, anatomy = [], []
-    for pair in pairs:
-        fused = folder / pair.name
-        shifts.append(colour_shifts(read_slice(fused), read_slice(pair.functional), scale))
-        anatomy.append(anatomy_scores(fused, pair.anatomical, pair.functional))
+    shifts = [colour_shifts(read_slice(folder / p.name), read_slice(p.functional), scale) for p in pairs]
     colour = ColourFidelity.from_shifts(ColourShifts.concatenate(shifts), scale.steps)
-    return FolderScores(colour, {m: float(np.mean([a[m] for a in anatomy])) for m in ANATOMY_METRICS})
+    return FolderScores(colour, _mean_anatomy(pairs, folder))
+
+
+def score_bone_folder(pairs: Sequence[FusionPair], folder: Path) -> BoneScores:
+    """Bone fidelity (pooled over the CT's bone pixels, fused images as written) and mean anatomy scores of
+    ``folder/<pair name>`` for MRI–CT pairs (the CT is the functional source)."""
+    pixels = [bone_pixels(load_grey(folder / p.name), load_grey(p.functional)) for p in pairs]
+    return BoneScores(BoneFidelity.of(BonePixels.concatenate(pixels)), _mean_anatomy(pairs, folder))
 
 
 def scale_fit(pairs: Sequence[FusionPair], scale: ColourScale) -> float:
@@ -155,6 +175,39 @@ def _summary_table(scores: dict[tuple[str, str], FolderScores]) -> Table:
             *(f"{score.anatomy[m]:.3f}" for m in ANATOMY_METRICS),
         )
     return table
+
+
+def _bone_table(scores: dict[str, BoneScores]) -> Table:
+    table = Table(["method", "bone pixels", "brightness kept", "greyed", "bound", *ANATOMY_METRICS])
+    for method, score in scores.items():
+        bone = score.bone
+        table.add(
+            method_title(method),
+            bone.pixels,
+            f"{bone.brightness:.3f}",
+            f"{100 * bone.greyed:.1f} %",
+            "✓" if BONE_BOUND.met(bone) else "✗",
+            *(f"{score.anatomy[m]:.3f}" for m in ANATOMY_METRICS),
+        )
+    return table
+
+
+def _bone_section(pairs: Sequence[FusionPair], scores: dict[str, BoneScores]) -> list[str]:
+    return [
+        f"## mri_ct ({len(pairs)} pairs): bone",
+        "",
+        "CT paints cortical bone white, MRI paints it dark. A fusion that draws the skull in the MRI's edges shows it"
+        " grey with the MRI's dark band inside, a double contour where the CT has one solid structure.",
+        "",
+        f"- **Bone region**: CT pixels at 8-bit level {BONE_MIN_LEVEL} or above (the AANLIB CT slices paint most of"
+        " the skull at 255 and the brain below 180).",
+        "- **Brightness kept**: the fused mean over the bone region ÷ the CT's mean there; **greyed**: the share of"
+        f" bone pixels the fused image (as written) shows below {BONE_MIN_LEVEL}.",
+        f"- **Bound**: at most **{100 * BONE_BOUND.greyed:g} %** greyed, the same 1 pixel in 20 the colour bound"
+        " lets move to another step (a project choice).",
+        "",
+        _bone_table(scores).markdown(),
+    ]
 
 
 def _step_table(scores: dict[tuple[str, str], FolderScores], label: str, scale: ColourScale) -> Table:
@@ -224,7 +277,7 @@ def run_colour_study(settings: ColourSettings) -> str:
     limits: list[LuminanceLimit | None] = [None, *settings.limits]
     lines = [
         *generated_preamble(
-            "Colour fidelity of the fused PET and SPECT images",
+            "Colour and bone fidelity of the fused images",
             settings.command_line(),
             f"Validation split: atlas cases {', '.join(map(str, DEFAULT_VALIDATION_CASES))} of the AANLIB copy"
             ' (docs/method.md, "Data split"); the fused images are kept under `outputs/colour`.',
@@ -261,6 +314,12 @@ def run_colour_study(settings: ColourSettings) -> str:
         ]
         print(f"\n{pair_type} ({len(pairs)} pairs)\n{summary.text()}", flush=True)
         lines += section
+    ct_pairs = validation.get("mri_ct", [])
+    if ct_pairs:
+        folders = fuse_with_methods(ct_pairs, settings.methods, settings.out_dir / "mri_ct" / "none", settings.device)
+        bone_scores = {method: score_bone_folder(ct_pairs, folder) for method, folder in folders.items()}
+        print(f"\nmri_ct ({len(ct_pairs)} pairs): bone\n{_bone_table(bone_scores).text()}", flush=True)
+        lines += _bone_section(ct_pairs, bone_scores)
     if figure_folders:
         save_fusion_grid(figure_pairs, figure_folders, settings.figure)
         lines += [f"Figure: `{settings.figure.name}`, sources and MMIF-Net's fusion without and with the limit.", ""]
