@@ -128,6 +128,13 @@ def run_validation(settings: ValidationSettings) -> str:
         " their luminance.",
         "",
     ]
+    if settings.protocol == "published":
+        lines += [
+            "What was trained to close the gaps to the quality targets below, with each candidate's ratios, and what"
+            " would be needed: the MMIF-Net bundle's CHANGELOG (bundles/mmif_net/docs/CHANGELOG.md, versions 0.6.0"
+            " and 0.7.1).",
+            "",
+        ]
     figure_folders: dict[str, dict[str, Path]] = {}
     figure_pairs: list[FusionPair] = []
     for pair_type in PAIR_TYPES:
