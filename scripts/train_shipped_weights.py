@@ -1,10 +1,10 @@
 """Train the bundle's shipped weights: the paper configuration (MSL + SA + FA, λ from train.json) in two stages.
 
 Stage 1 is the paper's autoencoder task (``train.json``), stage 2 fine-tunes FA alone with the fusion loss
-(``train_fusion.json``, its gradient term weighted by ``--fusion-gradient-weight``) from stage 1's last
-checkpoint; both run through ``python -m monai.bundle run training``
-(``mmif_monai.studies.training.train_mmif_net``), keep their last checkpoint (validation is off, so nothing
-is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
+(``train_fusion.json``, its gradient term weighted by ``--fusion-gradient-weight``, its SCD term by
+``--fusion-correlation-weight``) from stage 1's last checkpoint; both run through ``python -m monai.bundle run
+training`` (``mmif_monai.studies.training.train_mmif_net``), keep their last checkpoint (validation is off, so
+nothing is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
 2's last checkpoint, what ``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, seconds,
 hardware) and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. The shipped weights came from
 the commands in the bundle README; ``--device cuda --num-workers 8`` is the GPU form.
@@ -52,6 +52,10 @@ def main() -> None:
         "--fusion-gradient-weight", type=float, default=3.0,
         help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there; the shipped weights: 3)",
     )  # fmt: skip
+    parser.add_argument(
+        "--fusion-correlation-weight", type=float, default=0.0,
+        help="the fusion loss's SCD term (train_fusion.json's fusion_correlation_weight; the shipped weights: 0)",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.exit(report_user_errors("train_shipped_weights", lambda: _train(args)))
 
@@ -76,7 +80,10 @@ def _train(args: argparse.Namespace) -> None:
         BundleRun([BUNDLE_DIR / "configs" / "train.json"], args.out / "autoencoder", autoencoder, inputs),
         args.out / "fusion",
         fusion,
-        fusion_overrides={"gradient_weight": args.fusion_gradient_weight},
+        fusion_overrides={
+            "gradient_weight": args.fusion_gradient_weight,
+            "fusion_correlation_weight": args.fusion_correlation_weight,
+        },
     )
     with atomic_output(args.out / "model.pt") as tmp:
         torch.save(read_weights(final), tmp)
@@ -85,6 +92,7 @@ def _train(args: argparse.Namespace) -> None:
         "autoencoder": autoencoder.as_dict(),
         "fusion": fusion.as_dict(),
         "fusion_gradient_weight": args.fusion_gradient_weight,
+        "fusion_correlation_weight": args.fusion_correlation_weight,
         "final_checkpoint": final.name,
         "training_seconds": {stage: training_seconds(args.out / stage) for stage in ("autoencoder", "fusion")},
         "total_seconds": seconds,

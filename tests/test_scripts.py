@@ -115,7 +115,7 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
         "scripts/train_shipped_weights.py", "-o", str(out), "--dataset-dir", str(SAMPLES_DIR),
         "--validation-cases", "37",
         "--epochs", "1", "--iterations-per-epoch", "1", "--fusion-epochs", "1", "--fusion-iterations-per-epoch", "2",
-        "--batch-size", "2", "--crop-size", "64", "--num-workers", "1",
+        "--batch-size", "2", "--crop-size", "64", "--num-workers", "1", "--fusion-correlation-weight", "0.5",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((out / "training.json").read_text())
@@ -123,6 +123,8 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
     # the shipped weights' fusion-loss gradient weight reaches stage 2 (the bundle logs its overrides), not stage 1
     assert record["fusion_gradient_weight"] == 3.0
     assert "> gradient_weight: 3.0" in (out / "fusion" / "train.log").read_text()
+    assert record["fusion_correlation_weight"] == 0.5
+    assert "> fusion_correlation_weight: 0.5" in (out / "fusion" / "train.log").read_text()
     assert "gradient_weight" not in (out / "autoencoder" / "train.log").read_text()
     assert record["model_sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
     shipped = torch.load(out / "model.pt", weights_only=True)
