@@ -1,8 +1,10 @@
-"""Measure how far fusion moves PET/SPECT colours on the validation split, with and without a luminance limit.
+"""Measure on the validation split how far fusion moves PET/SPECT colours and how much of the CT's bone it greys.
 
 Fuses the validation split's MRI–PET and MRI–SPECT pairs with each method, without a limit and with each
 ``--limits`` setting (fused images kept under ``--out`` and reused), scores colour fidelity (CIEDE2000 per
-colour-scale step, pixels moved to another step) next to the anatomy metrics, and writes docs/colour.md:
+colour-scale step, pixels moved to another step) next to the anatomy metrics; fuses its MRI–CT pairs without a
+limit and scores bone fidelity (CT bone pixels shown below the bone level) next to the same metrics; and writes
+docs/colour.md:
 
     python scripts/colour_fidelity.py
 

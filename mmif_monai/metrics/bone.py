@@ -37,13 +37,13 @@ class BonePixels:
         return cls(np.concatenate([p.fused for p in parts]), np.concatenate([p.ct for p in parts]))
 
 
-def bone_pixels(fused: NdarrayOrTensor, ct: NdarrayOrTensor, min_level: float = BONE_MIN_LEVEL) -> BonePixels:
-    """The bone pixels of ``ct`` (values >= ``min_level``) and the fused image's values there; both images 8-bit
-    grey (H, W) on 0..255."""
+def bone_pixels(fused: NdarrayOrTensor, ct: NdarrayOrTensor) -> BonePixels:
+    """The bone pixels of ``ct`` (values >= :data:`BONE_MIN_LEVEL`) and the fused image's values there; both images
+    8-bit grey (H, W) on 0..255."""
     f, c = convert_to_numpy(fused, dtype=np.float64), convert_to_numpy(ct, dtype=np.float64)
     if f.shape != c.shape or f.ndim != 2:
         raise ValueError(f"expected two (H, W) images of one size, got {f.shape} and {c.shape}")
-    bone = c >= min_level
+    bone = c >= BONE_MIN_LEVEL
     return BonePixels(f[bone], c[bone])
 
 
@@ -56,11 +56,11 @@ class BoneFidelity:
     greyed: float
 
     @classmethod
-    def of(cls, pixels: BonePixels, min_level: float = BONE_MIN_LEVEL) -> BoneFidelity:
+    def of(cls, pixels: BonePixels) -> BoneFidelity:
         if pixels.ct.size == 0:
             return cls(0, float("nan"), float("nan"))
         brightness = float(pixels.fused.mean() / pixels.ct.mean())
-        return cls(int(pixels.ct.size), brightness, float((pixels.fused < min_level).mean()))
+        return cls(int(pixels.ct.size), brightness, float((pixels.fused < BONE_MIN_LEVEL).mean()))
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,11 @@ def scale_fit(pairs: Sequence[FusionPair], scale: ColourScale) -> float:
     return worst
 
 
+def _fused_dir(settings: ColourSettings, pair_type: str, limit: LuminanceLimit | None) -> Path:
+    """Where one pair type's fusions under one limit (``None``: no limit) are kept."""
+    return settings.out_dir / pair_type / ("none" if limit is None else limit.label)
+
+
 def _setting(limit: LuminanceLimit | None) -> str:
     if limit is None:
         return "none"
@@ -270,8 +275,8 @@ def _definitions(scales: Sequence[ColourScale]) -> list[str]:
 
 
 def run_colour_study(settings: ColourSettings) -> str:
-    """Fuse and score the validation split's colour pairs, write ``settings.doc`` and ``settings.figure``; returns
-    the document."""
+    """Fuse and score the validation split's colour pairs (colour) and MRI–CT pairs (bone), write ``settings.doc``
+    and ``settings.figure``; returns the document."""
     start = time.perf_counter()
     validation = validation_pairs(settings.dataset_dir, DEFAULT_VALIDATION_CASES, settings.limit)
     limits: list[LuminanceLimit | None] = [None, *settings.limits]
@@ -292,7 +297,7 @@ def run_colour_study(settings: ColourSettings) -> str:
             continue
         scores: dict[tuple[str, str], FolderScores] = {}
         for limit in limits:
-            out = settings.out_dir / pair_type / ("none" if limit is None else limit.label)
+            out = _fused_dir(settings, pair_type, limit)
             folders = fuse_with_methods(pairs, settings.methods, out, settings.device, luminance_limit=limit)
             for method, folder in folders.items():
                 scores[_setting(limit), method] = score_folder(pairs, folder, scale)
@@ -316,7 +321,7 @@ def run_colour_study(settings: ColourSettings) -> str:
         lines += section
     ct_pairs = validation.get("mri_ct", [])
     if ct_pairs:
-        folders = fuse_with_methods(ct_pairs, settings.methods, settings.out_dir / "mri_ct" / "none", settings.device)
+        folders = fuse_with_methods(ct_pairs, settings.methods, _fused_dir(settings, "mri_ct", None), settings.device)
         bone_scores = {method: score_bone_folder(ct_pairs, folder) for method, folder in folders.items()}
         print(f"\nmri_ct ({len(ct_pairs)} pairs): bone\n{_bone_table(bone_scores).text()}", flush=True)
         lines += _bone_section(ct_pairs, bone_scores)

@@ -131,8 +131,8 @@ def run_validation(settings: ValidationSettings) -> str:
     if settings.protocol == "published":
         lines += [
             "What was trained to close the gaps to the quality targets below, with each candidate's ratios, and what"
-            " would be needed: the MMIF-Net bundle's CHANGELOG (bundles/mmif_net/docs/CHANGELOG.md, versions 0.6.0"
-            " and 0.7.1).",
+            " would be needed: the MMIF-Net bundle's CHANGELOG (bundles/mmif_net/docs/CHANGELOG.md), under each"
+            " version whose weights were trained or compared.",
             "",
         ]
     figure_folders: dict[str, dict[str, Path]] = {}
