@@ -139,7 +139,9 @@ def test_bad_inputs_stop_the_run_before_anything_is_written(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "docs").exists()
 
 
-def test_cli_reports_a_malformed_weights_option_in_one_line(capsys):
+def test_cli_reports_a_malformed_weights_option_in_one_line(capsys, monkeypatch, tmp_path):
+    # before it looks for data: the option's mistake is reported on a machine without the data set too
+    monkeypatch.setattr("mmif_monai.io.paths.DEFAULT_DATASET_DIR", tmp_path / "absent")
     assert main(["compare", "--weights", "densefuse"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["mmif: error: --weights expects METHOD=FILE, got 'densefuse'"]

@@ -337,11 +337,12 @@ def _compare(args: argparse.Namespace) -> None:
     from mmif_monai.io.paths import DEFAULT_DATASET_DIR
     from mmif_monai.studies import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
 
+    # the command line's own mistakes first: they do not depend on what this machine holds
+    weights, released = _method_files("--weights", args.weights), _method_files("--released", args.released)
     if args.dataset_dir is None and not DEFAULT_DATASET_DIR.is_dir():
         raise FileNotFoundError(
             f"no data set at the default {DEFAULT_DATASET_DIR}: give --dataset-dir DIR or set MMIF_DATASET_DIR"
         )
-    weights, released = _method_files("--weights", args.weights), _method_files("--released", args.released)
     given = {
         "epochs": args.epochs,
         "iterations_per_epoch": args.iterations_per_epoch,
