@@ -581,7 +581,35 @@ def _(root: Path) -> Case:
     truncated = root / "nii" / "truncated.nii.gz"
     data = functional.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    return Case(_fuse_volumes(root, anatomical, truncated), truncated, "cannot read")
+    return Case(_fuse_volumes(root, anatomical, truncated), truncated, "damaged file: its gzip data .*EOFError")
+
+
+def _flip_middle(path: Path, count: int = 64) -> Path:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
+    path.write_bytes(bytes(data))
+    return path
+
+
+@case("3D: corrupted .nii.gz (64 bytes flipped in the middle of the gzip stream)")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    corrupt = _flip_middle(anatomical.rename(anatomical.with_name("ct_corrupt.nii.gz")))
+    return Case(_fuse_volumes(root, corrupt, functional), corrupt, "damaged file: its gzip data does not decompress")
+
+
+@case("3D: corrupted compressed MetaImage (64 bytes flipped in its zlib data)")
+def _(root: Path) -> Case:
+    import itk
+
+    anatomical, functional = _nifti(root)
+    mha = root / "nii" / "ct.mha"
+    image = itk.imread(str(anatomical))
+    geometry_only = itk.image_from_array(itk.array_from_image(image))  # no NIfTI fields for ITK to warn about
+    geometry_only.CopyInformation(image)
+    itk.imwrite(geometry_only, str(mha), compression=True)
+    return Case(_fuse_volumes(root, _flip_middle(mha), functional), mha, "damaged file: its zlib data")
 
 
 @case("3D: fields of view that do not overlap")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +18,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
 
+from mmif_monai.io.compressed import DamagedDataError
 from mmif_monai.transforms import (
     RGB_FROM_YIQ,
     YIQ_FROM_RGB,
@@ -334,6 +336,39 @@ def test_load_itk_formats(tmp_path, loader, suffix):
     assert img.shape == (1, 5, 4, 3)  # MONAI's ITKReader indexes (x, y, z)
     np.testing.assert_allclose(img[0].numpy(), volume.transpose(2, 1, 0))
     np.testing.assert_allclose(np.abs(np.diag(img.affine.numpy())[:3]), [0.5, 0.75, 2.0])
+
+
+# (file to write, file holding its compressed data): MetaImage and NRRD keep it beside a detached header
+_COMPRESSED_VOLUMES = [
+    ("v.nii.gz", "v.nii.gz"),
+    ("v.mha", "v.mha"),
+    ("v.mhd", "v.zraw"),
+    ("v.nrrd", "v.nrrd"),
+    ("v.nhdr", "v.raw.gz"),
+]
+
+
+@pytest.mark.parametrize("name, data_file", _COMPRESSED_VOLUMES)
+def test_compressed_volume_data_must_decompress_intact(tmp_path, loader, name, data_file):
+    """gzip's CRC-32 and zlib's Adler-32 follow the last voxel, which is where the readers stop: 64 bytes flipped in
+    the middle of the compressed data decompressed into wrong voxels without an error until the streams were read
+    to their end. The intact file still reads back exactly."""
+    itk = pytest.importorskip("itk")
+    # a smooth int16 phantom-like volume (numpy z, y, x), so the data compresses as real images do
+    z, y, x = np.mgrid[:16, :24, :24]
+    volume = (1000 * np.exp(-((x - 12) ** 2 + (y - 11) ** 2 + (z - 8) ** 2) / 60.0)).astype(np.int16)
+    path = tmp_path / name
+    if name.endswith(".nii.gz"):
+        nib.save(nib.Nifti1Image(volume.transpose(2, 1, 0), np.eye(4)), path)
+    else:
+        itk.imwrite(itk.image_from_array(volume), str(path), compression=True)
+    np.testing.assert_array_equal(loader(path)[0].numpy(), volume.transpose(2, 1, 0))
+    data = bytearray((tmp_path / data_file).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    (tmp_path / data_file).write_bytes(bytes(data))
+    with pytest.raises(DamagedDataError, match=rf"^{re.escape(str(path))}: damaged file: its (gzip|zlib) data"):
+        loader(path)
 
 
 def _write_ct_slice(path: Path, stored: np.ndarray, z: float = 0.0, instance: int = 1) -> None:

@@ -32,6 +32,8 @@ from .intensity import (
     suv_scale_factor,
 )
 from .loading import (
+    CheckedITKReader,
+    CheckedNibabelReader,
     ImageLoadError,
     LoadModality,
     LoadModalityd,
@@ -74,6 +76,8 @@ __all__ = [
     # loading
     "ImageLoadError",
     "SliceReader",
+    "CheckedNibabelReader",
+    "CheckedITKReader",
     "reader_for_path",
     "has_dicom_marker",
     "is_colour",

@@ -7,8 +7,10 @@ path                                                   reader
 =====================================================  =================================================
 ``.png .jpg .jpeg .bmp .tif .tiff``                    ``SliceReader``: ``PILReader(reverse_indexing=False)``,
                                                        grey or RGB; a multi-page TIFF gives its first page
-``.nii .nii.gz``                                       ``NibabelReader``
-``.mha .mhd .nrrd .nhdr``                              ``ITKReader``
+``.nii .nii.gz``                                       ``CheckedNibabelReader``: ``NibabelReader`` that checks
+                                                       a ``.nii.gz`` file's gzip CRC-32
+``.mha .mhd .nrrd .nhdr``                              ``CheckedITKReader``: ``ITKReader`` that checks compressed
+                                                       data's checksum first
 ``.dcm .dicom .ima``, a folder (a DICOM series), or a  ``PydicomReader(prune_metadata=False)``
 file with the ``DICM`` preamble marker
 =====================================================  =================================================
@@ -44,9 +46,11 @@ from monai.data.meta_tensor import MetaTensor
 from monai.transforms.io.array import LoadImage
 from monai.transforms.transform import MapTransform, Transform
 from monai.utils import MetaKeys, convert_data_type, convert_to_tensor
-from monai.utils.misc import ensure_tuple_rep
+from monai.utils.misc import ensure_tuple, ensure_tuple_rep
+from nibabel.arrayproxy import ArrayProxy
 from PIL import Image
 
+from mmif_monai.io.compressed import DamagedDataError, check_itk_compression, checked_gzip, gzip_damage_reported
 from mmif_monai.io.paths import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
 
 from .meta import MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
@@ -54,6 +58,8 @@ from .meta import MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_f
 __all__ = [
     "ImageLoadError",
     "SliceReader",
+    "CheckedNibabelReader",
+    "CheckedITKReader",
     "has_dicom_marker",
     "reader_for_path",
     "is_colour",
@@ -104,6 +110,40 @@ class SliceReader(PILReader):
         return np.array(data), meta
 
 
+class CheckedNibabelReader(NibabelReader):
+    """``NibabelReader`` that refuses a ``.nii.gz`` file whose gzip data fails its CRC-32 or is cut short.
+
+    nibabel reads exactly the header and the voxels and never reaches the checksum at the end of the stream, so a
+    file damaged in the middle gives wrong voxels without an error. Here the voxels are read from a stream that is
+    then read to its end (:func:`~mmif_monai.io.compressed.checked_gzip`): the file is decompressed once.
+    """
+
+    def read(self, data, **kwargs):
+        # damage near the start of a small file already shows while nibabel reads the header
+        names = ensure_tuple(data)
+        with gzip_damage_reported(names[0] if len(names) == 1 else ", ".join(map(str, names))):
+            return super().read(data, **kwargs)
+
+    def _get_array_data(self, img, filename):
+        if not str(filename).lower().endswith(".gz"):
+            return super()._get_array_data(img, filename)
+        proxy = img.dataobj
+        spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
+        with checked_gzip(filename) as stream:
+            return np.asanyarray(ArrayProxy(stream, spec, mmap=False, order=proxy.order))
+
+
+class CheckedITKReader(ITKReader):
+    """``ITKReader`` that first refuses a MetaImage or NRRD file whose compressed data fails its checksum
+    (:func:`~mmif_monai.io.compressed.check_itk_compression`; ITK's readers stop at the last voxel too)."""
+
+    def read(self, data, **kwargs):
+        for name in ensure_tuple(data):
+            if Path(name).is_file():
+                check_itk_compression(name)
+        return super().read(data, **kwargs)
+
+
 def has_dicom_marker(path: PathLike) -> bool:
     """Whether ``path`` is a DICOM file by PS3.10: the four bytes ``DICM`` after a 128-byte preamble."""
     with open(path, "rb") as f:
@@ -125,9 +165,9 @@ def reader_for_path(path: PathLike) -> ImageReader:
     if name.endswith(IMAGE_SUFFIXES):
         return SliceReader()
     if name.endswith(NIFTI_SUFFIXES):
-        return NibabelReader()
+        return CheckedNibabelReader()
     if name.endswith(ITK_SUFFIXES):
-        return ITKReader()
+        return CheckedITKReader()
     if has_dicom_marker(path):  # DICOM files often have no suffix at all
         return PydicomReader(prune_metadata=False)
     raise ImageLoadError(
@@ -171,6 +211,7 @@ class LoadModality(Transform):
     Raises:
         FileNotFoundError: the path does not exist.
         ImageLoadError: (a ``ValueError``) the file cannot be read, or holds NaN/Inf values.
+        DamagedDataError: (a ``ValueError``) the file's compressed data fails its checksum or is cut short.
     """
 
     def __init__(
@@ -199,6 +240,8 @@ class LoadModality(Transform):
         reader = reader_for_path(path) if self.reader is None else self.reader
         try:
             img = self._loader(path, reader=reader)
+        except DamagedDataError:  # names the file and the damage already
+            raise
         except Exception as e:  # the reader libraries raise many unrelated types for a bad file; report them as one
             raise ImageLoadError(f"{path}: cannot read with {type(reader).__name__} ({_one_line(e)})") from e
         if img.is_floating_point():

@@ -2,11 +2,11 @@
 
 Every volume comes back as a ``MetaTensor`` (1, X, Y, Z) with its RAS affine, through MONAI's readers
 (:class:`~mmif_monai.transforms.loading.LoadModality`: ``NibabelReader`` for NIfTI, ``ITKReader`` for
-``.mha .mhd .nrrd .nhdr``, ``PydicomReader`` for DICOM). For a DICOM folder the headers are scanned first with
-pydicom, so that a study folder holding several series can be narrowed to one (``series=`` a Modality,
-SeriesDescription or SeriesInstanceUID), and so that a series MONAI would stack wrongly is refused with a message
-naming the folder: mixed patients, mixed orientations or sizes, several images at one position (4D), gaps
-(missing slices), uneven spacing.
+``.mha .mhd .nrrd .nhdr``, both refusing compressed data that fails its checksum, ``PydicomReader`` for DICOM).
+For a DICOM folder the headers are scanned first with pydicom, so that a study folder holding several series can
+be narrowed to one (``series=`` a Modality, SeriesDescription or SeriesInstanceUID), and so that a series MONAI
+would stack wrongly is refused with a message naming the folder: mixed patients, mixed orientations or sizes,
+several images at one position (4D), gaps (missing slices), uneven spacing.
 """
 
 from __future__ import annotations
