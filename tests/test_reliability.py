@@ -11,6 +11,7 @@ set-up are those users get. The inputs that are accepted, and what is done with 
 from __future__ import annotations
 
 import ast
+import gzip
 import hashlib
 import json
 import os
@@ -612,6 +613,30 @@ def _(root: Path) -> Case:
     return Case(_fuse_volumes(root, _flip_middle(mha), functional), mha, "damaged file: its zlib data")
 
 
+@case("3D: NIfTI header claiming 4000 x 4000 x 4000 voxels (a damaged header)")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    header = nib.Nifti1Header()
+    header.set_data_shape((4000, 4000, 4000))
+    header.set_data_dtype(np.float32)
+    header.set_sform(nib.load(anatomical).affine, code=1)
+    huge = root / "nii" / "huge.nii.gz"
+    with gzip.open(huge, "wb") as file:  # the header and a few kB of voxels: all a damaged file may hold
+        header.write_to(file)
+        file.write(bytes(4 + 4096))
+    return Case(_fuse_volumes(root, huge, functional), huge, r"4000 x 4000 x 4000 voxels \(64 billion\), more than")
+
+
+@case("3D: complex-valued NIfTI")
+def _(root: Path) -> Case:
+    anatomical, functional = _nifti(root)
+    image = nib.load(anatomical)
+    real = np.asanyarray(image.dataobj).astype(np.float32)
+    complex_path = root / "nii" / "complex.nii.gz"
+    nib.save(nib.Nifti1Image((real + 1j * real[::-1]).astype(np.complex64), image.affine), complex_path)
+    return Case(_fuse_volumes(root, complex_path, functional), complex_path, r"complex-valued data \(complex64\)")
+
+
 @case("3D: fields of view that do not overlap")
 def _(root: Path) -> Case:
     anatomical, functional = _nifti(root)
@@ -994,6 +1019,24 @@ def test_volumes_on_other_grids_and_without_a_modality_tag_are_accepted(tmp_path
     ]
     assert nib.load(out).shape[:3] == (24, 24, 16)  # the CT grid; the PET (12 x 12 x 8, other origin) resampled onto it
     assert _snapshot(tmp_path / "study") == before
+
+
+def test_an_all_zero_sform_flagged_as_set_gives_way_to_the_qform_with_a_warning(tmp_path, capfd):
+    """sform_code 1 over an all-zero sform: the qform gives the geometry (as MONAI's reader takes it), the run
+    succeeds, and stderr says so in one line."""
+    anatomical, functional = _nifti(tmp_path)
+    image = nib.load(anatomical)
+    header = image.header.copy()
+    header.set_qform(image.affine, code=1)
+    header.set_sform(np.zeros((4, 4)), code=1)
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header), anatomical)
+    out = tmp_path / "out" / "fused.nii.gz"
+    assert _average_3d(anatomical, functional, out) == 0
+    assert capfd.readouterr().err.strip().splitlines() == [
+        f"mmif: warning: {anatomical}: the header's sform is all zero although its sform_code is 1; the voxel "
+        "geometry is taken from the qform (qform_code 1)"
+    ]
+    np.testing.assert_allclose(nib.load(out).affine, image.affine, atol=1e-4)
 
 
 def test_every_catalogue_case_is_documented():

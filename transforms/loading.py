@@ -210,7 +210,7 @@ class LoadModality(Transform):
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ImageLoadError: (a ``ValueError``) the file cannot be read, or holds NaN/Inf values.
+        ImageLoadError: (a ``ValueError``) the file cannot be read, holds NaN/Inf values or complex values.
         DamagedDataError: (a ``ValueError``) the file's compressed data fails its checksum or is cut short.
     """
 
@@ -244,6 +244,11 @@ class LoadModality(Transform):
             raise
         except Exception as e:  # the reader libraries raise many unrelated types for a bad file; report them as one
             raise ImageLoadError(f"{path}: cannot read with {type(reader).__name__} ({_one_line(e)})") from e
+        if img.is_complex():  # a cast to float would keep the real part alone, silently
+            raise ImageLoadError(
+                f"{path}: complex-valued data ({str(img.dtype).removeprefix('torch.')}); a real-valued image is "
+                "expected: export its magnitude (or phase) first"
+            )
         if img.is_floating_point():
             finite = torch.isfinite(img)
             if not bool(finite.all()):

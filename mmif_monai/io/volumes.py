@@ -12,8 +12,10 @@ several images at one position (4D), gaps (missing slices), uneven spacing.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from monai.data.meta_tensor import MetaTensor
 from monai.utils import ImageMetaKey
 from pydicom.errors import InvalidDicomError
 
+from mmif_monai.errors import MMIFWarning
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.paths import NIFTI_SUFFIXES
 from mmif_monai.io.preflight import VOLUME_SUFFIXES, is_volume_path
@@ -33,6 +36,7 @@ from mmif_monai.transforms import MODALITY_ALIASES, LoadModality, has_dicom_mark
 
 __all__ = [
     "VOLUME_SUFFIXES",
+    "MAX_VOLUME_VOXELS",
     "DICOM_IDENTITY_KEY",
     "DicomSeries",
     "is_volume_path",
@@ -44,6 +48,10 @@ __all__ = [
     "staged_outputs",
 ]
 
+
+#: the most voxels a volume file may hold: above any CT, MR or PET matrix (512 x 512 by a few thousand slices), and
+#: already 4 GiB per float32 copy, of which a fusion job holds several
+MAX_VOLUME_VOXELS = 1024**3
 
 #: meta key of a DICOM-loaded volume holding its source's identity (keyword -> str), kept by derived series
 DICOM_IDENTITY_KEY = "dicom_identity"
@@ -65,6 +73,7 @@ IDENTITY_KEYWORDS = (
 )
 # identity attributes recorded at load time: the shared ones and the source series' own
 _RECORDED_KEYWORDS = (*IDENTITY_KEYWORDS, "SeriesInstanceUID", "SeriesDescription", "Modality")
+_NIFTI2_HEADER_SIZE = 540
 # slice spacings may differ by this fraction of the median before a series is called uneven
 _SPACING_TOLERANCE = 0.1
 
@@ -250,18 +259,48 @@ def _load_dicom_series(
     return img
 
 
-def _check_nifti_voxel_size(path: Path) -> None:
-    """Refuse a NIfTI file whose geometry comes from ``pixdim`` (no sform) with a voxel size of 0 or less: nibabel
-    would silently take 1 mm for it, and the fused output would carry that wrong geometry."""
+def _raw_nifti_header(path: Path):
+    """The NIfTI-1 or NIfTI-2 header as stored, or None when it cannot be read (the reader then says why). nib.load
+    would already have replaced a zero pixdim by 1."""
     import nibabel as nib
 
     try:
-        # the raw header: nib.load would already have replaced a zero pixdim by 1
         with nib.openers.ImageOpener(str(path)) as file:
-            header = nib.Nifti1Header.from_fileobj(file, check=False)
-    except Exception:  # an unreadable or NIfTI-2 file: the reader says what it finds, naming the file
+            size = file.read(4)
+            file.seek(0)
+            # sizeof_hdr, in either byte order, tells the two versions apart
+            two = _NIFTI2_HEADER_SIZE in (int.from_bytes(size, "little"), int.from_bytes(size, "big"))
+            return (nib.Nifti2Header if two else nib.Nifti1Header).from_fileobj(file, check=False)
+    except Exception:
+        return None
+
+
+def _check_nifti_header(path: Path) -> None:
+    """Check a NIfTI file's raw header before any voxel is read: refuse more voxels than :data:`MAX_VOLUME_VOXELS`
+    (a damaged header would otherwise end in an allocation of hundreds of GB) and a geometry from ``pixdim`` (no
+    sform) with a voxel size of 0 or less (nibabel would silently take 1 mm); warn when the sform is flagged as set
+    but is all zero, since the qform (or pixdim) then gives the geometry in its place."""
+    header = _raw_nifti_header(path)
+    if header is None:
         return
-    if int(header["sform_code"]) > 0:
+    shape = tuple(int(n) for n in header.get_data_shape())
+    if math.prod(shape) > MAX_VOLUME_VOXELS:
+        raise ValueError(
+            f"{path}: the header gives {' x '.join(map(str, shape))} voxels ({math.prod(shape) / 1e9:.3g} billion), "
+            f"more than the {MAX_VOLUME_VOXELS / 1e9:.3g} billion accepted; the header is damaged, or the volume must "
+            "be cropped or downsampled first"
+        )
+    sform_code = int(header["sform_code"])
+    if sform_code > 0 and not np.any([header["srow_x"], header["srow_y"], header["srow_z"]]):
+        source = f"qform (qform_code {int(header['qform_code'])})" if int(header["qform_code"]) > 0 else "pixdim"
+        warnings.warn(
+            f"{path}: the header's sform is all zero although its sform_code is {sform_code}; the voxel geometry is "
+            f"taken from the {source}",
+            MMIFWarning,
+            stacklevel=2,
+        )
+        sform_code = 0
+    if sform_code > 0:
         return
     sizes = [float(v) for v in header["pixdim"][1:4]]
     bad = [axis for axis, size in zip("xyz", sizes) if not size > 0]
@@ -305,7 +344,7 @@ def load_volume(
         img = _load_dicom_series(path, series, modality, preferred_modalities)
     elif path.name.lower().endswith(VOLUME_SUFFIXES):
         if path.name.lower().endswith(NIFTI_SUFFIXES):
-            _check_nifti_voxel_size(path)
+            _check_nifti_header(path)
         img = LoadModality(modality=modality)(path)
     else:
         raise ValueError(f"{path}: not a volume; expected a DICOM folder or one of {' '.join(VOLUME_SUFFIXES)}")
