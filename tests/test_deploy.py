@@ -94,6 +94,17 @@ def study_of_two_patients(tmp_path):
 
 
 @pytest.fixture
+def study_of_two_patients_under_one_id(tmp_path):
+    """One PatientID on both series, but the PET is of another PatientName and birth date: two patients."""
+    phantom = write_phantom_dicom_study(tmp_path / "study", shape=(16, 16, 16), patient_id="PHANTOM-001")
+    for path in phantom.pt_dir.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.PatientBirthDate = "Quorvath^Elsbet", "19520817"
+        ds.save_as(path)
+    return tmp_path / "study"
+
+
+@pytest.fixture
 def study_without_functional_series(tmp_path):
     phantom = write_phantom_dicom_study(tmp_path / "study", shape=(16, 16, 16))
     shutil.rmtree(phantom.pt_dir)
@@ -105,6 +116,7 @@ def study_without_functional_series(tmp_path):
     [
         ("study_of_two_patients", ["2 patients", "patient 1: CT 'CT HEAD PHANTOM'", "patient 2: CT"]),
         ("study_without_functional_series", ["no functional series", "CT 'CT HEAD PHANTOM'"]),
+        ("study_of_two_patients_under_one_id", ["/PT: its PatientName differs from that of", "two patients"]),
     ],
 )
 def test_bad_study_is_a_one_line_error_naming_the_folder_and_nothing_is_written(request, tmp_path, case, expected):
@@ -115,7 +127,8 @@ def test_bad_study_is_a_one_line_error_naming_the_folder_and_nothing_is_written(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mmif-deploy: error:"), result.stderr[-3000:]
     assert str(folder) in lines[0] and all(text in lines[0] for text in expected), lines[0]
-    assert "PHANTOM-00" not in result.stderr + result.stdout  # series are named, patients' identifiers never
+    printed = result.stderr + result.stdout  # series are named, patients' identifiers never
+    assert not [token for token in ("PHANTOM-00", "Quorvath", "Elsbet", "19520817", "Phantom^") if token in printed]
     assert not out.exists()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -539,6 +540,49 @@ def _(root: Path) -> Case:
     return Case(_fuse_volumes(root, ct, pet), pet, "two patients", hidden=("OTHER-002", "PHANTOM-001"))
 
 
+@case("3D: CT and PET of one PatientID but another PatientName and birth date")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+
+    def other_patient(index: int, ds: pydicom.Dataset) -> None:
+        ds.PatientName, ds.PatientBirthDate = "Quorvath^Elsbet", "19520817"
+
+    _edit_series(pet, other_patient)
+    hidden = ("Quorvath", "Elsbet", "19520817", "1952-08-17", "Phantom", "PHANTOM-001")
+    return Case(_fuse_volumes(root, ct, pet), pet, "its PatientName differs .* two patients", hidden=hidden)
+
+
+@case("3D: CT and PET of one PatientID and name but another birth date")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    _edit_series(pet, lambda i, ds: setattr(ds, "PatientBirthDate", "19520817"))
+    hidden = ("19520817", "1952-08-17", "PHANTOM-001")
+    return Case(_fuse_volumes(root, ct, pet), pet, "its PatientBirthDate differs .* two patients", hidden=hidden)
+
+
+@case("3D: one file of another study in a series")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    study = generate_uid()
+    _edit_series(ct, lambda i, ds: setattr(ds, "StudyInstanceUID", study) if i == 3 else None)
+    return Case(_fuse_volumes(root, ct, pet), ct, "2 studies")
+
+
+@case("3D: a file copied into its series twice (byte-identical duplicate)")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    copy = _copy(sorted(ct.iterdir())[4], ct / "IM000005_copy.dcm")
+    # which of two identical files is the copy cannot be told: the message names both
+    return Case(_fuse_volumes(root, ct, pet), copy, r"the same image as IM000005\.dcm .*copied into the series twice")
+
+
+@case("3D: a series without InstanceNumbers")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    _edit_series(ct, lambda i, ds: delattr(ds, "InstanceNumber"))
+    return Case(_fuse_volumes(root, ct, pet), ct, "16 of 16 images have no InstanceNumber")
+
+
 @case("3D: uneven slice spacing in a series")
 def _(root: Path) -> Case:
     ct, pet = _study(root)
@@ -1037,6 +1081,49 @@ def test_an_all_zero_sform_flagged_as_set_gives_way_to_the_qform_with_a_warning(
         "geometry is taken from the qform (qform_code 1)"
     ]
     np.testing.assert_allclose(nib.load(out).affine, image.affine, atol=1e-4)
+
+
+def _jpeg2000_series(folder: Path) -> None:
+    """Re-encode every image of a series folder as lossless JPEG 2000 (Pillow's OpenJPEG), as PACS exports do."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        codestream = io.BytesIO()
+        Image.fromarray(ds.pixel_array.astype(np.uint16)).save(
+            codestream, format="JPEG2000", irreversible=False, no_jp2=True
+        )
+        ds.PixelData = encapsulate([codestream.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        ds.save_as(path)
+
+
+def test_a_jpeg2000_series_without_a_decoder_is_one_line_naming_the_series_and_the_decoder(
+    tmp_path, monkeypatch, capfd
+):
+    """With a decoder (Pillow's OpenJPEG) the series fuses; with none installed (every pydicom plugin made
+    unavailable), one line names the series, the compression and the plugins that would decode it, where pydicom's
+    own message was cut off after "missing dependencies:" and nothing was named."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEG2000Lossless
+
+    ct, pet = _study(tmp_path)
+    assert pydicom.dcmread(next(ct.iterdir())).pixel_array.dtype == np.uint16  # the phantom stores unsigned CT
+    _jpeg2000_series(ct)
+    assert _average_3d(ct, pet, tmp_path / "out" / "fused.nii.gz") == 0, capfd.readouterr().err
+    capfd.readouterr()
+    monkeypatch.setattr(get_decoder(JPEG2000Lossless), "_available", {})
+    before = _snapshot(tmp_path)
+    assert _average_3d(ct, pet, tmp_path / "out2" / "fused.nii.gz") == 1
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(
+        f"mmif: error: {ct}: its images are compressed as JPEG 2000 Image Compression (Lossless Only) and no "
+        "decoder for it is installed (pydicom's plugins: "
+    ) and "pylibjpeg-openjpeg" in err, err
+    assert _snapshot(tmp_path) == before
 
 
 def test_every_catalogue_case_is_documented():

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,11 @@ __all__ = [
     "VOLUME_SUFFIXES",
     "MAX_VOLUME_VOXELS",
     "DICOM_IDENTITY_KEY",
+    "PATIENT_KEYWORDS",
     "DicomSeries",
     "is_volume_path",
+    "patient_key",
+    "check_decodable",
     "find_dicom_series",
     "select_series",
     "check_series",
@@ -56,6 +59,8 @@ MAX_VOLUME_VOXELS = 1024**3
 #: meta key of a DICOM-loaded volume holding its source's identity (keyword -> str), kept by derived series
 DICOM_IDENTITY_KEY = "dicom_identity"
 
+#: the attributes that tell patients apart: images differing in one belong to two patients
+PATIENT_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate")
 #: Patient, study and frame-of-reference attributes a derived series shares with its source
 IDENTITY_KEYWORDS = (
     "PatientID",
@@ -187,19 +192,64 @@ def _float_list(header: pydicom.Dataset, keyword: str, path: Path) -> np.ndarray
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
+def patient_key(identity: Mapping[str, object] | pydicom.Dataset) -> tuple[str, ...]:
+    """The :data:`PATIENT_KEYWORDS` of a header or identity mapping, as compared: absent ones empty, a PatientName
+    without case or trailing empty components (``DOE^JOHN^^`` and ``Doe^John`` are one name)."""
+    values = [str(identity.get(keyword) or "").strip() for keyword in PATIENT_KEYWORDS]
+    name = PATIENT_KEYWORDS.index("PatientName")
+    values[name] = "^".join(part.strip() for part in values[name].upper().split("^")).rstrip("^")
+    return tuple(values)
+
+
+def check_decodable(headers: Sequence[pydicom.Dataset], where: object) -> None:
+    """Refuse images whose transfer syntax compresses the pixel data in a way no installed pydicom plugin decodes
+    (e.g. JPEG 2000 without gdcm, pylibjpeg or Pillow's OpenJPEG), before their pixels are read.
+
+    Raises:
+        ValueError: naming ``where`` (the series or file), the compression and what would decode it.
+    """
+    from pydicom.pixels import get_decoder
+
+    syntaxes = {str(getattr(h, "file_meta", {}).get("TransferSyntaxUID", "")) for h in headers} - {""}
+    for syntax in sorted(syntaxes):
+        uid = pydicom.uid.UID(syntax)
+        if not uid.is_compressed:
+            continue
+        try:
+            decoder = get_decoder(uid)
+        except NotImplementedError:
+            raise ValueError(f"{where}: its images are compressed as {uid.name}, which pydicom cannot decode") from None
+        if not decoder.is_available:
+            raise ValueError(
+                f"{where}: its images are compressed as {uid.name} and no decoder for it is installed (pydicom's "
+                f"plugins: {'; '.join(decoder.missing_dependencies)})"
+            )
+
+
 def check_series(series: DicomSeries) -> float:
     """Check that ``series`` stacks into one 3D volume; returns its slice spacing in mm.
 
     Raises:
-        ValueError: naming the folder: mixed PatientIDs, multi-frame or colour images, mixed orientation or
-            size, fewer than two slices, several images at one position (4D), missing slices, uneven spacing,
-            or InstanceNumbers out of step with the positions (MONAI's reader stacks by InstanceNumber).
+        ValueError: naming the folder or the file: images of several patients (PatientID, PatientName or
+            PatientBirthDate) or studies, compressed pixel data no installed decoder reads, multi-frame or colour
+            images, mixed orientation or size, fewer than two slices, a file copied into the series twice, several
+            images at one position (4D), missing slices, uneven spacing, images without an InstanceNumber or with
+            InstanceNumbers out of step with the positions (MONAI's reader stacks by InstanceNumber).
     """
     where = series.folder
     headers, files = series.headers, series.files
-    patients = sorted({str(h.get("PatientID", "")) for h in headers})
-    if len(patients) > 1:
-        raise ValueError(f"{where}: one series holds images of {len(patients)} patients (different PatientIDs)")
+    for index, keyword in enumerate(PATIENT_KEYWORDS):
+        patients = {patient_key(h)[index] for h in headers}
+        if len(patients) > 1:
+            raise ValueError(f"{where}: one series holds images of {len(patients)} patients (different {keyword}s)")
+    studies = [str(h.get("StudyInstanceUID", "")) for h in headers]
+    if len(set(studies)) > 1:
+        other = files[next(i for i, study in enumerate(studies) if study != studies[0])]
+        raise ValueError(
+            f"{where}: one series holds images of {len(set(studies))} studies (different StudyInstanceUIDs: "
+            f"{files[0].name} and {other.name})"
+        )
+    check_decodable(headers, where)
     for path, header in zip(files, headers):
         if int(header.get("NumberOfFrames", 1) or 1) > 1:
             raise ValueError(f"{path}: multi-frame (enhanced) DICOM images are not supported; export single-frame")
@@ -214,6 +264,14 @@ def check_series(series: DicomSeries) -> float:
             raise ValueError(f"{where}: images have different ImageOrientationPatient ({path.name})")
         if (header.get("Rows"), header.get("Columns")) != size:
             raise ValueError(f"{where}: images have different sizes ({path.name})")
+    copies: dict[str, Path] = {}
+    for path, header in zip(files, headers):
+        original = copies.setdefault(str(header.get("SOPInstanceUID", "")) or str(path), path)
+        if original != path:
+            raise ValueError(
+                f"{path}: the same image as {original.name} (one SOPInstanceUID): a file copied into the series "
+                "twice; remove one of them"
+            )
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.array([_float_list(h, "ImagePositionPatient", p) @ normal for p, h in zip(files, headers)])
     distinct = len(np.unique(np.round(positions, 3)))
@@ -232,7 +290,13 @@ def check_series(series: DicomSeries) -> float:
             f"{where}: {kind}: {steps[gap]:.2f} mm between slice positions {positions[order][gap]:.2f} and "
             f"{positions[order][gap + 1]:.2f} mm, where the spacing is {spacing:.2f} mm"
         )
-    numbers = np.array([int(h.get("InstanceNumber", -1)) for h in headers])[order]
+    unnumbered = [p.name for p, h in zip(files, headers) if h.get("InstanceNumber") in (None, "")]
+    if unnumbered:
+        raise ValueError(
+            f"{where}: {len(unnumbered)} of {len(files)} images have no InstanceNumber (e.g. {unnumbered[0]}); the "
+            "series cannot be stacked (MONAI's reader orders the slices by it)"
+        )
+    numbers = np.array([int(h.InstanceNumber) for h in headers])[order]
     if not (np.all(np.diff(numbers) > 0) or np.all(np.diff(numbers) < 0)):
         raise ValueError(f"{where}: InstanceNumbers do not follow the slice positions; the series cannot be stacked")
     return spacing

@@ -38,7 +38,14 @@ from mmif_monai.io.dicom_series import SourceSeries, fused_series_datasets, save
 from mmif_monai.io.images import check_not_constant, write_image_atomic
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.preflight import check_volume_job, registration_requested
-from mmif_monai.io.volumes import DICOM_IDENTITY_KEY, find_dicom_series, load_volume, volume_name
+from mmif_monai.io.volumes import (
+    DICOM_IDENTITY_KEY,
+    PATIENT_KEYWORDS,
+    find_dicom_series,
+    load_volume,
+    patient_key,
+    volume_name,
+)
 from mmif_monai.jobs.results import JobResult
 from mmif_monai.registration import AlignmentReport, align_volumes
 from mmif_monai.transforms import (
@@ -107,9 +114,10 @@ def _check_pair(pair: VolumePair, register: bool | str) -> None:
     """Refuse pairs that would fuse silently wrong; messages name the series, never their identifiers."""
     anatomical, functional = pair.anatomical, pair.functional
     a_name, f_name = volume_name(anatomical), volume_name(functional)
-    ids = [str(_identity(v).get("PatientID", "")).strip() for v in (anatomical, functional)]
-    if all(ids) and ids[0] != ids[1]:
-        raise ValueError(f"{f_name}: its PatientID differs from that of {a_name}; refusing to fuse two patients")
+    patients = [patient_key(_identity(volume)) for volume in (anatomical, functional)]
+    for keyword, a_value, f_value in zip(PATIENT_KEYWORDS, *patients):
+        if a_value and f_value and a_value != f_value:  # an attribute one side lacks (anonymised) does not count
+            raise ValueError(f"{f_name}: its {keyword} differs from that of {a_name}; refusing to fuse two patients")
     frames = [str(_identity(v).get("FrameOfReferenceUID", "")).strip() for v in (anatomical, functional)]
     if all(frames) and frames[0] != frames[1] and not registration_requested(register):
         # two frames of reference: the headers' coordinates are not one space, so header geometry cannot align
@@ -278,8 +286,9 @@ def fuse_volume_files(
 
     Raises:
         FileNotFoundError / ValueError naming the file: missing or unreadable input, 4D data, a bad DICOM series,
-            two PatientIDs, two frames of reference without ``register``, a PET/SPECT volume in CT's units, fields
-            of view that do not overlap, an output that would replace what this program did not write.
+            two patients (PatientID, PatientName or PatientBirthDate), two frames of reference without
+            ``register``, a PET/SPECT volume in CT's units, fields of view that do not overlap, an output that would
+            replace what this program did not write.
             FileExistsError: an output exists and not ``overwrite``. Nothing is written in any of these cases.
     """
     result = JobResult(unit="slice", report=report)
