@@ -36,13 +36,16 @@ def _bundle(entry: str, configs: list[str], *overrides: str) -> subprocess.Compl
 def test_inference_fuses_every_sample_pair_like_mmif_fuse(tmp_path):
     result = _bundle("inference", ["inference.json"], "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
-    written = sorted((tmp_path / "out").rglob("*_fused.png"))
-    assert len(written) == 6
+    written = sorted((tmp_path / "out").rglob("*.png"))
+    # one folder of fused images per pair type, named for what it holds
+    assert [path.relative_to(tmp_path / "out").parent.as_posix() for path in written] == [
+        "mri_ct/fused", "mri_ct/fused", "mri_pet/fused", "mri_pet/fused", "mri_spect/fused", "mri_spect/fused"
+    ]  # fmt: skip
     # the bundle path and the CLI path agree to within rounding, colour kept for PET
     fuse, _ = load_fusion_method("mmif-net")
     pet = FileJob(SAMPLES / "mri_pet/MRI/30061.png", SAMPLES / "mri_pet/PET/30061.png", tmp_path / "cli.png")
     fuse_files(fuse, [pet], progress=False)
-    bundle_image = np.asarray(Image.open(tmp_path / "out/mri_pet/MRI/30061_fused.png"), dtype=int)
+    bundle_image = np.asarray(Image.open(tmp_path / "out/mri_pet/fused/30061.png"), dtype=int)
     cli_image = np.asarray(Image.open(pet.output), dtype=int)
     assert bundle_image.shape == cli_image.shape == (256, 256, 3)
     assert np.abs(bundle_image - cli_image).max() <= 1
@@ -88,11 +91,52 @@ def test_evaluating_with_mlflow_tracking_records_a_finished_run_with_the_metrics
     params = run.data.params
     assert params["weights_digest"] == weights_digest(BUNDLE / "models" / "model.pt")
     assert params["dataset_dir"] == str(SAMPLES) and params["images"] == "2" and params["pair_types"] == "['mri_ct']"
-    assert params["scoring_protocol"] == "project" and params["validation_cases"] == "[37]"
+    assert params["scoring_protocol"] == "project" and params["validation_split"] == "atlas cases [37]"
+    assert client.get_experiment(run.info.experiment_id).name == "mmif_net_evaluation"
     # the executed config says which weights and data were scored
     (config,) = client.list_artifacts(run.info.run_id, "config")
     local = Path(client.download_artifacts(run.info.run_id, config.path, str(tmp_path / "download")))
     assert str(SAMPLES) in local.read_text()
+
+
+def _zeroed_weights(folder: Path) -> Path:
+    import torch
+
+    folder.mkdir()
+    state = torch.load(BUNDLE / "models" / "model.pt", weights_only=True)
+    torch.save({key: torch.zeros_like(value) for key, value in state.items()}, folder / "model.pt")
+    return folder / "model.pt"
+
+
+@pytest.mark.parametrize("workflow", ["inference", "evaluating"])
+def test_damaged_weights_end_inference_and_evaluation_with_one_line_and_nothing_written(tmp_path, workflow):
+    """Zeroed weights (what a short training run into the models folder left) fuse every pair into black: the
+    workflow refuses them as mmif fuse does, before any data load, and writes nothing (with tracking on, no
+    executed config or MLflow store either)."""
+    weights = _zeroed_weights(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    if workflow == "inference":
+        result = _bundle("inference", ["inference.json"], "--ckpt_dir", str(weights.parent), "--output_dir", str(out))
+    else:
+        result = _bundle(
+            "evaluating", ["train.json", "evaluate.json"],
+            "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--weights_file", str(weights),
+            "--output_dir", str(out), "--num_workers", "0", "--tracking", "mlflow",
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {weights}: these weights fuse a test pair into a constant image (0 everywhere); the weights are"
+        " damaged (zeroed or diverged)"
+    )
+    assert not out.exists()
+
+
+def test_inference_without_weights_in_ckpt_dir_says_where_it_looked(tmp_path):
+    result = _bundle("inference", ["inference.json"], "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path / "o"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'model.pt'}: weights file not found")
+    assert not (tmp_path / "o").exists()
 
 
 def test_volume_inference_fuses_a_phantom_study_into_a_nifti_on_the_anatomical_grid(tmp_path):

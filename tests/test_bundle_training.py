@@ -1,5 +1,6 @@
 """The bundle's training entry point, run the way users run it, on the shipped samples (tiny, CPU)."""
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -22,12 +23,14 @@ SAMPLE_DATA = ("--dataset_dir", str(ROOT / "data" / "samples"), "--validation_ca
 
 
 def _train(
-    ckpt_dir: Path,
+    ckpt_dir: Path | None,
     epochs: int,
     *extra: str,
     configs: tuple[str, ...] = ("train.json",),
     data: tuple[str, ...] = SAMPLE_DATA,
+    cwd: Path = ROOT,
 ) -> subprocess.CompletedProcess:
+    """Train as a user would; ``ckpt_dir`` None leaves the config's default, under ``outputs/`` of ``cwd``."""
     config_files = [str(BUNDLE / "configs" / name) for name in configs]
     cmd = [
         sys.executable, "-m", "monai.bundle", "run", "training",
@@ -35,7 +38,7 @@ def _train(
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
         "--config_file", str(config_files) if len(config_files) > 1 else config_files[0],
         *data,
-        "--ckpt_dir", str(ckpt_dir),
+        *(("--ckpt_dir", str(ckpt_dir)) if ckpt_dir is not None else ()),
         "--epochs", str(epochs),
         "--max_iterations_per_epoch", "2",
         "--batch_size", "2",
@@ -43,7 +46,7 @@ def _train(
         "--num_workers", "0",
         *extra,
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +102,12 @@ def test_mlflow_tracking_records_params_metrics_samples_and_model(tmp_path):
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "mmif_net_training"
     assert run.data.params["learning_rate"] == "0.002" and run.data.params["network"] == "MMIFNet"
     assert run.data.params["seed"] == "0"  # the run can be repeated from its parameters
+    # the data and the split actually used, not the settings a fraction or a list would have overridden
+    assert run.data.params["dataset_dir"] == str(ROOT / "data" / "samples")
+    assert run.data.params["validation_split"] == "atlas cases [37]" and "validation_cases" not in run.data.params
     assert {"train_loss", "val_qabf", "VIF"} <= set(run.data.metrics)
     artifacts = {
         a.path for folder in ("samples", "model", "config") for a in client.list_artifacts(run.info.run_id, folder)
@@ -142,3 +149,45 @@ def test_a_wrong_layout_ends_training_with_one_line_before_any_work(tmp_path):
         " each with one folder per modality holding the same file names (mri_pet/MRI + mri_pet/PET)"
     )
     assert not (tmp_path / "ckpt").exists()  # nothing was built or written
+
+
+def _bundle_files() -> dict[str, str]:
+    return {
+        path.relative_to(BUNDLE).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(BUNDLE.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def test_training_by_default_writes_under_outputs_and_never_into_the_bundle(tmp_path):
+    before = _bundle_files()
+    result = _train(None, 1, "--tracking", "mlflow", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "outputs" / "mmif_net" / "training"
+    assert (out / "models" / "model.pt").is_file() and (out / "models" / "checkpoint_epoch=1.pt").is_file()
+    assert (out / "mlruns.db").is_file()
+    assert _bundle_files() == before  # the shipped weights and everything beside them untouched
+
+
+def test_training_into_the_shipped_weights_folder_is_refused_before_any_work(tmp_path):
+    before = _bundle_files()
+    result = _train(BUNDLE / "models", 1, "--tracking", "mlflow", "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: ckpt_dir {BUNDLE / 'models'} holds the bundle's shipped weights: training would replace its model.pt."
+        " Train into another folder (--output_dir DIR, or --ckpt_dir DIR), or add --replace_shipped_weights True to"
+        " replace them on purpose"
+    )
+    assert _bundle_files() == before
+    assert not (tmp_path / "out").exists()  # not even the executed config MONAI's tracking writes first
+
+
+def test_a_run_refused_in_initialize_writes_nothing(tmp_path):
+    """An empty validation split stops the run in initialize; MONAI's tracking has written the executed config into
+    the default output folder by then, and the refused run removes it and the folders made for it."""
+    empty_split = (*SAMPLE_DATA[:2], "--validation_cases", "[99]")
+    result = _train(None, 1, "--tracking", "mlflow", data=empty_split, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the validation split is empty" in result.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []

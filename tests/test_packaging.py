@@ -48,7 +48,7 @@ def test_a_wheel_install_fuses_the_samples_with_the_shipped_weights(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert inference.returncode == 0, inference.stderr[-2000:]
-    assert len(list((tmp_path / "bundle_out").rglob("*_fused.png"))) == 6
+    assert len(list((tmp_path / "bundle_out").rglob("fused/*.png"))) == 6
 
 
 def test_the_bundle_requires_this_package_at_the_version_pyproject_builds():

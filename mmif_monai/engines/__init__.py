@@ -9,5 +9,6 @@ from .checkpoints import (
     latest_checkpoint,
 )
 from .data import bundle_pairs, bundle_split, image_items
+from .preflight import check_bundle_weights, check_checkpoint_dir, refuse_in_one_line
 from .tasks import FusionTask, ReconstructionTask
 from .tracking import attach_evaluation_tracking_extras, attach_tracking_extras, log_evaluation_run

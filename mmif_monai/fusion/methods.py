@@ -10,7 +10,6 @@ from torch import nn
 from mmif_monai.fusion.classical import CLASSICAL_METHODS, max_fusion
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.networks.inference import prepare_for_inference
-from mmif_monai.networks.mmif_net import MMIFNet
 from mmif_monai.networks.pretrained import load_mmif_net
 
 __all__ = [
@@ -60,7 +59,7 @@ def _probe_pair(size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def check_weights_fuse(path: Path | None, network: MMIFNet) -> None:
+def check_weights_fuse(path: Path | None, network: nn.Module) -> None:
     """Refuse weights that fuse a structured pair into NaN/Inf or a constant image (zeroed or diverged weights):
     they would give black images with exit status 0. Part of choosing a method for fusing files, not of
     :func:`~mmif_monai.networks.pretrained.load_mmif_net`: a study may load a barely trained network on purpose.

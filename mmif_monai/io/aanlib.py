@@ -28,6 +28,7 @@ __all__ = [
     "split_by_fraction",
     "split_by_list",
     "split_dataset",
+    "validation_rule",
 ]
 
 #: pair type -> (anatomical modality folder, second modality folder)
@@ -218,6 +219,19 @@ def split_by_list(pairs: Sequence[FusionPair], names_file: str | Path) -> tuple[
     return [p for p in pairs if not held_out(p)], [p for p in pairs if held_out(p)]
 
 
+def validation_rule(
+    validation_cases: Iterable[int] = DEFAULT_VALIDATION_CASES,
+    validation_file: str | Path | None = None,
+    validation_fraction: float | None = None,
+) -> str:
+    """The validation split :func:`split_dataset` takes from these settings (the first given), in words."""
+    if validation_file is not None:
+        return f"the pairs listed in {validation_file}"
+    if validation_fraction is not None:
+        return f"the last {validation_fraction:g} of each pair type"
+    return f"atlas cases {list(validation_cases)}"
+
+
 def split_dataset(
     dataset_dir: str | Path,
     pair_types: Iterable[str] | Mapping[str, Sequence[str]] | None = None,
@@ -235,19 +249,17 @@ def split_dataset(
         ValueError: unpaired files, or a split that leaves the training or the validation part empty.
     """
     pairs = list_pairs(dataset_dir, pair_types)
+    validation_cases = list(validation_cases)  # used twice below
+    rule = validation_rule(validation_cases, validation_file, validation_fraction)
     if validation_file is not None:
         train, val = split_by_list(pairs, validation_file)
-        rule = f"the pairs listed in {validation_file}"
     elif validation_fraction is not None:
         train, val = split_by_fraction(pairs, validation_fraction)
-        rule = f"the last {validation_fraction:g} of each pair type"
     else:
-        cases = list(validation_cases)
         try:
-            train, val = split_pairs(pairs, cases)
+            train, val = split_pairs(pairs, validation_cases)
         except ValueError as error:  # a site's own file names carry no atlas case
             raise ValueError(f"{dataset_dir}: {error}; set validation_fraction or validation_file") from None
-        rule = f"atlas cases {cases}"
     for part, held in (("training", train), ("validation", val)):
         if not held:
             raise ValueError(

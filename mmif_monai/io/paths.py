@@ -20,6 +20,7 @@ __all__ = [
     "NIFTI_SUFFIXES",
     "ITK_SUFFIXES",
     "VOLUME_SUFFIXES",
+    "fused_output_name",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +47,10 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 #: single-file 3D formats
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+
+def fused_output_name(metadict: dict, saver: object) -> dict:
+    """Output name formatter for MONAI's ``SaveImage(d)``: the fused image of ``<pair type>/<anatomical folder>/<name>``
+    goes to ``<pair type>/fused/<name>``, a folder named for what it holds rather than for the anatomical source."""
+    source = Path(str(metadict["filename_or_obj"]))
+    return {"subject": str(source.parent.parent / "fused" / source.name), "idx": None}

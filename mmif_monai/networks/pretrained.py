@@ -15,7 +15,15 @@ from mmif_monai.io.paths import BUNDLE_DIR
 from mmif_monai.io.preflight import check_weights_file
 from mmif_monai.networks.mmif_net import MMIFNet
 
-__all__ = ["BUNDLE_DIR", "DEFAULT_WEIGHTS", "LoadedModel", "load_mmif_net", "read_weights", "weights_digest"]
+__all__ = [
+    "BUNDLE_DIR",
+    "DEFAULT_WEIGHTS",
+    "LoadedModel",
+    "check_matches",
+    "load_mmif_net",
+    "read_weights",
+    "weights_digest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +71,7 @@ def read_weights(path: str | Path) -> dict:
     return state
 
 
-def _check_matches(path: Path, network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+def check_matches(path: Path, network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Refuse a state dict of another network in one line naming the first differing keys, not torch's block."""
     expected = network.state_dict()
     missing = [key for key in expected if key not in state]
@@ -125,7 +133,7 @@ def load_mmif_net(
         if not network.fa:
             # the l1 rule has no parameters: weights trained with FA can be fused by the l1 rule instead
             state = {k: v for k, v in state.items() if not k.startswith("fusions.")}
-        _check_matches(path, network, state)
+        check_matches(path, network, state)
         network.load_state_dict(state)
         loaded = LoadedModel(network, path, trained=True)
     else:
