@@ -84,7 +84,7 @@ def test_every_entry_point_fuses_with_the_inference_form_and_it_equals_the_plain
     from mmif_monai.fusion.methods import load_fusion_method
     from mmif_monai.io.images import read_slice
     from mmif_monai.io.paths import SAMPLES_DIR
-    from mmif_monai.networks.inference import InferenceNetwork
+    from mmif_monai.networks.inference import InferenceNetwork, prepare_for_inference
     from mmif_monai.networks.pretrained import load_mmif_net
 
     fuse, _ = load_fusion_method("mmif-net")
@@ -92,14 +92,17 @@ def test_every_entry_point_fuses_with_the_inference_form_and_it_equals_the_plain
     assert isinstance(fuse, InferenceNetwork) and fuse.source_parameters == sum(p.numel() for p in plain.parameters())
     anatomical = read_slice(SAMPLES_DIR / "mri_ct" / "MRI" / "37010.png")[None]
     functional = read_slice(SAMPLES_DIR / "mri_ct" / "CT" / "37010.png")[None]
-    with torch.no_grad():
-        expected = plain(anatomical, functional)
     got = fuse(anatomical, functional)
-    # stated tolerance: a 2x2 unpooling window whose maximum is a rounding-level tie may pick the neighbour
-    # (test above), so almost every pixel agrees to 1e-4 and none is off by more than 1/255
-    difference = (got - expected).abs()
-    assert float((difference > 1e-4).float().mean()) < 0.01 and float(difference.max()) < 1 / 255
     assert not got.requires_grad and not any(p.requires_grad for p in fuse.parameters())
+    # folding batch norm is exact algebra, so the forms differ by rounding only. In float32 that rounding can flip
+    # a 2x2 max-unpooling argmax between near-tied values (test above) and move a value to the neighbouring pixel,
+    # by an amount that differs from machine to machine; in float64 the rounding (~1e-16) lies far below any gap
+    # between distinct pooled values, so both forms take the same unpooling path and agree to rounding
+    plain64 = plain.double()
+    with torch.no_grad():
+        expected = plain64(anatomical.double(), functional.double())
+    got64 = prepare_for_inference(plain64)(anatomical.double(), functional.double())
+    torch.testing.assert_close(got64, expected, atol=1e-9, rtol=0)
     with pytest.raises(RuntimeError, match="cannot train"):
         fuse.train()
 
@@ -109,6 +112,7 @@ def test_the_bundle_inferer_prepares_an_eval_network_once_and_again_after_its_we
     from mmif_monai.fusion.pipeline import fuse_batch
     from mmif_monai.io.images import read_slice
     from mmif_monai.io.paths import SAMPLES_DIR
+    from mmif_monai.networks.inference import prepare_for_inference
     from mmif_monai.networks.pretrained import load_mmif_net
 
     net = load_mmif_net().network.eval()
@@ -124,8 +128,9 @@ def test_the_bundle_inferer_prepares_an_eval_network_once_and_again_after_its_we
             p.mul_(1.1)  # as an optimiser step or a checkpoint load changes them in place
     got = inferer(inputs, net)
     assert inferer._prepared is not prepared
-    # the new weights' fusion, to the tolerance of the test above, not the old one's
-    difference = (got - fuse_batch(net, inputs[:, :1], inputs[:, 1:])).abs()
-    assert float((difference > 1e-4).float().mean()) < 0.01 and float(difference.max()) < 1 / 255
+    # the new weights' inference form: the same arithmetic as a fresh preparation of them, so equal to float
+    # rounding (compared with the unfolded network, max-unpooling's near-tie flips would move whole pixels by an
+    # amount no bound can promise across machines; that comparison is the test above, at its own tolerance)
+    torch.testing.assert_close(got, fuse_batch(prepare_for_inference(net), inputs[:, :1], inputs[:, 1:]))
     assert float((got - first).abs().max()) > 10 / 255
     assert inferer._inference_form(net.train()) is net  # in training mode the network runs as it is

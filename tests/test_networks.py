@@ -117,3 +117,34 @@ def test_non_local_attention_mixes_information_across_positions():
     with torch.no_grad():
         diff = (block(y) - block(x)).abs()
     assert float(diff[..., 5, 5].max()) > 0  # a far position responds: attention is global
+
+
+def test_unpooling_places_each_value_where_the_reference_window_peaks_as_max_unpooling_does():
+    from mmif_monai.networks.blocks import unpool_at_peaks
+
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(2, 3, 8, 10, generator=generator)  # continuous values: no window ties
+    x = torch.rand(2, 3, 4, 5, generator=generator) + 1  # non-zero, so every placed value shows
+    _, indices = torch.nn.functional.max_pool2d_with_indices(reference, 2)
+    expected = torch.nn.functional.max_unpool2d(x, indices, 2, output_size=reference.shape[-2:])
+    assert torch.equal(unpool_at_peaks(x, reference), expected)
+
+
+def test_unpooling_settles_ties_on_the_first_position_in_row_order_in_any_memory_format():
+    """Tied and rounding-level near-tied windows, as flat background and ReLU zeros give: one answer, the first tied
+    position in row order, whatever the memory layout or a perturbation far below the tolerance."""
+    from mmif_monai.networks.blocks import unpool_at_peaks
+
+    reference = torch.zeros(1, 2, 4, 4)
+    reference[0, 1, 2:, 2:] = torch.tensor([[0.5, 0.5 + 1e-7], [0.1, 0.5]])  # near tie between the top two
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]])
+    got = unpool_at_peaks(x, reference)
+    expected = torch.zeros(1, 2, 4, 4)
+    expected[0, 0, ::2, ::2] = x[0, 0]  # all-zero windows: the top-left position
+    expected[0, 1, ::2, ::2] = x[0, 1]
+    expected[0, 1, 2, 2] = 8.0  # the near tie: its first position, not the larger value's
+    assert torch.equal(got, expected)
+    last = unpool_at_peaks(
+        x.contiguous(memory_format=torch.channels_last), reference.to(memory_format=torch.channels_last)
+    )
+    assert torch.equal(last, expected)

@@ -29,6 +29,7 @@ __all__ = [
     "HybridAttention",
     "NonLocalSelfAttention",
     "fold_batch_norm",
+    "unpool_at_peaks",
 ]
 
 
@@ -121,6 +122,28 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
         if isinstance(act, nn.ReLU):
             act.inplace = True  # the conv output is a fresh tensor, nothing else reads it
     return folded
+
+
+def unpool_at_peaks(x: torch.Tensor, reference: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-6) -> torch.Tensor:
+    """UnPooling: ``x`` (N, C, H, W) upsampled 2x by placing each value where ``reference`` (N, C, 2H, 2W) peaks in its
+    2x2 window, zeros at the window's other three positions.
+
+    It is max-unpooling with the indices of max-pooling ``reference``, with ties settled one way everywhere: the
+    first position in row order whose value lies within ``atol + rtol * |peak|`` of the window's peak. Argmax
+    indices settle ties (flat background, ReLU zeros: most windows of a trained network's features) however the
+    pooling kernel meets them, which differs between CPU kernels and memory formats, and a rounding-level
+    difference turns into a value moved to the neighbouring pixel: the same input fused differently from machine
+    to machine. PyTorch's reference kernel takes the first exact maximum in row order, so on exact ties this
+    agrees with it. The ops (space-to-depth, a comparison, a running sum, depth-to-space) also export to ONNX,
+    which ``max_unpool2d`` with an output size does not.
+    """
+    n, c, height, width = x.shape
+    windows = F.pixel_unshuffle(reference, 2).view(n, c, 4, height, width)  # the 4 positions of each window, row order
+    peak = windows.amax(dim=2, keepdim=True)
+    at_peak = windows >= peak - (atol + rtol * peak.abs())
+    first = at_peak & (at_peak.cumsum(dim=2) == 1)
+    placed = x.unsqueeze(2) * first
+    return F.pixel_shuffle(placed.view(n, 4 * c, height, width), 2)
 
 
 class DenseBlock(nn.Module):

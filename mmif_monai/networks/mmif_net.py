@@ -10,8 +10,8 @@ Structure (docs/method.md gives each choice and its reason):
   attention; non-local self-attention at the smallest level.
 - Fusion at every level: l1-norm rule or the learnable FA module.
 - Decoder D4..D1: D4, D3 upsample by copying (nearest, "UnSampling"); D2, D1 by max-unpooling
-  ("UnPooling") with the indices of max-pooling the fused skip maps; each stage concatenates the fused
-  skip features of its level.
+  ("UnPooling") at the peaks of the fused skip maps' 2x2 windows (``unpool_at_peaks``); each stage
+  concatenates the fused skip features of its level.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from mmif_monai.networks.blocks import (
     MultiScaleLayer,
     NonLocalSelfAttention,
     conv_bn_relu,
+    unpool_at_peaks,
 )
 from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion
 
@@ -144,11 +145,10 @@ class MMIFNet(nn.Module):
         """Image (N, 1, H, W) from (fused) features at the five levels."""
         x = F.interpolate(self.d4(feats[4]), scale_factor=2.0, mode="nearest")
         x = F.interpolate(self.d3(x, feats[3]), scale_factor=2.0, mode="nearest")
-        # UnPooling: where the fused skip map of the finer level peaks, as the encoder's max-pooling records
-        _, indices1 = F.max_pool2d_with_indices(feats[1], (2, 2))
-        x = F.max_unpool2d(self.d2(x, feats[2]), indices1, (2, 2), output_size=feats[1].shape[-2:])
-        _, indices0 = F.max_pool2d_with_indices(feats[0], (2, 2))
-        x = F.max_unpool2d(self.d1(x, feats[1]), indices0, (2, 2), output_size=feats[0].shape[-2:])
+        # UnPooling: where the fused skip map of the finer level peaks, as max-pooling it records (ties settled alike
+        # on every machine: unpool_at_peaks)
+        x = unpool_at_peaks(self.d2(x, feats[2]), feats[1])
+        x = unpool_at_peaks(self.d1(x, feats[1]), feats[0])
         return self.head(torch.cat([x, feats[0]], dim=1))
 
     def fuse_features(self, first: list[torch.Tensor], second: list[torch.Tensor]) -> list[torch.Tensor]:
