@@ -99,8 +99,9 @@ def _grey(root: Path, name: str, array: np.ndarray, **save) -> Path:
     return path
 
 
-def _dicom_slice(path: Path, stored: np.ndarray, modality: str | None) -> Path:
-    """A single-frame DICOM file holding ``stored`` (uint16), with ``modality`` in (0008,0060) unless None."""
+def _dicom_slice(path: Path, stored: np.ndarray, modality: str | None, **attributes) -> Path:
+    """A single-frame DICOM file holding ``stored`` (uint16), with ``modality`` in (0008,0060) unless None, and
+    ``attributes`` (keyword: value) set last."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
@@ -114,6 +115,8 @@ def _dicom_slice(path: Path, stored: np.ndarray, modality: str | None) -> Path:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.ImagePositionPatient, ds.ImageOrientationPatient, ds.PixelSpacing = [0, 0, 0], [1, 0, 0, 0, 1, 0], [1, 1]
     ds.PixelData = stored.astype(np.uint16).tobytes()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -958,6 +961,47 @@ def test_dicom_slices_scale_by_their_modality_and_without_one_by_percentiles(tmp
     assert Image.open(out).size == SIZE[::-1]
 
 
+def test_a_monochrome1_slice_is_fused_as_a_viewer_shows_it(tmp_path):
+    """MONOCHROME1 stores the anatomy inverted (lowest value white); read as stored, an MR slice was fused with its
+    anatomy inverted. Shown inverted, it reads as the same slice stored MONOCHROME2: the percentile rule maps the
+    reflected values to 1 minus the original's (the 0.5 and 99.5 percentiles swap), exact but for float32
+    rounding (1e-5 of the [0, 1] range). The fused files then differ by at most the one grey level such a rounding
+    can move a value across."""
+    stored = _twelve_bit()
+    normal = _dicom_slice(tmp_path / "m2.dcm", stored, "MR")
+    inverted = _dicom_slice(tmp_path / "m1.dcm", 4095 - stored, "MR", PhotometricInterpretation="MONOCHROME1")
+    torch.testing.assert_close(read_slice(inverted), read_slice(normal), rtol=0, atol=1e-5)
+    fused = []
+    for source in (normal, inverted):
+        out = tmp_path / f"fused-{source.stem}.png"
+        assert fuse_pair(source, _copy(CT, tmp_path / "ct.png"), out, "--method", "average", "--overwrite") == 0
+        fused.append(np.asarray(Image.open(out), dtype=int))
+    assert np.abs(fused[0] - fused[1]).max() <= 1
+
+
+def test_a_dicom_slice_with_a_voi_lut_is_read_through_it_as_a_viewer_shows_it(tmp_path):
+    """The header's window (PS3.3 C.11.2.1.2.1, LINEAR: centre c - 0.5, width w - 1) on the rescaled values, or
+    its VOI LUT Sequence, mapped onto [0, 1], and MONOCHROME1 inverted after it; the oracles are the standard's
+    formulas, to float32 rounding."""
+    stored = _twelve_bit()
+    rescaled = stored * 2.0 - 1024.0  # RescaleSlope 2, RescaleIntercept -1024: Hounsfield units
+    window = {"WindowCenter": 40, "WindowWidth": 400, "RescaleSlope": 2, "RescaleIntercept": -1024}
+    expected = np.clip((rescaled - 39.5) / 399.0 + 0.5, 0.0, 1.0)
+    shown = read_slice(_dicom_slice(tmp_path / "ct.dcm", stored, "CT", **window))
+    np.testing.assert_allclose(shown[0].numpy(), expected, rtol=0, atol=1e-6)
+    inverted = read_slice(
+        _dicom_slice(tmp_path / "m1.dcm", stored, "CT", PhotometricInterpretation="MONOCHROME1", **window)
+    )
+    np.testing.assert_allclose(inverted[0].numpy(), 1.0 - expected, rtol=0, atol=1e-6)
+
+    lut = Dataset()  # a square-root curve over the 12 bits the slice uses, 16-bit entries
+    table = np.round(np.sqrt(np.arange(4096) / 4095.0) * 65535).astype(np.uint16)
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.add_new("LUTData", "OW", table.tobytes())
+    through_lut = read_slice(_dicom_slice(tmp_path / "lut.dcm", stored, "MR", VOILUTSequence=[lut]))
+    np.testing.assert_allclose(through_lut[0].numpy(), table[stored] / 65535.0, rtol=0, atol=1e-6)
+
+
 def test_rgba_and_grey_as_rgb_inputs_are_accepted(tmp_path):
     rgba = Image.open(PET).convert("RGBA")
     rgba.putalpha(128)
@@ -1125,6 +1169,30 @@ def test_a_jpeg2000_series_without_a_decoder_is_one_line_naming_the_series_and_t
     ), err
     assert "pylibjpeg-openjpeg" in err, err
     assert _snapshot(tmp_path) == before
+
+
+def test_a_monochrome1_series_is_normalised_as_a_viewer_shows_it(tmp_path):
+    """The phantom's CT stored as an MR series twice, MONOCHROME2 and MONOCHROME1 (values reflected): the job's
+    normalised anatomical volumes agree, the MONOCHROME1 one shown inverted (the percentile rule takes a reflection
+    to 1 - x, to float32 rounding)."""
+    from mmif_monai.jobs.volumes import load_volume_pair, normalise_pair
+
+    ct, pet = _study(tmp_path)
+    normal = tmp_path / "study" / "mr-m2"
+    inverted = tmp_path / "study" / "mr-m1"
+    for folder, photometric in ((normal, "MONOCHROME2"), (inverted, "MONOCHROME1")):
+        folder.mkdir()
+        series = generate_uid()
+        for path in ct.iterdir():
+            ds = pydicom.dcmread(path)
+            ds.Modality, ds.SeriesInstanceUID, ds.SOPInstanceUID = "MR", series, generate_uid()
+            if photometric == "MONOCHROME1":
+                ds.PixelData = (65535 - ds.pixel_array.astype(np.uint16)).tobytes()
+            ds.PhotometricInterpretation = photometric
+            ds.save_as(folder / path.name)
+    volumes = [normalise_pair(load_volume_pair(folder, pet))[0].anatomical for folder in (normal, inverted)]
+    assert volumes[0].meta["modality"] == "MR"
+    torch.testing.assert_close(volumes[1].as_tensor(), volumes[0].as_tensor(), rtol=0, atol=1e-5)
 
 
 def test_every_catalogue_case_is_documented():

@@ -171,6 +171,21 @@ def test_constant_image_gives_zeros_and_inverts():
     assert torch.equal(transform.inverse(out), img)
 
 
+@pytest.mark.parametrize(
+    "photometric", [{"00280004": {"vr": "CS", "Value": ["MONOCHROME1"]}}, {"0028|0004": "MONOCHROME1"}]
+)
+def test_monochrome1_is_normalised_inverted_and_inverts_back(photometric):
+    """A MONOCHROME1 image (by PydicomReader's DICOM JSON meta, or ITK's tag key) is shown low values white: the
+    rule's result inverted; ``inverse`` gives the input back (the ramp is within the CT window, nothing clipped; a
+    float32 round trip of values up to 1000 HU moves them by about 1e-4)."""
+    ramp = torch.linspace(0.0, 1000.0, 16).reshape(1, 4, 4)
+    plain = ModalityNormalize("CT")(MetaTensor(ramp.clone()))
+    transform = ModalityNormalize("CT")
+    inverted = transform(MetaTensor(ramp.clone(), meta=photometric))
+    torch.testing.assert_close(inverted.as_tensor(), 1.0 - plain.as_tensor())
+    torch.testing.assert_close(transform.inverse(inverted).as_tensor(), ramp, rtol=0, atol=1e-3)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_input_raises(bad):
     img = MetaTensor(torch.tensor([[[1.0, bad, 3.0]]]), meta={"filename_or_obj": "scan.nii"})

@@ -50,6 +50,7 @@ from .meta import (
     canonical_modality,
     check_anatomical_modality,
     modality_from_meta,
+    shown_inverted,
 )
 
 __all__ = [
@@ -91,4 +92,5 @@ __all__ = [
     "canonical_modality",
     "check_anatomical_modality",
     "modality_from_meta",
+    "shown_inverted",
 ]

@@ -27,7 +27,9 @@ rule              ``(a_min, a_max)``
                   there.
 ================  ================================================================================================
 
-A constant image (``a_min == a_max``, or a window no wider than float resolution) maps to zeros, never NaN.
+A DICOM image whose PhotometricInterpretation is ``MONOCHROME1`` (its lowest value shown white) comes out inverted,
+``1 - x``, as a viewer shows it after its window. A constant image (``a_min == a_max``, or a window no wider than
+float resolution) maps to zeros, never NaN.
 NaN or Inf in the input raises ``ValueError``: they would otherwise spread through the percentiles and the
 fusion network silently.
 """
@@ -52,7 +54,7 @@ from monai.utils.misc import ensure_tuple_rep
 from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 
-from .meta import FUNCTIONAL_MODALITIES, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
+from .meta import FUNCTIONAL_MODALITIES, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta, shown_inverted
 
 __all__ = [
     "DEFAULT_CT_WINDOW",
@@ -195,6 +197,8 @@ class ModalityNormalize(InvertibleTransform):
     Names are DICOM codes or aliases: ``CT``; ``MR``/``MRI``; ``PT``/``PET``; ``NM``/``SPECT``; ``PNG8``.
     8-bit data always uses ``/255`` whatever the modality.
 
+    A ``MONOCHROME1`` image (by its DICOM metadata) is inverted after the rule, ``1 - x``: low values white.
+
     The map is invertible on the unclipped range: ``inverse`` applies ``x * (a_max - a_min) + a_min`` with the
     ``a_min``/``a_max`` stored at call time (for percentile rules, the computed percentiles; for SUV, the SUV range
     divided by the scale factor); clipped values come back as the window ends, and a constant image as its constant.
@@ -283,13 +287,18 @@ class ModalityNormalize(InvertibleTransform):
             out = ((data - a_min) / (a_max - a_min)).clamp(0.0, 1.0)
         else:  # constant image: nothing to stretch, and dividing by zero would give NaN
             out = torch.zeros_like(data)
+        inverted = shown_inverted(meta)
+        if inverted:  # MONOCHROME1: what a viewer shows, low values white, is what is fused
+            out = 1.0 - out
         out = convert_to_dst_type(out, dst=img_t, dtype=self.dtype or out.dtype)[0]
-        self.push_transform(out, extra_info={"rule": rule, "a_min": a_min, "a_max": a_max})
+        self.push_transform(out, extra_info={"rule": rule, "a_min": a_min, "a_max": a_max, "inverted": inverted})
         return out
 
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
         info = self.pop_transform(data)[TraceKeys.EXTRA_INFO]
         a_min, a_max = float(info["a_min"]), float(info["a_max"])
+        if info.get("inverted"):
+            data = 1.0 - data
         return data * (a_max - a_min) + a_min
 
 

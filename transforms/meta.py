@@ -17,6 +17,7 @@ __all__ = [
     "FUNCTIONAL_MODALITIES",
     "canonical_modality",
     "modality_from_meta",
+    "shown_inverted",
     "check_anatomical_modality",
 ]
 
@@ -48,6 +49,8 @@ FUNCTIONAL_MODALITIES = ("PT", "NM")
 # Where a modality may sit in metadata: our own key, a keyword-style key, the ITK/GDCM tag key
 # ("group|element") and the DICOM JSON model key PydicomReader uses ("GGGGEEEE" -> {"vr", "Value"}).
 _META_MODALITY_KEYS = (MODALITY_KEY, "Modality", "0008|0060", "00080060")
+# the same places for PhotometricInterpretation (0028,0004)
+_META_PHOTOMETRIC_KEYS = ("PhotometricInterpretation", "0028|0004", "00280004")
 
 
 def canonical_modality(name: str) -> str:
@@ -62,19 +65,30 @@ def canonical_modality(name: str) -> str:
     return MODALITY_ALIASES[key]
 
 
-def modality_from_meta(meta: Mapping[Any, Any]) -> str | None:
-    """The modality recorded in ``meta`` (as stored, not canonicalised), or None when there is none.
-
-    Looks, in order, at ``meta["modality"]``, ``meta["Modality"]``, the ITK tag key ``"0008|0060"`` and the
-    DICOM JSON entry ``"00080060"`` (``{"vr": "CS", "Value": ["CT"]}``) that ``PydicomReader`` produces.
-    """
-    for key in _META_MODALITY_KEYS:
+def _meta_value(meta: Mapping[Any, Any], keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value in ``meta`` under one of ``keys``, stripped; a DICOM JSON entry gives its first."""
+    for key in keys:
         value = meta.get(key)
         if isinstance(value, Mapping):  # DICOM JSON model: the value list sits under "Value"
             value = (value.get("Value") or [None])[0]
         if value is not None and str(value).strip():
             return str(value).strip()
     return None
+
+
+def modality_from_meta(meta: Mapping[Any, Any]) -> str | None:
+    """The modality recorded in ``meta`` (as stored, not canonicalised), or None when there is none.
+
+    Looks, in order, at ``meta["modality"]``, ``meta["Modality"]``, the ITK tag key ``"0008|0060"`` and the
+    DICOM JSON entry ``"00080060"`` (``{"vr": "CS", "Value": ["CT"]}``) that ``PydicomReader`` produces.
+    """
+    return _meta_value(meta, _META_MODALITY_KEYS)
+
+
+def shown_inverted(meta: Mapping[Any, Any]) -> bool:
+    """Whether ``meta`` records a DICOM PhotometricInterpretation of ``MONOCHROME1``: the lowest value is meant to
+    be shown white, so a viewer shows the image inverted (DICOM PS3.3 C.7.6.3.1.2)."""
+    return _meta_value(meta, _META_PHOTOMETRIC_KEYS) == "MONOCHROME1"
 
 
 def check_anatomical_modality(meta: Mapping[Any, Any], name: object) -> None:

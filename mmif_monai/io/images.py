@@ -6,10 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import torch
+from monai.data import PydicomReader
+from monai.utils import convert_to_dst_type
 from PIL import Image
+from pydicom.errors import InvalidDicomError
 
 from mmif_monai.io.outputs import atomic_output, check_output_path, check_outputs_spare_inputs
+from mmif_monai.io.volumes import check_decodable
 from mmif_monai.transforms import (
     SOURCE_DTYPE_KEY,
     LoadModality,
@@ -17,6 +22,7 @@ from mmif_monai.transforms import (
     SliceReader,
     modality_from_meta,
     reader_for_path,
+    shown_inverted,
 )
 
 __all__ = [
@@ -48,6 +54,8 @@ def read_slice(path: str | Path) -> torch.Tensor:
     Intensities are scaled by what the file holds (the dtype :class:`LoadModality` recorded before its cast,
     and the modality in a DICOM header):
 
+    - a grey DICOM slice whose header has a VOI LUT (WindowCenter/WindowWidth or a VOI LUT Sequence): as a viewer
+      shows it, the modality rescale and the VOI LUT applied and the output range mapped to [0, 1];
     - 8-bit data: ``/ 255``, whatever the modality (display grey levels, already windowed);
     - a known modality (CT, MR, PT, NM): :class:`ModalityNormalize`'s rule (CT window, MR percentiles, SUV);
     - float data in [0, 1] and no modality: kept as it is (an image already normalised, e.g. our own exports);
@@ -56,10 +64,18 @@ def read_slice(path: str | Path) -> torch.Tensor:
       would leave 12-bit data in a 16-bit file 16 times too dark, and a min-max stretch lets one outlier
       pixel black out the rest.
 
+    A DICOM slice whose PhotometricInterpretation is ``MONOCHROME1`` (lowest value white) comes back inverted, as a
+    viewer shows it, whichever rule scaled it.
+
     Raises:
-        FileNotFoundError / ValueError naming the file: missing, unreadable, not 2D, larger than
-        :data:`MAX_SLICE_PIXELS`, not finite, or of a modality this scaling does not know (e.g. US).
+        FileNotFoundError / ValueError naming the file: missing, unreadable, compressed in a way no installed
+        decoder reads, not 2D, larger than :data:`MAX_SLICE_PIXELS`, not finite, or of a modality this scaling does
+        not know (e.g. US).
     """
+    reader = reader_for_path(path)
+    header = _dicom_header(path) if isinstance(reader, PydicomReader) else None
+    if header is not None:
+        check_decodable([header], path)
     img = _slice_loader()(str(path))
     if img.dim() != 3 or img.shape[0] not in (1, 3, 4):
         raise ValueError(f"{path}: expected a 2D grey or RGB image, got shape {tuple(img.shape)}")
@@ -68,12 +84,16 @@ def read_slice(path: str | Path) -> torch.Tensor:
             f"{path}: image of {img.shape[1]}x{img.shape[2]} pixels is larger than the {MAX_SLICE_PIXELS} "
             "pixels accepted; downsample it first"
         )
-    if not isinstance(reader_for_path(path), SliceReader):
+    if not isinstance(reader, SliceReader):
         # the medical readers index (x, y); a slice is handled and written as an image, row-major like PNG
         img = img.transpose(1, 2)
     img = img[:3]  # drop an alpha channel
     if img.shape[0] == 3 and bool((img[0] == img[1]).all() and (img[1] == img[2]).all()):
         img = img[:1]  # a grey image stored as RGB
+    if header is not None and img.shape[0] == 1:
+        shown = _through_voi_lut(img, header)
+        if shown is not None:
+            return shown
     modality = modality_from_meta(img.meta)
     if modality is None:
         if img.meta[SOURCE_DTYPE_KEY].startswith("float") and img.min() >= 0 and img.max() <= 1:
@@ -83,6 +103,37 @@ def read_slice(path: str | Path) -> torch.Tensor:
         return ModalityNormalize()(img, modality=modality)
     except ValueError as error:  # an unknown modality name; the file is what the user needs to hear about
         raise ValueError(f"{path}: {error}") from error
+
+
+def _dicom_header(path: str | Path) -> pydicom.Dataset | None:
+    """A DICOM file's header without its pixel data, or None when it does not parse (the reader then says why)."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return None
+
+
+def _through_voi_lut(img: torch.Tensor, header: pydicom.Dataset) -> torch.Tensor | None:
+    """A grey DICOM slice (1, H, W), as the reader gives it (the modality rescale applied), in [0, 1] as a viewer
+    shows it: through the Modality LUT Sequence the reader does not apply, then the VOI LUT (a VOI LUT Sequence, or
+    the first window of WindowCenter/WindowWidth), ``MONOCHROME1`` inverted. None when the header has no VOI LUT."""
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+    values = img[0].numpy().astype(np.float64)
+    if header.get("ModalityLUTSequence") and "RescaleSlope" not in header:
+        values = apply_modality_lut(np.rint(values).astype(np.int64), header).astype(np.float64)
+    if header.get("VOILUTSequence"):
+        bits = int(header.VOILUTSequence[0].LUTDescriptor[2])
+        shown = apply_voi(np.rint(values).astype(np.int64), header) / (2.0**bits - 1)
+    elif header.get("WindowCenter") is not None and header.get("WindowWidth") is not None:
+        # a window maps onto its output range: what it gives values below and above it
+        low, high = apply_windowing(np.array([-np.inf, np.inf]), header)
+        shown = (apply_windowing(values, header) - low) / (high - low)
+    else:
+        return None
+    if shown_inverted(getattr(img, "meta", {})):
+        shown = 1.0 - shown
+    return convert_to_dst_type(shown[None], dst=img, dtype=torch.float32)[0]
 
 
 def check_not_constant(image: torch.Tensor, name: str | Path) -> None:

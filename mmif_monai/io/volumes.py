@@ -232,9 +232,10 @@ def check_series(series: DicomSeries) -> float:
     Raises:
         ValueError: naming the folder or the file: images of several patients (PatientID, PatientName or
             PatientBirthDate) or studies, compressed pixel data no installed decoder reads, multi-frame or colour
-            images, mixed orientation or size, fewer than two slices, a file copied into the series twice, several
-            images at one position (4D), missing slices, uneven spacing, images without an InstanceNumber or with
-            InstanceNumbers out of step with the positions (MONAI's reader stacks by InstanceNumber).
+            images, mixed orientation, size or PhotometricInterpretation, fewer than two slices, a file copied into
+            the series twice, several images at one position (4D), missing slices, uneven spacing, images without
+            an InstanceNumber or with InstanceNumbers out of step with the positions (MONAI's reader stacks by
+            InstanceNumber).
     """
     where = series.folder
     headers, files = series.headers, series.files
@@ -264,6 +265,9 @@ def check_series(series: DicomSeries) -> float:
             raise ValueError(f"{where}: images have different ImageOrientationPatient ({path.name})")
         if (header.get("Rows"), header.get("Columns")) != size:
             raise ValueError(f"{where}: images have different sizes ({path.name})")
+        if header.get("PhotometricInterpretation") != headers[0].get("PhotometricInterpretation"):
+            # MONOCHROME1 is shown inverted: the whole volume is, by its first image's header
+            raise ValueError(f"{where}: images have different PhotometricInterpretations ({path.name})")
     copies: dict[str, Path] = {}
     for path, header in zip(files, headers):
         original = copies.setdefault(str(header.get("SOPInstanceUID", "")) or str(path), path)
