@@ -1,8 +1,6 @@
 """The studies wing's shared pieces: the method lookup, the bundle-run description, the table writer, the document
-writer, and the old import paths of the modules that moved (they forward, with a warning)."""
+writer."""
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -81,35 +79,3 @@ def test_a_document_starts_with_its_regeneration_command_and_is_written_whole(tm
     text = write_document(path, [*lines, "body"])
     assert path.read_text() == text and text.endswith("body\n")
     assert [p.name for p in path.parent.iterdir()] == ["x.md"]  # no temporary file left beside it
-
-
-@pytest.mark.parametrize(
-    ("old", "name", "new"),
-    [
-        ("mmif_monai.fusion.files", "fuse_files", "mmif_monai.jobs.slices"),
-        ("mmif_monai.fusion.samples", "fuse_dataset_folder", "mmif_monai.jobs.samples"),
-        ("mmif_monai.fusion.volumes", "fuse_volume_files", "mmif_monai.jobs.volumes"),
-        ("mmif_monai.fusion.comparison", "fuse_with_methods", "mmif_monai.studies.fusions"),
-        ("mmif_monai.comparison", "run_comparison", "mmif_monai.studies"),
-    ],
-)
-def test_moved_names_still_import_from_their_old_module_with_a_warning(old, name, new):
-    module = importlib.import_module(old)
-    with pytest.warns(DeprecationWarning, match=f"{old}.{name} moved to {new}"):
-        moved = getattr(module, name)
-    assert moved is getattr(importlib.import_module(new), name)
-    with pytest.raises(AttributeError):
-        module.not_a_name  # noqa: B018
-
-
-def test_the_old_comparison_submodules_are_the_studies_modules():
-    import mmif_monai.comparison.ablation
-    import mmif_monai.comparison.report
-    import mmif_monai.comparison.training
-
-    assert mmif_monai.comparison.report is sys.modules["mmif_monai.studies.comparison"]
-    assert mmif_monai.comparison.training is sys.modules["mmif_monai.studies.training"]
-    from mmif_monai.comparison.ablation import run_ablation
-    from mmif_monai.studies.ablation import run_ablation as moved
-
-    assert run_ablation is moved

@@ -1,12 +1,9 @@
 """Image-level fusion: the classical rules, the colour-aware fusion of image batches and its colour-fidelity limit.
 
-The feature-level rules (l1-norm, FA) are network layers, in :mod:`mmif_monai.networks.strategies`; they are
-re-exported here under their earlier import path.
+The feature-level rules (l1-norm, FA) are network layers, in :mod:`mmif_monai.networks.strategies`.
 ``mmif_monai.fusion.methods`` (choosing a method by name, MMIF-Net included) is imported on its own: it loads
 the network.
 """
-
-from mmif_monai.networks.strategies import L1NormFusion, LearnedFusion, l1_activity, l1_norm_fusion, l1_norm_weights
 
 from .classical import (
     CLASSICAL_METHODS,

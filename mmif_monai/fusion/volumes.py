@@ -17,7 +17,6 @@ from monai.data.meta_tensor import MetaTensor
 from monai.transforms import Orientation
 from tqdm import tqdm
 
-from mmif_monai._moved import forward_names
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch, source_support
 from mmif_monai.io.preflight import OUTPUT_FORMATS
 from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_KEY, canonical_modality, modality_from_meta
@@ -200,7 +199,3 @@ def preview_slices(volume: MetaTensor) -> dict[str, torch.Tensor]:
         size = (max(1, round(height / scale)), max(1, round(width / scale)))
         previews[name] = torch.nn.functional.interpolate(plane[None], size=size, mode="bilinear")[0].clamp(0, 1)
     return previews
-
-
-# the 3D file job moved to mmif_monai.jobs.volumes; the old import path keeps working, with a warning
-__getattr__ = forward_names(__name__, "mmif_monai.jobs.volumes", names=("fuse_volume_files",))
