@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -1231,30 +1232,69 @@ def test_overwrite_replaces_an_earlier_fused_series_and_spares_its_neighbours(tm
     assert not list(output.parent.glob(".mmif-staging-*"))
 
 
-@pytest.mark.slow
-def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
-    """SIGKILL inside staged_outputs (a real kill: nothing of Python's clean-up runs) leaves a staging folder with a
-    file in it; the next run writing into that folder removes it, and keeps a running process's staging."""
-    out = tmp_path / "out"
-    killer = (
-        "import os, signal, sys\n"
-        "from mmif_monai.io.outputs import staged_outputs\n"
-        "with staged_outputs([sys.argv[1]]) as (staged,):\n"
-        "    staged.mkdir(); (staged / 'IM000001.dcm').write_bytes(b'torn')\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+# runs `mmif fuse` with one hook: after writing its first DICOM file it says so and waits, to be killed there
+_PAUSED_DICOM_WRITE = """
+import sys, pydicom
+from mmif_monai.cli.main import main
+save_as = pydicom.Dataset.save_as
+def save_then_wait(self, *args, **kwargs):
+    save_as(self, *args, **kwargs)
+    print("@@written", flush=True)
+    sys.stdin.read()
+pydicom.Dataset.save_as = save_then_wait
+main(sys.argv[1:])
+"""
+# holds a staging folder open in `folder` (sys.argv[1]) until killed: a run still writing
+_STAGING_HELD = """
+import sys
+from mmif_monai.io.outputs import staged_outputs
+with staged_outputs([sys.argv[1] + "/held.nii.gz"]):
+    print("@@held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _paused(script: str, marker: str, *args: str) -> subprocess.Popen:
+    """A Python process running ``script`` with ``args``, once it has printed ``marker``."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    result = subprocess.run([sys.executable, "-c", killer, str(out / "DCM")], capture_output=True, timeout=120)
-    assert result.returncode == -9
-    (left,) = out.glob(".mmif-staging-*")
-    assert (left / "DCM" / "IM000001.dcm").read_bytes() == b"torn"
-    running = out / f".mmif-staging-{os.getpid()}-live"  # this test's own process is running
-    running.mkdir()
-    ct, pet = _nifti(tmp_path)
-    assert _average_3d(ct, pet, out / "fused.nii.gz") == 0
-    assert not left.exists() and running.is_dir()
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "fused.nii.gz", "fused_axial.png", "fused_coronal.png", "fused_sagittal.png"
-    ]  # fmt: skip
+    for line in process.stdout:
+        if line.strip() == marker:
+            return process
+    raise AssertionError(f"the process ended (status {process.wait()}) before printing {marker}")
+
+
+@pytest.mark.slow
+def test_a_killed_dicom_writes_staging_is_removed_by_the_next_run_in_its_folder(tmp_path):
+    """SIGKILL of `mmif fuse --format dicom` while it writes (nothing of Python's clean-up runs) leaves a staging
+    folder of DICOM files carrying the patient's name. The next run writing into that folder, whatever it writes
+    (here a 2D slice), removes it before its work, and also a staging folder whose lock no process holds though
+    its name gives a running process id (ids are reused, in a container run after run); it keeps the staging
+    folder of a run still writing there."""
+    ct, pet = _study(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    held = _paused(_STAGING_HELD, "@@held", str(out))
+    try:
+        (running,) = out.glob(".mmif-staging-*")
+        dicom_run = ["fuse", "--method", "average", "--anatomical", str(ct), "--functional", str(pet), "-o"]
+        killed = _paused(_PAUSED_DICOM_WRITE, "@@written", *dicom_run, str(out / "DCM"), "--format", "dicom")
+        killed.kill()
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+        (left,) = set(out.glob(".mmif-staging-*")) - {running}
+        (torn,) = left.glob("DCM/IM*.dcm")
+        assert b"Phantom^Head" in torn.read_bytes()  # the patient's name, in a file no one asked for
+        reused = out / f".mmif-staging-{os.getpid()}-reused"  # a running process's id, and nothing holds the lock
+        reused.mkdir()
+        (reused / ".lock").touch()
+        anatomical, functional = _good_pair(tmp_path)
+        assert main(["fuse", "--method", "average", *_pair_args(anatomical, functional, out / "slice.png")]) == 0
+        assert not left.exists() and not reused.exists() and running.is_dir()
+    finally:
+        held.kill()
+        held.wait(timeout=60)
+    assert sorted(p.name for p in out.iterdir()) == [running.name, "slice.png"]
 
 
 def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, monkeypatch, capfd):

@@ -13,6 +13,7 @@ line can check its outputs before it loads the network stack.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
@@ -39,6 +40,8 @@ OUTPUT_KINDS = ("file", "series")
 FUSED_SERIES_MANUFACTURER = "mmif-monai"
 _FUSED_FILE_NAME = re.compile(r"IM\d{6}\.dcm")
 _STAGING_PREFIX = ".mmif-staging-"
+# the file in a staging folder its run holds a lock on (fcntl.flock) while it runs
+_STAGING_LOCK = ".lock"
 
 
 def _concerns(error: OSError, places: Sequence[Path]) -> bool:
@@ -201,24 +204,48 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)  # gone already after a successful rename
 
 
+def _lock_staging(folder: Path) -> int:
+    """Hold a lock on ``folder`` (a new staging folder) for as long as the returned descriptor stays open: the
+    kernel releases it when the process ends, however it ends, so a later run can tell a killed run's staging
+    from a running one's whatever process ids the system reuses. The lock file gets its name only once locked."""
+    unlocked = folder / f"{_STAGING_LOCK}.new"
+    descriptor = os.open(unlocked, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.rename(unlocked, folder / _STAGING_LOCK)
+    return descriptor
+
+
 def _staging_is_stale(folder: Path) -> bool:
-    """A staging folder is stale when the process named in it (``.mmif-staging-<pid>-...``) no longer runs, or
-    it names none (left by a version that did not record it)."""
-    pid = folder.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
-    if not pid.isdigit():
-        return True
+    """A staging folder is stale when nothing holds its lock (its run ended without removing it: killed). One
+    without a lock file is an instant old (its run is still taking the lock) unless the process named in it
+    (``.mmif-staging-<pid>-...``) no longer runs."""
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's running process
-        pass
-    return False
+        descriptor = os.open(folder / _STAGING_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        pid = folder.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # another user's running process
+            pass
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # a running process holds it
+    finally:
+        os.close(descriptor)  # also releases the lock just taken
+    return True
 
 
 def remove_stale_staging(folder: str | Path) -> list[Path]:
     """Delete the staging folders a killed run of this program left in ``folder`` (torn DICOM files with patient
-    names in them, whole previews); those of running processes are kept. Returns the removed folders."""
+    names in them, whole previews); those of running processes are kept. Every run writing into ``folder`` calls
+    this before its work (:mod:`mmif_monai.io.preflight`) and again before it stages its outputs, so a killed run's
+    files stay only until the next run there. Returns the removed folders."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -235,15 +262,17 @@ def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
     """Yield staging paths (files or folders) for ``paths``; on success move each onto its final path.
 
     The staging paths sit in hidden temporary folders beside the outputs (same file system, so the moves are
-    renames), named with this process's id, so a later run can tell a killed run's leftovers from a running one's
-    and remove them (:func:`remove_stale_staging`). A failure while writing removes them and leaves any earlier
-    outputs untouched. An existing output is replaced: callers check it first with :func:`check_output_path`.
+    renames), one per folder for this run alone, named with this process's id and locked while it runs, so a
+    later run can tell a killed run's leftovers from a running one's and remove them (:func:`remove_stale_staging`).
+    A failure while writing removes them and leaves any earlier outputs untouched. An existing output is replaced:
+    callers check it first with :func:`check_output_path`.
 
     Raises:
         OSError: of the type the OS raised, saying ``cannot write <output>: <reason>``.
     """
     targets = [Path(p) for p in paths]
     staging_dirs: dict[Path, Path] = {}
+    locks: list[int] = []
     try:
         for target in targets:
             if target.parent not in staging_dirs:
@@ -251,11 +280,12 @@ def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
                 remove_stale_staging(target.parent)
                 prefix = f"{_STAGING_PREFIX}{os.getpid()}-"
                 staging_dirs[target.parent] = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+                locks.append(_lock_staging(staging_dirs[target.parent]))
         staged = [staging_dirs[t.parent] / t.name for t in targets]
         yield staged
         for source, target in zip(staged, targets):
-            if target.exists() or target.is_symlink():
-                # move the old output aside first: a rename cannot replace a folder
+            if target.is_symlink() or target.is_dir():
+                # move an old series folder (or a link) aside first: a rename replaces a file, not a folder
                 os.replace(target, staging_dirs[target.parent] / f".replaced-{target.name}")
             os.replace(source, target)
     except OSError as error:
@@ -265,3 +295,5 @@ def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
     finally:
         for folder in staging_dirs.values():
             shutil.rmtree(folder, ignore_errors=True)
+        for descriptor in locks:  # after the removal: until then the folders are this run's
+            os.close(descriptor)

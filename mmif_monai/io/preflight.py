@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs
+from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs, remove_stale_staging
 from mmif_monai.io.paths import IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES
 
 __all__ = [
@@ -86,10 +86,19 @@ def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, o
     return [FileJob(dirs[0] / n, dirs[1] / n, out / Path(n).with_suffix(".png").name) for n in sorted(names[0])]
 
 
+def _remove_killed_runs_staging(outputs: Sequence[str | Path]) -> None:
+    """Remove the staging folders a killed run left beside these outputs (:func:`remove_stale_staging`): they may
+    hold a patient's DICOM files, and the next run in their folder is the first that can tell they are stale."""
+    for folder in dict.fromkeys(Path(output).parent for output in outputs):
+        remove_stale_staging(folder)
+
+
 def check_file_jobs(jobs: Sequence[FileJob], overwrite: bool) -> None:
     """Refuse missing inputs, and outputs that are inputs, that two jobs share (``a.png`` and ``a.tif`` in one
     folder), that are not ``.png``, that are symbolic links (which could lead outside the output folder), that are
-    folders, or that exist (unless ``overwrite``)."""
+    folders, or that exist (unless ``overwrite``). A killed run's staging folders beside the outputs are removed
+    first."""
+    _remove_killed_runs_staging([job.output for job in jobs])
     check_inputs_exist([path for job in jobs for path in (job.anatomical, job.functional)])
     check_outputs_spare_inputs(
         [job.output for job in jobs], [path for job in jobs for path in (job.anatomical, job.functional)]
@@ -141,8 +150,10 @@ def check_volume_job(
     overwrite: bool,
 ) -> dict[str, Path]:
     """The outputs of a 3D job (:func:`volume_output_paths`) once checked: the inputs exist, no output touches
-    an input, and each output may be written (a DICOM output only over a fused series of ours)."""
+    an input, and each output may be written (a DICOM output only over a fused series of ours). A killed run's
+    staging folders beside the outputs are removed first."""
     paths = volume_output_paths(output, output_format, register)
+    _remove_killed_runs_staging(list(paths.values()))
     check_inputs_exist([anatomical, functional])
     check_outputs_spare_inputs(list(paths.values()), [anatomical, functional])
     for key, path in paths.items():
