@@ -1003,6 +1003,32 @@ def test_a_dicom_slice_with_a_voi_lut_is_read_through_it_as_a_viewer_shows_it(tm
     np.testing.assert_allclose(through_lut[0].numpy(), table[stored] / 65535.0, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("dimensions", ["2D", "3D"])
+def test_a_nearly_empty_image_is_fused_with_a_warning(tmp_path, capfd, dimensions):
+    """All zero but one pixel (voxel) of 1: not constant, so not refused, but most likely an empty export; the
+    run goes on and says so in one line naming the file."""
+    if dimensions == "2D":
+        anatomical, _ = _good_pair(tmp_path)
+        sparse = np.zeros(SIZE, np.uint8)
+        sparse[100, 120] = 1
+        functional = _grey(tmp_path, "sparse.png", sparse)
+        args = _fuse_one(tmp_path, anatomical, functional)
+        what, total = ("image", "pixels"), SIZE[0] * SIZE[1]
+    else:
+        anatomical, pet = _nifti(tmp_path)
+        image = nib.load(pet)
+        sparse = np.zeros(image.shape, np.float32)
+        sparse[6, 6, 4] = 1
+        functional = _save_nifti(tmp_path / "nii" / "sparse.nii.gz", sparse, image.affine)
+        args = _fuse_volumes(tmp_path, anatomical, functional)
+        what, total = ("volume", "voxels"), sparse.size
+    assert main(["fuse", "--method", "average", *args]) == 0
+    assert capfd.readouterr().err.strip().splitlines() == [
+        f"mmif: warning: {functional}: nearly empty {what[0]}: only 1 of {total} {what[1]} differ from its "
+        f"background; check that it is the {what[0]} meant"
+    ]
+
+
 def test_rgba_and_grey_as_rgb_inputs_are_accepted(tmp_path):
     rgba = Image.open(PET).convert("RGBA")
     rgba.putalpha(128)

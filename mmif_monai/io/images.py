@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from monai.utils import convert_to_dst_type
 from PIL import Image
 from pydicom.errors import InvalidDicomError
 
+from mmif_monai.errors import MMIFWarning
 from mmif_monai.io.outputs import atomic_output, check_output_path, check_outputs_spare_inputs
 from mmif_monai.io.volumes import check_decodable
 from mmif_monai.transforms import (
@@ -33,7 +35,13 @@ __all__ = [
     "check_output_path",
     "check_outputs_spare_inputs",
     "check_not_constant",
+    "NEARLY_EMPTY_SHARE",
+    "warn_if_nearly_empty",
 ]
+
+#: an image is nearly empty when at most this share of its pixels differ from its background (one pixel in a
+#: thousand: 65 of a 256 x 256 slice); fused all the same, with a warning
+NEARLY_EMPTY_SHARE = 1e-3
 
 #: the largest slice accepted, in pixels: above any CT, MR, PET or SPECT slice matrix (512 to 1024 a side),
 #: and already several GB of MMIF-Net feature maps at full resolution
@@ -146,6 +154,23 @@ def check_not_constant(image: torch.Tensor, name: str | Path) -> None:
     if bool(image.amax() == image.amin()):
         what, element = ("volume", "voxel") if image.dim() == 4 else ("image", "pixel")
         raise ValueError(f"{name}: the {what} is constant (every {element} the same value); nothing to fuse")
+
+
+def warn_if_nearly_empty(image: torch.Tensor, name: str | Path) -> None:
+    """Warn (:class:`~mmif_monai.errors.MMIFWarning`) when at most :data:`NEARLY_EMPTY_SHARE` of the pixels (voxels)
+    of a normalised (C, H, W) image or (C, X, Y, Z) volume differ from its background, its lowest or highest value:
+    not constant, so not refused, but most likely an empty or failed export, or a window that shows nothing."""
+    pixels = image.reshape(image.shape[0], -1)
+    background = max(int((pixels == pixels.amin()).all(0).sum()), int((pixels == pixels.amax()).all(0).sum()))
+    shown = pixels.shape[1] - background
+    if shown <= NEARLY_EMPTY_SHARE * pixels.shape[1]:
+        what, element = ("volume", "voxel") if image.dim() == 4 else ("image", "pixel")
+        warnings.warn(
+            f"{name}: nearly empty {what}: only {shown} of {pixels.shape[1]} {element}s differ from its background; "
+            f"check that it is the {what} meant",
+            MMIFWarning,
+            stacklevel=2,
+        )
 
 
 def write_image_atomic(image: torch.Tensor, path: str | Path) -> None:

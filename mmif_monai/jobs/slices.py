@@ -16,7 +16,7 @@ from tqdm import tqdm
 from mmif_monai.fusion.colour import LuminanceLimit
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
-from mmif_monai.io.images import check_not_constant, read_slice, write_image_atomic
+from mmif_monai.io.images import check_not_constant, read_slice, warn_if_nearly_empty, write_image_atomic
 from mmif_monai.io.preflight import FileJob, check_file_jobs, match_pair_folders
 from mmif_monai.jobs.results import JobResult
 from mmif_monai.transforms import check_anatomical_modality
@@ -47,6 +47,7 @@ def _load_job(job: FileJob) -> LoadedPair:
     check_anatomical_modality(getattr(anatomical, "meta", {}), job.anatomical)
     for path, image in ((job.anatomical, anatomical), (job.functional, functional)):
         check_not_constant(image, path)
+        warn_if_nearly_empty(image, path)
     if anatomical.shape[-2:] != functional.shape[-2:]:
         raise ValueError(
             f"{job.functional}: size {tuple(functional.shape[-2:])} differs from the anatomical image "

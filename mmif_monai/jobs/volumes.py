@@ -35,7 +35,7 @@ from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.fusion.volumes import fuse_volume, preview_slices, resolve_axis
 from mmif_monai.io.dicom_series import SourceSeries, fused_series_datasets, save_series
-from mmif_monai.io.images import check_not_constant, write_image_atomic
+from mmif_monai.io.images import check_not_constant, warn_if_nearly_empty, write_image_atomic
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.preflight import check_volume_job, registration_requested
 from mmif_monai.io.volumes import (
@@ -111,7 +111,8 @@ def _anatomical_modality(volume: MetaTensor, given: str | None) -> str:
 
 
 def _check_pair(pair: VolumePair, register: bool | str) -> None:
-    """Refuse pairs that would fuse silently wrong; messages name the series, never their identifiers."""
+    """Refuse pairs that would fuse silently wrong, and warn of a nearly empty volume; messages name the series,
+    never their identifiers."""
     anatomical, functional = pair.anatomical, pair.functional
     a_name, f_name = volume_name(anatomical), volume_name(functional)
     patients = [patient_key(_identity(volume)) for volume in (anatomical, functional)]
@@ -128,6 +129,7 @@ def _check_pair(pair: VolumePair, register: bool | str) -> None:
         )
     for volume in (anatomical, functional):
         check_not_constant(volume, volume_name(volume))
+        warn_if_nearly_empty(volume, volume_name(volume))
     check_anatomical_modality(anatomical.meta, a_name)
     if pair.colour and float(functional.min()) <= _CT_AIR_HU:
         # activity and SUV are never negative: values down in air's Hounsfield units are a CT
