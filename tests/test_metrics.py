@@ -462,6 +462,16 @@ def test_paired_difference_drops_undefined_values_and_checks_its_input():
         M.paired_difference([0.1], [0.2], confidence=95)
 
 
+def test_one_image_gives_a_difference_without_interval_or_p_value():
+    """One image has no spread to resample or rank: the table said "[+0.5400, +0.5400] p=1", an interval and a
+    p-value computed from nothing; it now gives the difference and says the rest is not computable."""
+    d = M.paired_difference([0.9], [0.36])
+    assert d.images == 1 and d.mean == pytest.approx(0.54)
+    assert math.isnan(d.low) and math.isnan(d.high) and math.isnan(d.p_value) and not d.significant
+    row = M.paired_comparison_table({("net", "rule"): {"VIF": d}}).splitlines()[-1]
+    assert row == "| net − rule | +0.5400 (interval and p not computable from 1 image) |"
+
+
 def test_paired_comparison_table_marks_differences_whose_interval_excludes_zero():
     rng = np.random.default_rng(2)
     base = rng.uniform(0.3, 0.9, 40)

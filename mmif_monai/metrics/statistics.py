@@ -63,7 +63,9 @@ def paired_difference(
 ) -> PairedDifference:
     """Mean of ``values − reference_values`` (image by image), its bootstrap interval and Wilcoxon p-value.
 
-    Images where either value is NaN (an undefined metric) are left out; with none left, every field is NaN.
+    Images where either value is NaN (an undefined metric) are left out; with none left, every field is NaN. With
+    one image left the mean is that image's difference, and the interval and p-value are NaN: a single difference
+    has no spread to resample or rank.
 
     Raises:
         ValueError: for sequences of different lengths, or ``confidence`` outside (0, 1).
@@ -80,13 +82,12 @@ def paired_difference(
     if n == 0:
         return PairedDifference(math.nan, math.nan, math.nan, math.nan, 0, confidence)
     if n == 1:
-        low = high = float(differences[0])  # one image: every resample is that image
-    else:
-        interval = bootstrap(
-            (differences,), np.mean, confidence_level=confidence, n_resamples=resamples, batch=_BOOTSTRAP_CHUNK,
-            method="percentile", rng=np.random.default_rng(seed),
-        ).confidence_interval  # fmt: skip
-        low, high = interval.low, interval.high
+        return PairedDifference(float(differences[0]), math.nan, math.nan, math.nan, 1, confidence)
+    interval = bootstrap(
+        (differences,), np.mean, confidence_level=confidence, n_resamples=resamples, batch=_BOOTSTRAP_CHUNK,
+        method="percentile", rng=np.random.default_rng(seed),
+    ).confidence_interval  # fmt: skip
+    low, high = interval.low, interval.high
     if np.all(differences == 0):
         p_value = 1.0  # the test drops zero differences and has nothing left
     else:
@@ -136,6 +137,7 @@ def paired_comparison_table(
     """Markdown: one row per comparison, one column per metric; a cell is ``mean [low, high] p``.
 
     Bold cells are :attr:`PairedDifference.significant`: interval and test agree that the difference is not zero.
+    A difference over one image is ``mean (interval and p not computable from 1 image)``.
     """
     columns = list(dict.fromkeys(m for differences in comparison.values() for m in differences))
     images = sorted({d.images for differences in comparison.values() for d in differences.values()})
@@ -152,6 +154,10 @@ def paired_comparison_table(
             d = differences.get(column)
             if d is None or math.isnan(d.mean):
                 cells.append("")
+                continue
+            if math.isnan(d.low):
+                plural = "" if d.images == 1 else "s"
+                cells.append(f"{d.mean:+.4f} (interval and p not computable from {d.images} image{plural})")
                 continue
             cell = f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}] p={d.p_value:.2g}"
             cells.append(f"**{cell}**" if d.significant else cell)
