@@ -211,6 +211,22 @@ def test_numeric_options_are_checked_by_the_parser(tmp_path, capsys, option, val
 
 
 @pytest.mark.parametrize(
+    "option, name", [("-o", "-o/--output"), ("--anatomical", "--anatomical"), ("--functional", "--functional")]
+)
+def test_an_empty_path_is_said_to_be_empty(tmp_path, capsys, monkeypatch, option, name):
+    """An empty argument was read as ".", the current folder: `-o ''` was reported as "." (and an empty input
+    taken for a DICOM folder). The parser names the option and says the path is empty; nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    paths = {"--anatomical": str(CT / "MRI/37010.png"), "--functional": str(CT / "CT/37010.png"), "-o": "fused.png"}
+    paths[option] = ""
+    with pytest.raises(SystemExit) as stop:
+        main(["fuse", "--method", "average", *[word for pair in paths.items() for word in pair]])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"argument {name}: the path is empty")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
     "option, value, expected",
     [("--learning-rate", "0", "must be a positive finite number"), ("--epochs", "0", "must be at least 1"),
      ("--timing-repeats", "-1", "must be at least 1"), ("--validation-cases", "-2", "must be at least 0")],

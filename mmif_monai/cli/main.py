@@ -40,6 +40,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _path(text: str) -> Path:
+    """An argparse type: a path that is not empty (``Path("")`` is ``.``, the current folder, which an empty
+    argument never means)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(text)
+
+
 positive_int, non_negative_int = _count(1), _count(0)
 
 
@@ -60,15 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     fuse = commands.add_parser("fuse", help="fuse an anatomical image with a functional one (or folders of pairs)")
     inputs = fuse.add_mutually_exclusive_group(required=True)
-    inputs.add_argument("--anatomical", type=Path, help="grey anatomical image (MRI, CT) or 3D volume")
+    inputs.add_argument("--anatomical", type=_path, help="grey anatomical image (MRI, CT) or 3D volume")
     inputs.add_argument(
-        "--pairs", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"), help="folders of pairs matched by name"
+        "--pairs", nargs=2, type=_path, metavar=("DIR_A", "DIR_B"), help="folders of pairs matched by name"
     )
-    fuse.add_argument("--functional", type=Path, help="functional image (PET/SPECT colour, or grey CT/MRI)")
+    fuse.add_argument("--functional", type=_path, help="functional image (PET/SPECT colour, or grey CT/MRI)")
     fuse.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_path,
         required=True,
         help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)",
     )
