@@ -1029,6 +1029,25 @@ def test_a_nearly_empty_image_is_fused_with_a_warning(tmp_path, capfd, dimension
     ]
 
 
+def test_pairs_folders_of_dicom_slices_are_fused_matched_by_name(tmp_path):
+    """--pairs took image suffixes alone and refused folders of 2D DICOM slices ("no images"), though a single
+    DICOM slice fuses. Their files now pair by name as PNGs do: a .dcm file, one without a suffix and one named by
+    a UID (its last dots are no suffix: it keeps them, and ".png" is added), known by their DICM marker; other
+    files are passed over. Each pair fuses as it does alone."""
+    mr, ct = tmp_path / "MR", tmp_path / "CT"
+    names = ["IM0001.dcm", "IM0002", "1.2.826.0.1.3680043.9.1"]
+    for seed, name in enumerate(names):
+        _dicom_slice(mr / name, _twelve_bit(seed), "MR")
+        _dicom_slice(ct / name, np.asarray(Image.open(CT), dtype=np.uint16) * 16 + seed, "CT")
+    (mr / "README.txt").write_text("not a slice")
+    out = tmp_path / "out"
+    assert main(["fuse", "--method", "average", "--pairs", str(mr), str(ct), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["1.2.826.0.1.3680043.9.1.png", "IM0001.png", "IM0002.png"]
+    alone = tmp_path / "alone.png"
+    assert fuse_pair(mr / "IM0002", ct / "IM0002", alone, "--method", "average") == 0
+    assert np.array_equal(np.asarray(Image.open(alone)), np.asarray(Image.open(out / "IM0002.png")))
+
+
 def test_rgba_and_grey_as_rgb_inputs_are_accepted(tmp_path):
     rgba = Image.open(PET).convert("RGBA")
     rgba.putalpha(128)

@@ -51,7 +51,7 @@ from nibabel.arrayproxy import ArrayProxy
 from PIL import Image
 
 from mmif_monai.io.compressed import DamagedDataError, check_itk_compression, checked_gzip, gzip_damage_reported
-from mmif_monai.io.paths import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
+from mmif_monai.io.paths import DICOM_SUFFIXES, IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES, has_dicom_marker
 
 from .meta import MODALITY_KEY, SOURCE_DTYPE_KEY, canonical_modality, modality_from_meta
 
@@ -67,9 +67,6 @@ __all__ = [
     "LoadModalityd",
 ]
 
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-# DICOM PS3.10 section 7.1: a 128-byte preamble, then the four bytes "DICM"
-_DICOM_MAGIC_OFFSET, _DICOM_MAGIC = 128, b"DICM"
 # PIL modes passed through unchanged: grey (8/16/32-bit integer, float) and 8-bit RGB
 _PIL_KEPT_MODES = ("L", "RGB", "I;16", "I", "F")
 
@@ -144,13 +141,6 @@ class CheckedITKReader(ITKReader):
         return super().read(data, **kwargs)
 
 
-def has_dicom_marker(path: PathLike) -> bool:
-    """Whether ``path`` is a DICOM file by PS3.10: the four bytes ``DICM`` after a 128-byte preamble."""
-    with open(path, "rb") as f:
-        f.seek(_DICOM_MAGIC_OFFSET)
-        return f.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
-
-
 def reader_for_path(path: PathLike) -> ImageReader:
     """A new MONAI reader for ``path``, chosen by its suffix (a folder is read as a DICOM series).
 
@@ -159,7 +149,7 @@ def reader_for_path(path: PathLike) -> ImageReader:
     """
     path = Path(path)
     name = path.name.lower()
-    if path.is_dir() or name.endswith(_DICOM_SUFFIXES):
+    if path.is_dir() or name.endswith(DICOM_SUFFIXES):
         # the full header, not just the geometry tags, so modality and SUV attributes stay available
         return PydicomReader(prune_metadata=False)
     if name.endswith(IMAGE_SUFFIXES):
@@ -172,7 +162,7 @@ def reader_for_path(path: PathLike) -> ImageReader:
         return PydicomReader(prune_metadata=False)
     raise ImageLoadError(
         f"{path}: unsupported image format (expected one of "
-        f"{' '.join(IMAGE_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES + _DICOM_SUFFIXES)} or a DICOM file/folder)"
+        f"{' '.join(IMAGE_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES + DICOM_SUFFIXES)} or a DICOM file/folder)"
     )
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "NIFTI_SUFFIXES",
     "ITK_SUFFIXES",
     "VOLUME_SUFFIXES",
+    "DICOM_SUFFIXES",
+    "has_dicom_marker",
     "fused_output_name",
 ]
 
@@ -47,6 +49,17 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 #: single-file 3D formats
 VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+#: single DICOM files (MONAI's ``PydicomReader``); a file without one is DICOM when :func:`has_dicom_marker`
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+# DICOM PS3.10 section 7.1: a 128-byte preamble, then the four bytes "DICM"
+_DICOM_MAGIC_OFFSET, _DICOM_MAGIC = 128, b"DICM"
+
+
+def has_dicom_marker(path: str | Path) -> bool:
+    """Whether ``path`` is a DICOM file by PS3.10: the four bytes ``DICM`` after a 128-byte preamble."""
+    with open(path, "rb") as f:
+        f.seek(_DICOM_MAGIC_OFFSET)
+        return f.read(len(_DICOM_MAGIC)) == _DICOM_MAGIC
 
 
 def fused_output_name(metadict: dict, saver: object) -> dict:

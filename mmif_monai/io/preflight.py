@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs, remove_stale_staging
-from mmif_monai.io.paths import IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES
+from mmif_monai.io.paths import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES, has_dicom_marker
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -63,8 +63,24 @@ def check_inputs_exist(paths: Sequence[str | Path]) -> None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
 
 
+def _is_slice_file(path: Path) -> bool:
+    """Whether ``path`` is a 2D slice file: an image, or a single DICOM file (by suffix; with another suffix or
+    none, such as a name made of a UID, by its ``DICM`` marker)."""
+    if not path.is_file() or path.name.startswith(".") or path.name.upper() == "DICOMDIR":  # DICOMDIR: an index
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES or has_dicom_marker(path)
+
+
+def _fused_name(name: str) -> str:
+    """The PNG a slice file is fused into: its suffix replaced, or ``.png`` added to a name whose dots are not a
+    suffix (``1.2.840.10008.5`` must not become ``1.2.840.10008.png``, the name of its neighbours)."""
+    known = Path(name).suffix.lower() in IMAGE_SUFFIXES + DICOM_SUFFIXES
+    return (Path(name).stem if known else name) + ".png"
+
+
 def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, output_dir: str | Path) -> list[FileJob]:
-    """Jobs for the files with the same name in both folders; outputs keep the input names.
+    """Jobs for the slice files (images, single DICOM files) with the same name in both folders; outputs keep the
+    input names, as PNG.
 
     Raises:
         FileNotFoundError: a folder is missing. ValueError: no names in common, or names present in one only,
@@ -76,14 +92,14 @@ def match_pair_folders(anatomical_dir: str | Path, functional_dir: str | Path, o
             raise FileNotFoundError(f"{folder}: not a folder")
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise ValueError(f"{output_dir}: the output folder is an existing file")
-    names = [{p.name for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} for d in dirs]
+    names = [{p.name for p in d.iterdir() if _is_slice_file(p)} for d in dirs]
     if names[0] != names[1]:
         unmatched = sorted(names[0] ^ names[1])[:3]
         raise ValueError(f"{dirs[0]} and {dirs[1]}: files without a partner, e.g. {unmatched}")
     if not names[0]:
-        raise ValueError(f"{dirs[0]}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{dirs[0]}: no images ({', '.join(IMAGE_SUFFIXES)}) or DICOM files")
     out = Path(output_dir)
-    return [FileJob(dirs[0] / n, dirs[1] / n, out / Path(n).with_suffix(".png").name) for n in sorted(names[0])]
+    return [FileJob(dirs[0] / n, dirs[1] / n, out / _fused_name(n)) for n in sorted(names[0])]
 
 
 def _remove_killed_runs_staging(outputs: Sequence[str | Path]) -> None:
