@@ -587,6 +587,13 @@ def _(root: Path) -> Case:
     return Case(_fuse_volumes(root, ct, pet), ct, "16 of 16 images have no InstanceNumber")
 
 
+@case("3D: a series mixing MONOCHROME1 and MONOCHROME2 images")
+def _(root: Path) -> Case:
+    ct, pet = _study(root)
+    _edit_series(ct, lambda i, ds: setattr(ds, "PhotometricInterpretation", "MONOCHROME1") if i == 2 else None)
+    return Case(_fuse_volumes(root, ct, pet), ct, r"different PhotometricInterpretations \(IM000003\.dcm\)")
+
+
 @case("3D: uneven slice spacing in a series")
 def _(root: Path) -> Case:
     ct, pet = _study(root)
@@ -1215,6 +1222,9 @@ def test_a_jpeg2000_series_without_a_decoder_is_one_line_naming_the_series_and_t
     ), err
     assert "pylibjpeg-openjpeg" in err, err
     assert _snapshot(tmp_path) == before
+    # a single slice of the series, fused as a 2D image, is refused the same way
+    with pytest.raises(ValueError, match=r"IM000001\.dcm: its images are compressed as JPEG 2000 .* no decoder"):
+        read_slice(ct / "IM000001.dcm")
 
 
 def test_a_monochrome1_series_is_normalised_as_a_viewer_shows_it(tmp_path):
