@@ -1,10 +1,10 @@
 """A head phantom built in code: paired anatomical and functional 3D studies for tests, benchmarks and demos.
 
-No paired 3D studies ship with the project, so this module draws one. The head is defined in world coordinates
-(RAS, millimetres, origin at the head centre) by ellipsoids: scalp, skull, cerebrospinal fluid (CSF), a folded
-grey-matter cortex over white matter, deep grey nuclei, cerebellum, brainstem, lateral ventricles, eyes, a frontal
-sinus, a small lesion, nose, neck and cervical spine; the face, neck and cerebellum break the ellipsoids' symmetry
-so that rotations show in the images.
+No paired 3D studies ship with the project, so this module draws one (``mmif phantom`` writes it to files). The
+head is defined in world coordinates (RAS, millimetres, origin at the head centre) by ellipsoids: scalp, skull,
+cerebrospinal fluid (CSF), a folded grey-matter cortex over white matter, deep grey nuclei, cerebellum, brainstem,
+lateral ventricles, eyes, a frontal sinus, a small lesion, nose, neck and cervical spine; the face, neck and
+cerebellum break the ellipsoids' symmetry so that rotations show in the images.
 Each modality maps these tissue classes to values in its own units and adds its own imaging blur and noise:
 
 ========  =====================================================================================================
@@ -41,6 +41,7 @@ from pydicom.uid import CTImageStorage, PositronEmissionTomographyImageStorage, 
 from scipy.ndimage import gaussian_filter
 
 from mmif_monai.io.dicom_series import save_series, set_pixels, slice_datasets
+from mmif_monai.io.preflight import phantom_output_paths
 
 __all__ = [
     "DEFAULT_SHAPE",
@@ -285,8 +286,7 @@ def write_phantom_nifti(
     anatomical = phantom_volume(anatomical_modality, anatomical_affine, shape, seed=seed)
     functional_affine, functional_shape = _functional_grid(shape, "LAS")
     functional = phantom_volume("PT", functional_affine, functional_shape, rigid_matrix(offset, rotation), seed + 1)
-    anatomical_path = folder / f"{anatomical_modality.lower()}.nii.gz"
-    functional_path = folder / "pet.nii.gz"
+    anatomical_path, functional_path = phantom_output_paths(folder, "nifti", anatomical_modality)
     stored = anatomical.round().astype(np.int16) if anatomical_modality.upper() == "CT" else anatomical
     pairs = ((stored, anatomical_affine, anatomical_path), (functional, functional_affine, functional_path))
     for data, affine, path in pairs:
@@ -357,7 +357,7 @@ def write_phantom_dicom_study(
     ct_datasets = slice_datasets(ct_base, ct_affine, shape[2])
     for k, ds in enumerate(ct_datasets):
         set_pixels(ds, (np.round(ct[:, :, k].T) + 1024).astype(np.uint16))
-    ct_dir = folder / "CT"
+    ct_dir, pt_dir = phantom_output_paths(folder, "dicom")
     save_series(ct_datasets, ct_dir)
 
     pet_affine, pet_shape = _functional_grid(shape, "LPS")
@@ -381,6 +381,5 @@ def write_phantom_dicom_study(
     for ds, plane, slope in zip(pet_datasets, *_int16_slices(pet)):
         set_pixels(ds, plane)
         ds.RescaleSlope = f"{slope:.6g}"
-    pt_dir = folder / "PT"
     save_series(pet_datasets, pt_dir)
     return PhantomStudy(ct_dir, pt_dir, patient_id, patient_name, study_uid, frame_uid, offset, rotation)

@@ -1,5 +1,6 @@
 """The `mmif` command end to end on the shipped sample pairs."""
 
+import json
 import os
 import re
 import subprocess
@@ -285,3 +286,80 @@ def test_the_default_data_set_comes_from_mmif_dataset_dir_when_set(tmp_path):
     env = {**os.environ, "MMIF_DATASET_DIR": str(tmp_path)}
     found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert found.stdout.strip().splitlines()[-1] == str(tmp_path)
+
+
+def test_debug_after_the_command_shows_the_traceback_too(tmp_path, capsys):
+    args = ["fuse", "--anatomical", str(tmp_path / "missing.png"), "--functional", str(CT / "CT/37010.png")]
+    args += ["-o", str(tmp_path / "f.png")]
+    assert main(args) == 1 and capsys.readouterr().err.startswith("mmif: error:")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        main([*args, "--debug"])
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        main(["--debug", *args])
+
+
+def test_the_command_lines_copies_of_method_names_are_current():
+    from mmif_monai.io.preflight import COMPARISON_METHOD_NAMES
+    from mmif_monai.studies import COMPARISON_METHODS
+
+    assert list(COMPARISON_METHOD_NAMES) == list(COMPARISON_METHODS)
+
+
+def test_mistakes_of_every_command_fail_before_torch_and_monai_are_imported(tmp_path):
+    """Arguments and paths are checked with the standard library: start-up takes seconds, these fail in a fraction
+    of one (the fuse command's own cases: tests/test_reliability.py)."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "metrics.csv").write_text("an earlier evaluation")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "preview.png").write_bytes(b"an earlier preview")
+    (tmp_path / "phantom").mkdir()
+    (tmp_path / "phantom" / "ct.nii.gz").write_bytes(b"an earlier phantom")
+    evaluate = ["evaluate", "--a", str(CT / "MRI"), "--b", str(CT / "CT")]
+    mistakes = {
+        "folder not found": [*evaluate, "--fused", str(tmp_path / "nowhere"), "-o", str(tmp_path / "e")],
+        "does not match": [*evaluate, "--fused", str(PET / "PET"), "-o", str(tmp_path / "e")],
+        "metrics.csv: output exists": [*evaluate, "--fused", str(CT / "CT"), "-o", str(tmp_path / "taken")],
+        "the reference 'max' needs": [*evaluate, "--fused", str(CT / "CT"), "--reference", "max"],
+        "scores SSIM by the literature": [
+            *evaluate, "--fused", str(CT / "CT"), "--protocol", "published", "--ssim-protocol", "correct"
+        ],
+        "no pair-type folders": ["demo", "--samples", str(tmp_path / "nowhere"), "-o", str(tmp_path / "d")],
+        "preview.png: output exists": ["demo", "-o", str(tmp_path / "demo")],
+        "weights file not found": ["demo", "-o", str(tmp_path / "d"), "--weights", str(tmp_path / "w.pt")],
+        "unknown method 'densfuse'": ["compare", "--weights", "densfuse=w.pt"],
+        "w.pt: --released file for ifcnn not found": [
+            "compare", "--released", f"ifcnn={tmp_path / 'w.pt'}", "--dataset-dir", str(SAMPLES_DIR)
+        ],
+        "data set folder not found": ["compare", "--dataset-dir", str(tmp_path / "nowhere")],
+        "ct.nii.gz: exists": ["phantom", "-o", str(tmp_path / "phantom")],
+    }  # fmt: skip
+    probe = (
+        "import json, sys\n"
+        "from mmif_monai.cli.main import main\n"
+        "codes = [main(args) for args in json.loads(sys.argv[1])]\n"
+        "print(json.dumps({'codes': codes, 'loaded': [m for m in ('torch', 'monai') if m in sys.modules]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(list(mistakes.values()))], capture_output=True, text=True, timeout=120
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"codes": [1] * len(mistakes), "loaded": []}, result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == len(mistakes), result.stderr
+    for expected, error in zip(mistakes, errors):
+        assert error.startswith("mmif: error:") and expected in error, (expected, error)
+    assert not (tmp_path / "e").exists() and not (tmp_path / "d").exists()
+
+
+def test_phantom_writes_a_dicom_study_that_mmif_fuse_reads_as_one_folder(tmp_path, capsys):
+    study = tmp_path / "study"
+    assert main(["phantom", "--format", "dicom", "-o", str(study), "--shape", "16", "16", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in study.iterdir()) == ["CT", "PT"] and len(list((study / "CT").iterdir())) == 16
+    assert f"mmif fuse --anatomical {study} --functional {study} --format dicom" in printed
+    out = tmp_path / "fused"
+    assert main(["fuse", "--anatomical", str(study), "--functional", str(study), "--format", "dicom", "-o", str(out),
+                 "--method", "average"]) == 0  # fmt: skip
+    assert len(list(out.iterdir())) == 16
+    assert main(["phantom", "-o", str(tmp_path / "nifti"), "--shape", "16", "16", "16"]) == 0
+    assert sorted(p.name for p in (tmp_path / "nifti").iterdir()) == ["ct.nii.gz", "pet.nii.gz"]

@@ -1,4 +1,8 @@
-"""The ``mmif`` command: parses arguments and calls the library; one-line errors unless ``--debug``."""
+"""The ``mmif`` command: parses arguments and calls the library; one-line errors unless ``--debug``.
+
+Every command checks its arguments and paths with the standard library first (:mod:`mmif_monai.io.preflight`) and
+imports torch and MONAI only once they pass, so a mistake is reported in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmif_monai.errors import report_user_errors
-from mmif_monai.io.preflight import FUSION_METHOD_NAMES
+from mmif_monai.io.preflight import COMPARISON_METHOD_NAMES, FUSION_METHOD_NAMES, OUTPUT_FORMATS
 
 __all__ = ["main", "build_parser"]
 
@@ -64,9 +68,16 @@ def _add_method_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmif", description="Multimodal medical image fusion (MMIF-Net on MONAI).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    # --debug after the command too (mmif fuse ... --debug); SUPPRESS: a command that is not given it keeps the
+    # value parsed before the command
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    fuse = commands.add_parser("fuse", help="fuse an anatomical image with a functional one (or folders of pairs)")
+    def add_command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[debug], **kwargs)
+
+    fuse = add_command("fuse", help="fuse an anatomical image with a functional one (or folders of pairs)")
     inputs = fuse.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--anatomical", type=_path, help="grey anatomical image (MRI, CT) or 3D volume")
     inputs.add_argument(
@@ -89,24 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     volumes = fuse.add_argument_group(
         "3D volumes", "used when --anatomical is a .nii/.nii.gz/.mha/.nrrd file or a DICOM folder (docs/volumes.md)"
     )
-    volumes.add_argument("--format", choices=["nifti", "dicom"], help="output: NIfTI file (default) or DICOM folder")
+    volumes.add_argument("--format", choices=OUTPUT_FORMATS, help="output: NIfTI file (default) or DICOM folder")
     volumes.add_argument("--axis", help="slicing axis: axial (default), coronal, sagittal, or voxel axis 0/1/2")
     volumes.add_argument(
         "--register", nargs="?", const="rigid", choices=["rigid", "affine"], help="ITK Mattes-MI registration (rigid)"
     )
     pair = ("ANATOMICAL", "FUNCTIONAL")
     volumes.add_argument(
-        "--series", nargs=2, metavar=pair, help="series of study folders: Modality, SeriesDescription, UID"
-    )
+        "--series", nargs=2, metavar=pair,
+        help="series of study folders: Modality, SeriesDescription, UID (default: the Deploy app's series rules)",
+    )  # fmt: skip
     volumes.add_argument("--modalities", nargs=2, metavar=pair, help="e.g. CT PT; overrides the headers")
     _add_method_args(fuse)
 
-    demo = commands.add_parser("demo", help="fuse the shipped sample pairs and write a preview")
+    demo = add_command("demo", help="fuse the shipped sample pairs and write a preview")
     demo.add_argument("-o", "--output", type=Path, default=Path("outputs/demo"), help="output folder")
     demo.add_argument("--samples", type=Path, help="folder laid out like AANLIB (default: the shipped samples)")
     _add_method_args(demo)
 
-    evaluate = commands.add_parser("evaluate", help="score fused images against their sources (fusion metrics)")
+    evaluate = add_command("evaluate", help="score fused images against their sources (fusion metrics)")
     evaluate.add_argument(
         "--fused", nargs="+", type=Path, required=True, help="folder(s) of fused images, one per method"
     )
@@ -137,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("--run-name", help="MLflow run name (default: one MLflow generates)")
     tracking.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a study label (repeatable)")
 
-    compare = commands.add_parser(
+    compare = add_command(
         "compare",
         help="train/load DenseFuse, IFCNN, NestFuse, FusionDN, FusionGAN; compare with MMIF-Net -> docs/results.md",
     )
@@ -151,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="AANLIB-style folder (default: $MMIF_DATASET_DIR, else ../shared/data/aanlib beside the checkout)",
     )
-    compare.add_argument("--methods", nargs="+", help="compared networks (default: all five)")
+    compare.add_argument(
+        "--methods", nargs="+", choices=COMPARISON_METHOD_NAMES, help="compared networks (default: all five)"
+    )
     compare.add_argument("--weights", nargs="+", default=[], metavar="METHOD=FILE", help="load instead of training")
     compare.add_argument(
         "--released", nargs="+", default=[], metavar="METHOD=FILE",
@@ -177,7 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--timing-repeats", type=positive_int, default=5, help="timed fusions per method (median reported)"
     )
     compare.add_argument("--device", default="cpu", help="torch device for training, fusion and metrics")
+
+    phantom = add_command("phantom", help="write a PET/CT head phantom (NIfTI files or a DICOM study) to try mmif fuse")
+    phantom.add_argument(
+        "-o", "--output", type=_path, default=Path("outputs/phantom"), help="folder to write into (default %(default)s)"
+    )
+    phantom.add_argument(
+        "--format", choices=OUTPUT_FORMATS, default="nifti",
+        help="nifti: ct.nii.gz and pet.nii.gz; dicom: a study folder with the series CT/ and PT/ (default %(default)s)",
+    )  # fmt: skip
+    phantom.add_argument(
+        "--shape", nargs=3, type=_count(16), default=[64, 64, 64], metavar=("X", "Y", "Z"),
+        help="CT voxels per axis, each at least 16 (default 64 64 64); the PET has half as many",
+    )  # fmt: skip
     return parser
+
+
+def _say(line: str) -> None:
+    """Print a note of a running job at once, also into a pipe or a log file (which Python would buffer)."""
+    print(line, flush=True)
 
 
 def _fuse(args: argparse.Namespace) -> None:
@@ -232,7 +264,7 @@ def _fuse(args: argparse.Namespace) -> None:
         device,
         args.overwrite,
         batch_size=args.batch_size,
-        report=print,
+        report=_say,
         luminance_limit=COLOUR_FIDELITY if args.colour_fidelity else None,
     )
     print(f"wrote {len(result.outputs)} fused image(s) to {args.output}")
@@ -257,7 +289,7 @@ def _fuse_volumes(args: argparse.Namespace) -> None:
         series=args.series,
         batch_size=args.batch_size,
         modalities=args.modalities or (None, None),
-        report=print,
+        report=_say,
         progress=True,
     )
     print("wrote " + ", ".join(str(path) for path in result.outputs))
@@ -265,17 +297,27 @@ def _fuse_volumes(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from mmif_monai.io.outputs import check_output_path
+    from mmif_monai.io.paths import SAMPLES_DIR
+    from mmif_monai.io.preflight import check_file_jobs, check_weights_file, dataset_folder_jobs
+
+    samples = args.samples or SAMPLES_DIR
+    check_file_jobs(dataset_folder_jobs(samples, args.output), args.overwrite)
+    check_output_path(args.output / "preview.png", args.overwrite)
+    if args.weights is not None:
+        check_weights_file(args.weights)
+
     from mmif_monai.devices import resolve_device
-    from mmif_monai.jobs.samples import SAMPLES_DIR, fuse_dataset_folder
+    from mmif_monai.jobs.samples import fuse_dataset_folder
 
     result = fuse_dataset_folder(
-        args.samples or SAMPLES_DIR,
+        samples,
         args.output,
         args.method,
         args.weights,
         args.overwrite,
         resolve_device(args.device),
-        report=print,
+        report=_say,
     )
     *fused, preview = result.outputs
     print(f"wrote {len(fused)} fused image(s) under {args.output}; preview: {preview}")
@@ -283,17 +325,22 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from mmif_monai.metrics.report import check_reference, evaluate_folders, write_evaluation
+    from mmif_monai.io.preflight import check_evaluation_job, check_protocol_pair
 
     methods = args.method or [folder.name for folder in args.fused]
     if len(methods) != len(args.fused) or len(set(methods)) != len(methods):
         raise ValueError("--method needs one distinct name per --fused folder")
     if args.tracking is None and (args.tag or args.run_name or args.tracking_uri):
         raise ValueError("--tag, --run-name and --tracking-uri label an MLflow run: add --tracking mlflow")
-    check_reference(args.reference, methods)  # before scoring, which takes long
     malformed_tags = [tag for tag in args.tag if "=" not in tag]
     if malformed_tags:
         raise ValueError(f"--tag needs KEY=VALUE, got {malformed_tags}")
+    check_protocol_pair(args.protocol, args.ssim_protocol)
+    # before scoring, which takes long, and before torch is imported
+    check_evaluation_job(dict(zip(methods, args.fused)), args.a, args.b, args.output, args.overwrite, args.reference)
+
+    from mmif_monai.metrics.report import evaluate_folders, write_evaluation
+
     results = evaluate_folders(
         dict(zip(methods, args.fused)), args.a, args.b, args.ssim_protocol, device=args.device, protocol=args.protocol
     )
@@ -308,7 +355,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str], written: list[Path]) -> None:
     from mmif_monai.engines import log_evaluation_run
-    from mmif_monai.metrics.report import image_names, summarise
+    from mmif_monai.io.preflight import image_names
+    from mmif_monai.metrics.report import summarise
 
     output = args.output.resolve()
     tracking_uri = args.tracking_uri or f"sqlite:///{output / 'mlruns.db'}"
@@ -330,20 +378,21 @@ def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str
 
 
 def _method_files(option: str, items: list[str]) -> dict[str, Path]:
-    """``METHOD=FILE`` items as method -> file."""
+    """``METHOD=FILE`` items as method -> file, each a compared network's name."""
     files = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not path:
             raise ValueError(f"{option} expects METHOD=FILE, got {item!r}")
+        if name not in COMPARISON_METHOD_NAMES:
+            raise ValueError(f"{option}: unknown method {name!r}; choose from {', '.join(COMPARISON_METHOD_NAMES)}")
         files[name] = Path(path)
     return files
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
+    from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, list_pairs
     from mmif_monai.io.paths import DEFAULT_DATASET_DIR
-    from mmif_monai.studies import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
 
     # the command line's own mistakes first: they do not depend on what this machine holds
     weights, released = _method_files("--weights", args.weights), _method_files("--released", args.released)
@@ -351,6 +400,14 @@ def _compare(args: argparse.Namespace) -> None:
         raise FileNotFoundError(
             f"no data set at the default {DEFAULT_DATASET_DIR}: give --dataset-dir DIR or set MMIF_DATASET_DIR"
         )
+    for option, files in (("--weights", weights), ("--released", released)):
+        for name, path in files.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: {option} file for {name} not found")
+    list_pairs(args.dataset_dir or DEFAULT_DATASET_DIR)  # the data set's layout, before torch is imported
+
+    from mmif_monai.studies import COMPARISON_METHODS, ComparisonSettings, TrainingBudget, run_comparison
+
     given = {
         "epochs": args.epochs,
         "iterations_per_epoch": args.iterations_per_epoch,
@@ -377,7 +434,30 @@ def _compare(args: argparse.Namespace) -> None:
     run_comparison(settings)
 
 
-COMMANDS = {"fuse": _fuse, "demo": _demo, "evaluate": _evaluate, "compare": _compare}
+def _phantom(args: argparse.Namespace) -> None:
+    from mmif_monai.io.outputs import check_output_path, staged_outputs
+    from mmif_monai.io.preflight import phantom_output_paths
+
+    outputs = phantom_output_paths(args.output, args.format)
+    for path in outputs:
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{path}: exists; write the phantom into a new folder")
+        check_output_path(path, overwrite=False, kind="series" if args.format == "dicom" else "file")
+
+    from mmif_monai.phantoms import write_phantom_dicom_study, write_phantom_nifti
+
+    write = write_phantom_dicom_study if args.format == "dicom" else write_phantom_nifti
+    with staged_outputs(outputs) as staged:
+        write(staged[0].parent, shape=tuple(args.shape))
+    print(f"wrote a PET/CT head phantom ({' x '.join(map(str, args.shape))} CT voxels): {outputs[0]}, {outputs[1]}")
+    if args.format == "dicom":
+        command = f"mmif fuse --anatomical {args.output} --functional {args.output} --format dicom -o OUT_DIR"
+    else:
+        command = f"mmif fuse --anatomical {outputs[0]} --functional {outputs[1]} -o fused.nii.gz"
+    print(f"fuse it: {command}")
+
+
+COMMANDS = {"fuse": _fuse, "demo": _demo, "evaluate": _evaluate, "compare": _compare, "phantom": _phantom}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,11 @@
-"""The checks of a fusion request that need no image library: which inputs and outputs a job has, that the inputs
+"""The checks of a request that need no image library: which inputs and outputs a job has, that the inputs
 exist and that the outputs may be written.
 
 The file jobs (:func:`~mmif_monai.jobs.slices.fuse_files`, :func:`~mmif_monai.jobs.volumes.fuse_volume_files`)
-run them first; ``mmif fuse`` runs them before it imports the network stack, so a mistyped path or an output that
-would be refused fails in a fraction of a second rather than after a start-up of several seconds. Only the
-standard library is imported here.
+and the evaluation (:func:`~mmif_monai.metrics.report.evaluate_folders`) run them first; every ``mmif`` command
+runs them before it imports torch and MONAI, so a mistyped path, an unknown name or an output that would be
+refused fails in a fraction of a second rather than after a start-up of several seconds. Only the standard
+library is imported here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import errno
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmif_monai.io.aanlib import PAIR_TYPES
 from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs, remove_stale_staging
 from mmif_monai.io.paths import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES, has_dicom_marker
 
@@ -23,15 +25,26 @@ __all__ = [
     "VOLUME_SUFFIXES",
     "OUTPUT_FORMATS",
     "FUSION_METHOD_NAMES",
+    "COMPARISON_METHOD_NAMES",
     "FileJob",
     "is_volume_path",
     "check_inputs_exist",
     "match_pair_folders",
+    "dataset_folder_jobs",
     "check_file_jobs",
     "registration_requested",
     "volume_output_paths",
     "check_volume_job",
     "check_weights_file",
+    "image_files",
+    "check_same_names",
+    "source_files",
+    "image_names",
+    "check_reference",
+    "check_protocol_pair",
+    "evaluation_output_paths",
+    "check_evaluation_job",
+    "phantom_output_paths",
 ]
 
 #: what a 3D job writes: a NIfTI file or a DICOM series folder
@@ -39,6 +52,9 @@ OUTPUT_FORMATS = ("nifti", "dicom")
 #: the fusion methods a user can name (``mmif_monai.fusion.methods.available_methods``, spelled out here so that
 #: the command line lists them without importing torch; tests/test_cli.py checks the two agree)
 FUSION_METHOD_NAMES = ("mmif-net", "average", "max", "laplacian", "dwt", "latlrr")
+#: the networks ``mmif compare`` trains (``mmif_monai.studies.COMPARISON_METHODS``, spelled out here for the same
+#: reason; tests/test_cli.py checks the two agree)
+COMPARISON_METHOD_NAMES = ("densefuse", "ifcnn", "nestfuse", "fusiondn", "fusiongan")
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,24 @@ def _remove_killed_runs_staging(outputs: Sequence[str | Path]) -> None:
     hold a patient's DICOM files, and the next run in their folder is the first that can tell they are stale."""
     for folder in dict.fromkeys(Path(output).parent for output in outputs):
         remove_stale_staging(folder)
+
+
+def dataset_folder_jobs(dataset_dir: str | Path, output_dir: str | Path) -> list[FileJob]:
+    """One job per pair under ``dataset_dir/<pair type>/<modality>/``, written to ``output_dir/<pair type>/``.
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` holds no pair-type folder. ValueError: as :func:`match_pair_folders`.
+    """
+    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
+    jobs: list[FileJob] = []
+    for pair_type, (anat, func) in PAIR_TYPES.items():
+        if (dataset_dir / pair_type).is_dir():
+            jobs += match_pair_folders(
+                dataset_dir / pair_type / anat, dataset_dir / pair_type / func, output_dir / pair_type
+            )
+    if not jobs:
+        raise FileNotFoundError(f"{dataset_dir}: no pair-type folders ({', '.join(PAIR_TYPES)})")
+    return jobs
 
 
 def check_file_jobs(jobs: Sequence[FileJob], overwrite: bool) -> None:
@@ -194,3 +228,112 @@ def check_weights_file(path: str | Path) -> Path:
             if file.read(1) != b"\x80":
                 raise ValueError(f"{path}: not a PyTorch weights file (neither torch.save's zip format nor a pickle)")
     return path
+
+
+def image_files(folder: str | Path) -> dict[str, Path]:
+    """Image files of ``folder`` (not recursive) by name without suffix, sorted.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist or holds no images.
+        ValueError: if two files share a name (e.g. ``1.png`` and ``1.jpg``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: folder not found")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.stem in files:
+                raise ValueError(f"{folder}: {files[path.stem].name} and {path.name} have the same name")
+            files[path.stem] = path
+    if not files:
+        raise FileNotFoundError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def check_same_names(folder: str | Path, names: set[str], reference: str | Path, expected: set[str]) -> None:
+    """Refuse a ``folder`` whose image ``names`` are not the ``expected`` names of the ``reference`` folder.
+
+    Raises:
+        ValueError: naming both folders, up to five missing names and five unmatched ones.
+    """
+    if names != expected:
+        missing, extra = sorted(expected - names)[:5], sorted(names - expected)[:5]
+        raise ValueError(f"{folder} does not match {reference} by file name: missing {missing}, unmatched {extra}")
+
+
+def source_files(a_dir: str | Path, b_dir: str | Path) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
+    """Matched source names (in :func:`image_names` order) and the two folders' image files by name.
+
+    Raises:
+        FileNotFoundError: for a missing or empty folder. ValueError: if the two folders hold different names.
+    """
+    a_files, b_files = image_files(a_dir), image_files(b_dir)
+    check_same_names(b_dir, set(b_files), a_dir, set(a_files))
+    return sorted(a_files, key=lambda n: (len(n), n)), a_files, b_files
+
+
+def image_names(a_dir: str | Path, b_dir: str | Path) -> list[str]:
+    """Names (without suffix) of the source pairs, in the order results list their images.
+
+    Raises:
+        FileNotFoundError: for a missing or empty folder.
+        ValueError: if the two folders hold different names.
+    """
+    return source_files(a_dir, b_dir)[0]
+
+
+def check_reference(reference: str | None, methods: Sequence[str]) -> None:
+    """Refuse a paired-comparison ``reference`` that is not one of two or more ``methods`` (``None`` passes)."""
+    if reference is not None and (reference not in methods or len(methods) < 2):
+        raise ValueError(f"the reference {reference!r} needs to be one of several methods scored: {list(methods)}")
+
+
+def check_protocol_pair(protocol: str, ssim_protocol: str) -> None:
+    """Refuse the published scoring protocol with the correct SSIM: the literature SSIM is part of what makes its
+    numbers comparable with published tables (``docs/metrics.md``)."""
+    if protocol == "published" and ssim_protocol != "literature":
+        raise ValueError("the published protocol scores SSIM by the literature protocol; drop --ssim-protocol correct")
+
+
+def evaluation_output_paths(output_dir: str | Path, reference: str | None = None) -> list[Path]:
+    """What an evaluation writes into ``output_dir``: ``metrics.csv``, ``metrics.md``, ``metrics.png`` and, with a
+    paired-comparison ``reference``, ``paired.md``."""
+    names = ["metrics.csv", "metrics.md", "metrics.png"] + (["paired.md"] if reference is not None else [])
+    return [Path(output_dir) / name for name in names]
+
+
+def check_evaluation_job(
+    fused_dirs: Mapping[str, str | Path],
+    a_dir: str | Path,
+    b_dir: str | Path,
+    output_dir: str | Path,
+    overwrite: bool,
+    reference: str | None = None,
+) -> list[Path]:
+    """The outputs of an evaluation (:func:`evaluation_output_paths`) once checked: the source folders hold the
+    same image names, every fused folder holds them too, the ``reference`` is one of several methods, and each
+    output may be written.
+
+    Raises:
+        FileNotFoundError, ValueError, FileExistsError: naming the folder or file.
+    """
+    check_reference(reference, list(fused_dirs))
+    names = set(image_names(a_dir, b_dir))
+    for folder in fused_dirs.values():
+        check_same_names(folder, set(image_files(folder)), a_dir, names)
+    outputs = evaluation_output_paths(output_dir, reference)
+    for path in outputs:
+        check_output_path(path, overwrite)
+    return outputs
+
+
+def phantom_output_paths(folder: str | Path, output_format: str, anatomical_modality: str = "CT") -> tuple[Path, Path]:
+    """Where the head phantom (:mod:`mmif_monai.phantoms`) goes in ``folder``: the anatomical and the PET volume,
+    as NIfTI files (``ct.nii.gz`` or ``mr.nii.gz``, ``pet.nii.gz``) or as DICOM series folders (``CT``, ``PT``)."""
+    folder = Path(folder)
+    if output_format == "nifti":
+        return folder / f"{anatomical_modality.lower()}.nii.gz", folder / "pet.nii.gz"
+    if output_format == "dicom":
+        return folder / "CT", folder / "PT"
+    raise ValueError(f"{folder}: unknown output format {output_format!r}; choose from {', '.join(OUTPUT_FORMATS)}")

@@ -7,28 +7,14 @@ from pathlib import Path
 
 import torch
 
-from mmif_monai.io.aanlib import PAIR_TYPES
 from mmif_monai.io.images import check_output_path, read_slice
 from mmif_monai.io.paths import SAMPLES_DIR
+from mmif_monai.io.preflight import dataset_folder_jobs
 from mmif_monai.io.preview import save_preview_grid
 from mmif_monai.jobs.results import JobResult
-from mmif_monai.jobs.slices import FileJob, match_pair_folders, run_file_jobs
+from mmif_monai.jobs.slices import run_file_jobs
 
-__all__ = ["SAMPLES_DIR", "dataset_folder_jobs", "fuse_dataset_folder"]
-
-
-def dataset_folder_jobs(dataset_dir: str | Path, output_dir: str | Path) -> list[FileJob]:
-    """One job per pair under ``dataset_dir/<pair type>/<modality>/``, written to ``output_dir/<pair type>/``."""
-    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
-    jobs: list[FileJob] = []
-    for pair_type, (anat, func) in PAIR_TYPES.items():
-        if (dataset_dir / pair_type).is_dir():
-            jobs += match_pair_folders(
-                dataset_dir / pair_type / anat, dataset_dir / pair_type / func, output_dir / pair_type
-            )
-    if not jobs:
-        raise FileNotFoundError(f"{dataset_dir}: no pair-type folders ({', '.join(PAIR_TYPES)})")
-    return jobs
+__all__ = ["SAMPLES_DIR", "fuse_dataset_folder"]
 
 
 def fuse_dataset_folder(

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from monai.utils import convert_to_tensor, look_up_option
 
+from mmif_monai.io.preflight import check_protocol_pair
+
 __all__ = [
     "METRIC_NAMES",
     "SSIM_PROTOCOLS",
@@ -465,5 +467,4 @@ def check_protocols(protocol: str, ssim_protocol: str = "literature") -> None:
     what makes numbers comparable with published tables)."""
     look_up_option(protocol, SCORING_PROTOCOLS)
     look_up_option(ssim_protocol, SSIM_PROTOCOLS)
-    if protocol == "published" and ssim_protocol != "literature":
-        raise ValueError("the published protocol scores SSIM by the literature protocol; drop --ssim-protocol correct")
+    check_protocol_pair(protocol, ssim_protocol)

@@ -21,7 +21,16 @@ from tqdm import tqdm
 
 from mmif_monai.devices import resolve_device
 from mmif_monai.io.markdown import markdown_rows
+from mmif_monai.io.outputs import check_output_path
 from mmif_monai.io.paths import IMAGE_SUFFIXES
+from mmif_monai.io.preflight import (
+    check_reference,
+    check_same_names,
+    evaluation_output_paths,
+    image_files,
+    image_names,
+    source_files,
+)
 from mmif_monai.metrics.batched import METRIC_NAMES, batched_metrics, check_protocols
 from mmif_monai.metrics.protocol import stretch_to_uint8_range, to_uint8_grey
 from mmif_monai.metrics.statistics import paired_comparison, paired_comparison_table
@@ -57,50 +66,6 @@ SSIM_PROTOCOL_CAPTIONS = {
 
 # PIL modes read through a conversion; anything else that is not 8-bit "L" or "RGB" is refused.
 _CONVERTED_MODES = {"1": "L", "LA": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
-
-
-def image_files(folder: str | Path) -> dict[str, Path]:
-    """Image files of ``folder`` (not recursive) by name without suffix, sorted.
-
-    Raises:
-        FileNotFoundError: if the folder does not exist or holds no images.
-        ValueError: if two files share a name (e.g. ``1.png`` and ``1.jpg``).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stem in files:
-                raise ValueError(f"{folder}: {files[path.stem].name} and {path.name} have the same name")
-            files[path.stem] = path
-    if not files:
-        raise FileNotFoundError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def _check_same_names(folder: Path, names: set[str], reference: Path, expected: set[str]) -> None:
-    if names != expected:
-        missing, extra = sorted(expected - names)[:5], sorted(names - expected)[:5]
-        raise ValueError(f"{folder} does not match {reference} by file name: missing {missing}, unmatched {extra}")
-
-
-def _source_files(a_dir: Path, b_dir: Path) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
-    """Matched source names (sorted) and the two folders' files by name."""
-    a_files, b_files = image_files(a_dir), image_files(b_dir)
-    _check_same_names(b_dir, set(b_files), a_dir, set(a_files))
-    return sorted(a_files, key=lambda n: (len(n), n)), a_files, b_files
-
-
-def image_names(a_dir: str | Path, b_dir: str | Path) -> list[str]:
-    """Names (without suffix) of the source pairs, in the order results list their images.
-
-    Raises:
-        FileNotFoundError: for a missing or empty folder.
-        ValueError: if the two folders hold different names.
-    """
-    return _source_files(Path(a_dir), Path(b_dir))[0]
 
 
 def load_grey(path: str | Path) -> np.ndarray:
@@ -181,10 +146,10 @@ def evaluate_folders(
     check_protocols(protocol, ssim_protocol)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    names, a_files, b_files = _source_files(Path(a_dir), Path(b_dir))
+    names, a_files, b_files = source_files(a_dir, b_dir)
     fused_files = {method: image_files(Path(folder)) for method, folder in fused_dirs.items()}
     for method, files in fused_files.items():
-        _check_same_names(Path(fused_dirs[method]), set(files), Path(a_dir), set(names))
+        check_same_names(fused_dirs[method], set(files), a_dir, set(names))
     device = resolve_device(device)
 
     results: dict[str, dict[str, list[float]]] = {m: {n: [] for n in METRIC_NAMES} for m in fused_dirs}
@@ -304,12 +269,6 @@ def plot_results(results: Results, path: str | Path) -> None:
     fig.savefig(path, format="png", dpi=120)
 
 
-def check_reference(reference: str | None, methods: Sequence[str]) -> None:
-    """Refuse a paired-comparison ``reference`` that is not one of two or more ``methods`` (``None`` passes)."""
-    if reference is not None and (reference not in methods or len(methods) < 2):
-        raise ValueError(f"the reference {reference!r} needs to be one of several methods scored: {list(methods)}")
-
-
 def write_evaluation(
     results: Results,
     output_dir: str | Path,
@@ -334,11 +293,9 @@ def write_evaluation(
     """
     check_reference(reference, list(results))
     folder = Path(output_dir)
-    names = ["metrics.csv", "metrics.md", "metrics.png"] + (["paired.md"] if reference is not None else [])
-    paths = [folder / name for name in names]
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]} exists; overwrite it explicitly")
+    paths = evaluation_output_paths(folder, reference)
+    for path in paths:
+        check_output_path(path, overwrite)
     table = markdown_table(results, ssim_protocol, protocol)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, png_path = paths[:3]
