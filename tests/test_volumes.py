@@ -104,9 +104,73 @@ def test_study_folder_series_are_chosen_by_selector_or_role(study, tmp_path):
     assert str(folder) in str(error.value) and "PET FDG BRAIN PHANTOM" in str(error.value)
     assert load_volume(folder, series="PT").meta["modality"] == "PT"
     assert load_volume(folder, series="ct head phantom").meta["modality"] == "CT"
-    assert load_volume(folder, preferred_modalities=("PT", "NM")).meta["modality"] == "PT"
+    assert load_volume(folder, role="functional").meta["modality"] == "PT"
+    ct = load_volume(folder, role="anatomical")
+    assert ct.meta["modality"] == "CT"
     with pytest.raises(ValueError, match="no series matches 'MR'"):
         load_volume(folder, series="MR")
+    # the functional series of a study is never its anatomical one: the CT matches no functional rule
+    pet_uid = load_volume(folder, series="PT").meta[DICOM_IDENTITY_KEY]["SeriesInstanceUID"]
+    with pytest.raises(ValueError, match="no functional series other than the anatomical one: none matches") as error:
+        load_volume(folder, role="functional", exclude_uid=pet_uid)
+    assert str(folder) in str(error.value) and "Modality '(?i)^(PT|NM)$'" in str(error.value)
+
+
+def test_a_study_folder_with_a_subfolder_per_series_is_read_by_the_deploy_apps_rules(study, tmp_path):
+    """STUDY/CT and STUDY/PT, as the Deploy app reads a study. Two series of the first rule that matches (two CT
+    series) are not chosen between by SeriesNumber, as the Deploy app must: the user is asked to choose."""
+    folder = study.ct_dir.parent
+    ct = load_volume(folder, role="anatomical")
+    assert str(ct.meta["filename_or_obj"]) == str(study.ct_dir) and ct.meta["modality"] == "CT"
+    assert load_volume(folder, role="functional").meta["modality"] == "PT"
+    copy = tmp_path / "study"
+    shutil.copytree(folder, copy)
+    repeat = copy / "CT_REPEAT"
+    repeat.mkdir()
+    uid = pydicom.uid.generate_uid()
+    for path in sorted((copy / "CT").iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SOPInstanceUID = uid, 1, pydicom.uid.generate_uid()
+        ds.SeriesDescription = "CT REPEAT"
+        ds.save_as(repeat / path.name)
+    with pytest.raises(ValueError, match="holds 3 series, choose one with --series") as error:
+        load_volume(copy, role="anatomical")
+    assert str(copy) in str(error.value) and "CT 'CT REPEAT'" in str(error.value)
+    assert load_volume(copy, series="CT REPEAT").meta[DICOM_IDENTITY_KEY]["SeriesInstanceUID"] == uid
+    assert load_volume(copy, role="functional").meta["modality"] == "PT"
+    # a series whose files lie in two folders cannot be read as one
+    shutil.move(repeat / "IM000001.dcm", copy / "CT" / "IM999999.dcm")
+    with pytest.raises(ValueError, match=r"the files of series CT 'CT REPEAT' lie in 2 folders \(") as error:
+        load_volume(copy, series="PT")
+    assert str(copy) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "conditions, matched",
+    [
+        ({"Modality": "ct"}, True),  # equal without regard to case
+        ({"Modality": "(?i)^(PT|CT)$"}, True),  # a regular expression that finds it
+        ({"SeriesDescription": "head"}, True),  # found inside the text, case-insensitive
+        ({"Modality": "^MR$"}, False),
+        ({"SeriesNumber": 2}, True),  # numbers by value
+        ({"SeriesNumber": 3}, False),
+        ({"BodyPartExamined": "HEAD"}, False),  # an attribute the header lacks matches nothing
+        ({"Modality": "CT", "SeriesDescription": ""}, True),  # an empty condition matches anything
+    ],
+)
+def test_series_rules_match_text_and_numbers_as_the_deploy_selector_does(study, conditions, matched):
+    from mmif_monai.deploy.selection import series_matches
+
+    header = pydicom.dcmread(next(study.ct_dir.iterdir()), stop_before_pixels=True)
+    assert series_matches(conditions, header) is matched
+
+
+def test_a_series_rule_only_the_deploy_selector_matches_is_refused_by_name(study):
+    from mmif_monai.deploy.selection import series_matches
+
+    header = pydicom.dcmread(next(study.ct_dir.iterdir()), stop_before_pixels=True)
+    with pytest.raises(ValueError, match=r"SeriesNumber: \[1, 3\]: only text and number conditions"):
+        series_matches({"SeriesNumber": [1, 3]}, header)
 
 
 def test_a_dicomdir_and_other_files_beside_the_series_are_passed_over(study, tmp_path):
@@ -395,6 +459,32 @@ def test_cli_keeps_existing_output_without_overwrite(nifti, tmp_path, capsys):
     assert out.read_bytes() == b"keep me"
     assert main(["fuse", "--method", "average", *args, "--overwrite"]) == 0
     assert nib.load(out).shape == (*SHAPE, 3)
+
+
+def test_cli_fuses_a_study_folder_with_ct_and_pt_subfolders_as_its_two_series(study, tmp_path, capsys):
+    folder = str(study.ct_dir.parent)
+    args = ["fuse", "--method", "average", "--format", "dicom"]
+    assert main([*args, "--anatomical", folder, "--functional", folder, "-o", str(tmp_path / "study")]) == 0
+    notes = capsys.readouterr().out
+    assert f"series: anatomical CT 'CT HEAD PHANTOM' ({study.ct_dir}), functional PT" in notes, notes
+    assert (
+        main(
+            [
+                *args,
+                "--anatomical",
+                str(study.ct_dir),
+                "--functional",
+                str(study.pt_dir),
+                "-o",
+                str(tmp_path / "series"),
+            ]
+        )
+        == 0
+    )
+    by_study, by_series = (sorted((tmp_path / name).iterdir()) for name in ("study", "series"))
+    assert [p.name for p in by_study] == [p.name for p in by_series] and len(by_study) == SHAPE[2]
+    for a, b in zip(by_study, by_series):  # the same pixels: the same two series were fused
+        assert np.array_equal(pydicom.dcmread(a).pixel_array, pydicom.dcmread(b).pixel_array)
 
 
 def test_cli_volume_options_need_volumes(tmp_path, capsys):

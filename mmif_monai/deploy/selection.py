@@ -8,15 +8,17 @@ functional). Within one selection, series are taken in SeriesNumber order. The f
 functional candidate that is not the anatomical series, which is how two MR series of one study pair up.
 
 This module works on the SDK's domain objects (``DICOMStudy``, ``DICOMSeries``) but does not import the SDK, so
-it can be read and tested without Holoscan.
+it can be read and tested without Holoscan. ``mmif fuse`` chooses the series of a study folder by the same rules
+without the SDK (:func:`selection_matches`, :func:`series_matches`; :func:`mmif_monai.io.volumes.select_series`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "ANATOMICAL",
@@ -27,13 +29,19 @@ __all__ = [
     "describe_series",
     "series_order",
     "check_single_study",
+    "conditions_text",
     "choose_pair",
+    "series_matches",
+    "selection_matches",
+    "one_folder",
     "series_folder",
 ]
 
 ANATOMICAL, FUNCTIONAL = "anatomical", "functional"
 ROLES = (ANATOMICAL, FUNCTIONAL)
 DEFAULT_RULES_PATH = Path(__file__).with_name("series_rules.json")
+
+Series = TypeVar("Series")
 
 
 def load_rules(path: str | Path | None = None) -> dict[str, Any]:
@@ -115,7 +123,8 @@ def check_single_study(studies: Sequence, folder: str | Path):
     return studies[0]
 
 
-def _conditions_text(rules: Mapping[str, Any], role: str) -> str:
+def conditions_text(rules: Mapping[str, Any], role: str) -> str:
+    """``role``'s selections in ``rules`` for messages: ``(Modality '(?i)^CT$') or (Modality '(?i)^MR$')``."""
     return " or ".join(
         "(" + ", ".join(f"{key} {value!r}" for key, value in selection["conditions"].items()) + ")"
         for selection in rules["selections"]
@@ -140,23 +149,75 @@ def choose_pair(
         if chosen is None:
             other = " other than the anatomical one" if role == FUNCTIONAL and candidates.get(FUNCTIONAL) else ""
             raise ValueError(
-                f"{folder}: no {role} series{other}: none matches {_conditions_text(rules, role)}; "
+                f"{folder}: no {role} series{other}: none matches {conditions_text(rules, role)}; "
                 f"the study holds: {_listing([study]) or 'no image series'}"
             )
     return anatomical, functional
 
 
-def series_folder(series, folder: str | Path) -> Path:
-    """The one folder that holds every file of ``series`` (the volume loader reads a series from one folder).
+def series_matches(conditions: Mapping[str, Any], header) -> bool:
+    """Whether a series whose first image's ``header`` (``header.get(keyword)``, e.g. a pydicom ``Dataset``) meets
+    one selection's ``conditions``, as the SDK's ``DICOMSeriesSelectorOperator`` matches text and numbers: a text
+    condition matches a value equal to it without regard to case, or one that its regular expression finds
+    (``re.search``, case-insensitive); a number matches an equal value; an empty condition matches anything; a
+    missing attribute matches nothing.
 
     Raises:
-        ValueError: naming ``folder``: the series' files lie in several folders.
+        ValueError: a condition of another kind (a list: the SDK's ranges, relations and sets), which only the
+            Deploy app's selector matches.
     """
-    instances = series.get_sop_instances()
-    parents = sorted({Path(instance.get_native_sop_instance().filename).parent for instance in instances})
+    for keyword, wanted in conditions.items():
+        if wanted is None or wanted == "":
+            continue
+        value = header.get(keyword)
+        if value is None or value == "":
+            return False
+        if isinstance(wanted, str):
+            text = str(value)
+            if text.casefold() != wanted.casefold() and not re.search(wanted, text, re.IGNORECASE):
+                return False
+        elif isinstance(wanted, (int, float)) and not isinstance(wanted, bool):
+            try:
+                if float(value) != float(wanted):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        else:
+            raise ValueError(
+                f"series rule {keyword}: {wanted!r}: only text and number conditions are matched outside the Deploy app"
+            )
+    return True
+
+
+def selection_matches(
+    series: Sequence[Series], role: str, rules: Mapping[str, Any], header: Callable[[Series], Any]
+) -> list[list[Series]]:
+    """For each of ``role``'s selections in ``rules``, in file order (the order of preference), the ``series`` it
+    matches (:func:`series_matches` on ``header(series)``)."""
+    return [
+        [s for s in series if series_matches(selection["conditions"], header(s))]
+        for selection in rules["selections"]
+        if selection["name"] == role
+    ]
+
+
+def one_folder(files: Sequence[str | Path], label: str, folder: str | Path) -> Path:
+    """The one folder that holds every one of a series' ``files`` (the volume loader reads a series from one
+    folder); ``label`` names the series in the message.
+
+    Raises:
+        ValueError: naming ``folder``: the files lie in several folders.
+    """
+    parents = sorted({Path(path).parent for path in files})
     if len(parents) != 1:
         raise ValueError(
-            f"{folder}: the files of series {describe_series(series)} lie in {len(parents)} folders "
+            f"{folder}: the files of series {label} lie in {len(parents)} folders "
             f"({', '.join(map(str, parents[:3]))}...); keep each series in one folder"
         )
     return parents[0]
+
+
+def series_folder(series, folder: str | Path) -> Path:
+    """The one folder that holds every file of ``series`` (an SDK ``DICOMSeries``): :func:`one_folder`."""
+    files = [instance.get_native_sop_instance().filename for instance in series.get_sop_instances()]
+    return one_folder(files, describe_series(series), folder)

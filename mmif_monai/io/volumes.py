@@ -3,10 +3,11 @@
 Every volume comes back as a ``MetaTensor`` (1, X, Y, Z) with its RAS affine, through MONAI's readers
 (:class:`~mmif_monai.transforms.loading.LoadModality`: ``NibabelReader`` for NIfTI, ``ITKReader`` for
 ``.mha .mhd .nrrd .nhdr``, both refusing compressed data that fails its checksum, ``PydicomReader`` for DICOM).
-For a DICOM folder the headers are scanned first with pydicom, so that a study folder holding several series can
-be narrowed to one (``series=`` a Modality, SeriesDescription or SeriesInstanceUID), and so that a series MONAI
-would stack wrongly is refused with a message naming the folder: mixed patients, mixed orientations or sizes,
-several images at one position (4D), gaps (missing slices), uneven spacing.
+For a DICOM folder the headers are scanned first with pydicom, so that a study folder holding several series (in
+it or in its subfolders) can be narrowed to one (``series=`` a Modality, SeriesDescription or SeriesInstanceUID;
+without it, the Deploy app's series rules for the input's role), and so that a series MONAI would stack wrongly
+is refused with a message naming the folder: mixed patients, mixed orientations or sizes, several images at one
+position (4D), gaps (missing slices), uneven spacing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monai.data.meta_tensor import MetaTensor
 from monai.utils import ImageMetaKey
 from pydicom.errors import InvalidDicomError
 
+from mmif_monai.deploy.selection import conditions_text, load_rules, one_folder, selection_matches
 from mmif_monai.errors import MMIFWarning
 from mmif_monai.io.outputs import staged_outputs
 from mmif_monai.io.paths import NIFTI_SUFFIXES
@@ -91,7 +93,8 @@ def volume_name(img: torch.Tensor) -> str:
 
 @dataclass(frozen=True)
 class DicomSeries:
-    """The files of one DICOM series in a folder, and the header of each (read without pixel data)."""
+    """The files of one DICOM series, the folder that holds them, and the header of each (read without pixel
+    data)."""
 
     folder: Path
     uid: str
@@ -113,19 +116,29 @@ def _is_dicomdir(header: pydicom.Dataset) -> bool:
     return meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR_SOP_CLASS
 
 
+def _files_under(folder: Path) -> list[Path]:
+    """The files in ``folder`` and its subfolders, sorted, without hidden files and folders (a staging folder, a
+    version-control folder); links to folders are not followed."""
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        files += [Path(root) / name for name in sorted(names) if not name.startswith(".")]
+    return [path for path in files if path.is_file()]
+
+
 def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
-    """The DICOM series among the files directly in ``folder`` (subfolders are not searched), by SeriesInstanceUID.
+    """The DICOM series among the files in ``folder`` and its subfolders (a study folder with a folder per series,
+    as the Deploy app reads one), by SeriesInstanceUID.
 
     Raises:
-        FileNotFoundError: ``folder`` does not exist. ValueError: it holds no DICOM file.
+        FileNotFoundError: ``folder`` does not exist. ValueError: it holds no DICOM file, or a series' files lie in
+        several folders.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(folder))
     groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
+    for path in _files_under(folder):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError) as error:
@@ -139,17 +152,19 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
             raise ValueError(f"{path}: cannot read this DICOM file (no SeriesInstanceUID: damaged, or not an image)")
         groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
     if not groups:
-        raise ValueError(f"{folder}: no DICOM files in this folder (subfolders are not searched)")
+        raise ValueError(f"{folder}: no DICOM files in this folder or its subfolders")
     series = []
     for uid, members in groups.items():
         first = members[0][1]
+        modality, description = str(first.get("Modality", "")), str(first.get("SeriesDescription", ""))
+        files = tuple(path for path, _ in members)
         series.append(
             DicomSeries(
-                folder=folder,
+                folder=one_folder(files, f"{modality or '?'} {description!r}", folder),
                 uid=uid,
-                modality=str(first.get("Modality", "")),
-                description=str(first.get("SeriesDescription", "")),
-                files=tuple(path for path, _ in members),
+                modality=modality,
+                description=description,
+                files=files,
                 headers=tuple(header for _, header in members),
             )
         )
@@ -157,26 +172,43 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
 
 
 def select_series(
-    series: Sequence[DicomSeries], selector: str | None, preferred_modalities: Sequence[str] = ()
+    folder: str | Path,
+    series: Sequence[DicomSeries],
+    selector: str | None = None,
+    role: str | None = None,
+    exclude_uid: str | None = None,
 ) -> DicomSeries:
-    """The one series matching ``selector`` (Modality, SeriesDescription or SeriesInstanceUID, case-insensitive).
+    """The one of ``folder``'s ``series`` matching ``selector`` (Modality, SeriesDescription or SeriesInstanceUID,
+    case-insensitive).
 
-    Without a selector: the only series, or else the only series of the first of ``preferred_modalities`` that
-    the folder holds exactly one series of (e.g. ``("CT", "MR")`` picks the CT of a PET/CT study folder).
+    Without a selector: the only series; or else, for a ``role`` (``"anatomical"`` or ``"functional"``), the series
+    the Deploy app's rules (:data:`~mmif_monai.deploy.selection.DEFAULT_RULES_PATH`: CT, else MR as anatomical;
+    PT or NM, else MR as functional) give that role, other than the series ``exclude_uid`` (the anatomical one,
+    when the functional input is the same study). Where the first rule that matches matches several series, the
+    Deploy app would take the first by SeriesNumber; here the user is asked to choose.
 
     Raises:
         ValueError: naming the folder and listing its series, when none or several match.
     """
-    folder = series[0].folder
     listing = "; ".join(s.label() for s in series)
+    choose = f"{folder}: holds {len(series)} series, choose one with --series: {listing}"
     if selector is None:
         if len(series) == 1:
             return series[0]
-        for modality in preferred_modalities:
-            candidates = [s for s in series if s.modality.upper() == modality.upper()]
-            if len(candidates) == 1:
+        if role is None:
+            raise ValueError(choose)
+        rules = load_rules()
+        for matched in selection_matches(series, role, rules, lambda s: s.headers[0]):
+            candidates = [s for s in matched if s.uid != exclude_uid]
+            if len(candidates) > 1:
+                raise ValueError(choose)
+            if candidates:
                 return candidates[0]
-        raise ValueError(f"{folder}: holds {len(series)} series, choose one with --series: {listing}")
+        other = " other than the anatomical one" if exclude_uid in {s.uid for s in series} else ""
+        raise ValueError(
+            f"{folder}: no {role} series{other}: none matches {conditions_text(rules, role)}; choose one with "
+            f"--series: {listing}"
+        )
     wanted = selector.strip().lower()
     matches = [s for s in series if wanted in (s.modality.lower(), s.description.lower(), s.uid.lower())]
     if len(matches) != 1:
@@ -307,21 +339,22 @@ def check_series(series: DicomSeries) -> float:
 
 
 def _load_dicom_series(
-    folder: Path, selector: str | None, modality: str | None, preferred_modalities: Sequence[str]
+    folder: Path, selector: str | None, modality: str | None, role: str | None, exclude_uid: str | None
 ) -> MetaTensor:
-    series = select_series(find_dicom_series(folder), selector, preferred_modalities)
+    series = select_series(folder, find_dicom_series(folder), selector, role, exclude_uid)
+    where = series.folder
     if modality is None and series.modality and series.modality.upper() not in MODALITY_ALIASES:
         raise ValueError(
-            f"{folder}: series modality {series.modality!r} is not one of CT, MR, PT, NM; give --modalities to override"
+            f"{where}: series modality {series.modality!r} is not one of CT, MR, PT, NM; give --modalities to override"
         )
     spacing = check_series(series)
     # PydicomReader reads every matching file of a folder as one series: match exactly this series' files
-    only_these = "|".join(re.escape(os.path.join(str(folder), path.name)) + "$" for path in series.files)
+    only_these = "|".join(re.escape(os.path.join(str(where), path.name)) + "$" for path in series.files)
     reader = PydicomReader(prune_metadata=False, fname_regex=only_these)
-    img = LoadModality(reader=reader, modality=modality or series.modality or None)(folder)
+    img = LoadModality(reader=reader, modality=modality or series.modality or None)(where)
     stacked = float(np.linalg.norm(np.asarray(img.affine)[:3, 2]))
     if not np.isclose(stacked, spacing, rtol=_SPACING_TOLERANCE):
-        raise ValueError(f"{folder}: stacked slice spacing {stacked:.3f} mm differs from the headers' {spacing:.3f} mm")
+        raise ValueError(f"{where}: stacked slice spacing {stacked:.3f} mm differs from the headers' {spacing:.3f} mm")
     first = series.headers[0]
     img.meta[DICOM_IDENTITY_KEY] = {k: str(first.get(k)) for k in _RECORDED_KEYWORDS if first.get(k) is not None}
     return img
@@ -383,19 +416,21 @@ def load_volume(
     path: str | Path,
     series: str | None = None,
     modality: str | None = None,
-    preferred_modalities: Sequence[str] = (),
+    role: str | None = None,
+    exclude_uid: str | None = None,
 ) -> MetaTensor:
     """Load a 3D volume as a float32 ``MetaTensor`` (1, X, Y, Z) with its RAS affine.
 
     Args:
         path: a NIfTI (``.nii``, ``.nii.gz``) or ITK (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``) file, or a folder of
-            DICOM files.
+            DICOM files (one series, or a study: several series, in it or in its subfolders).
         series: for a folder holding several series, the one to load: its Modality (``CT``, ``PT``...),
             SeriesDescription or SeriesInstanceUID.
         modality: the modality (``CT``, ``MR``, ``PT``, ``NM`` or an alias) written to ``meta["modality"]``;
             None keeps the DICOM Modality (NIfTI and ITK files carry none).
-        preferred_modalities: without ``series``, in a folder of several series, take the only series of the
-            first of these DICOM modalities found once (:func:`select_series`).
+        role, exclude_uid: without ``series``, in a folder of several series, take the series the Deploy app's
+            rules give ``role`` (``"anatomical"`` or ``"functional"``) other than ``exclude_uid``
+            (:func:`select_series`).
 
     The meta of a DICOM volume also holds the full header of its first image (DICOM JSON model, for the SUV
     attributes) and, under :data:`DICOM_IDENTITY_KEY`, its patient, study, series and frame-of-reference identity.
@@ -409,7 +444,7 @@ def load_volume(
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     if path.is_dir():
-        img = _load_dicom_series(path, series, modality, preferred_modalities)
+        img = _load_dicom_series(path, series, modality, role, exclude_uid)
     elif path.name.lower().endswith(VOLUME_SUFFIXES):
         if path.name.lower().endswith(NIFTI_SUFFIXES):
             _check_nifti_header(path)

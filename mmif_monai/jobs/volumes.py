@@ -31,6 +31,7 @@ import torch
 from monai.data import NibabelWriter
 from monai.data.meta_tensor import MetaTensor
 
+from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.fusion.volumes import fuse_volume, preview_slices, resolve_axis
@@ -60,6 +61,7 @@ from mmif_monai.transforms import (
 __all__ = [
     "VolumePair",
     "load_volume_pair",
+    "series_line",
     "normalise_pair",
     "align_pair",
     "FusedVolume",
@@ -156,8 +158,9 @@ def load_volume_pair(
     if len(modalities) != 2 or (series is not None and len(series) != 2):
         raise ValueError("modalities and series take one entry for the anatomical and one for the functional input")
     selectors = tuple(series) if series is not None else (None, None)
-    anatomical_volume = load_volume(anatomical, selectors[0], modalities[0], preferred_modalities=("CT", "MR"))
-    functional_volume = load_volume(functional, selectors[1], modalities[1], preferred_modalities=FUNCTIONAL_MODALITIES)
+    anatomical_volume = load_volume(anatomical, selectors[0], modalities[0], role=ANATOMICAL)
+    chosen = _identity(anatomical_volume).get("SeriesInstanceUID")  # a study folder's functional series is another
+    functional_volume = load_volume(functional, selectors[1], modalities[1], role=FUNCTIONAL, exclude_uid=chosen)
     functional_modality = canonical_modality(modalities[1] or modality_from_meta(functional_volume.meta) or "PT")
     functional_volume.meta[MODALITY_KEY] = functional_modality
     pair = VolumePair(
@@ -168,6 +171,17 @@ def load_volume_pair(
     )
     _check_pair(pair, register)
     return pair
+
+
+def series_line(pair: VolumePair) -> str:
+    """Which DICOM series the pair was loaded from, for the job's notes (empty for NIfTI/ITK files), e.g.
+    ``series: anatomical CT 'CT HEAD' (STUDY/CT), functional PT 'PET FDG' (STUDY/PT)``."""
+    loaded = [
+        f"{role} {identity.get('Modality', '?')} {identity.get('SeriesDescription', '')!r} ({volume_name(volume)})"
+        for role, volume in ((ANATOMICAL, pair.anatomical), (FUNCTIONAL, pair.functional))
+        if "SeriesInstanceUID" in (identity := _identity(volume))
+    ]
+    return f"series: {', '.join(loaded)}" if loaded else ""
 
 
 def normalise_pair(pair: VolumePair) -> tuple[VolumePair, str]:
@@ -273,8 +287,9 @@ def fuse_volume_files(
         register: False, True/``"rigid"`` or ``"affine"`` (:func:`~mmif_monai.registration.align_volumes`).
         axis: slicing axis, 0/1/2 or ``"axial"``/``"coronal"``/``"sagittal"``.
         overwrite: replace existing outputs.
-        series: (anatomical selector, functional selector) for folders holding several series: Modality,
-            SeriesDescription or SeriesInstanceUID; None entries pick CT/MR (anatomical) or PT/NM (functional).
+        series: (anatomical selector, functional selector) for folders holding several series (a study folder, its
+            series in it or in subfolders): Modality, SeriesDescription or SeriesInstanceUID; None entries pick by
+            the Deploy app's series rules (CT, else MR as anatomical; PT or NM, else another MR as functional).
         batch_size: slices per network call.
         modalities: (anatomical, functional) modality names overriding the headers; for NIfTI/ITK files, which
             carry none, the anatomical one defaults to CT when the volume reaches -500 (air in HU), else MR, and
@@ -297,6 +312,8 @@ def fuse_volume_files(
     with result.step("load"):
         paths = check_volume_job(anatomical, functional, output, output_format, register, overwrite)
         loaded = load_volume_pair(anatomical, functional, series, modalities, register)
+    if series_line(loaded):
+        result.note(series_line(loaded))
     with result.step("normalise"):
         normalised, rules = normalise_pair(loaded)
     result.note(rules)
