@@ -92,11 +92,34 @@ def test_evaluating_with_mlflow_tracking_records_a_finished_run_with_the_metrics
     assert params["weights_digest"] == weights_digest(BUNDLE / "models" / "model.pt")
     assert params["dataset_dir"] == str(SAMPLES) and params["images"] == "2" and params["pair_types"] == "['mri_ct']"
     assert params["scoring_protocol"] == "project" and params["validation_split"] == "atlas cases [37]"
+    assert params["ssim_protocol"] == "literature"
     assert client.get_experiment(run.info.experiment_id).name == "mmif_net_evaluation"
     # the executed config says which weights and data were scored
     (config,) = client.list_artifacts(run.info.run_id, "config")
     local = Path(client.download_artifacts(run.info.run_id, config.path, str(tmp_path / "download")))
     assert str(SAMPLES) in local.read_text()
+
+
+def test_evaluation_scores_ssim_by_the_default_protocol_of_mmif_evaluate_and_the_other_on_request():
+    """One SSIM default for the library, mmif evaluate and the bundle's evaluation; ssim_protocol selects the other."""
+    import inspect
+
+    from monai.bundle import ConfigParser
+
+    from mmif_monai.cli.main import build_parser
+    from mmif_monai.metrics.fusion_metric import FusionMetric
+
+    default = inspect.signature(FusionMetric).parameters["ssim_protocol"].default
+    cli = build_parser().parse_args(["evaluate", "--fused", "F", "--a", "A", "--b", "B"])
+    assert default == cli.ssim_protocol == "literature"
+    for override in (None, "correct"):
+        parser = ConfigParser()
+        parser.read_config([str(BUNDLE / "configs" / name) for name in ("train.json", "evaluate.json")])
+        if override is not None:
+            parser["ssim_protocol"] = override
+        expected = override or default
+        assert parser.get_parsed_content("validate#additional_metrics#SSIM#metric_fn").ssim_protocol == expected
+        assert parser.get_parsed_content("evaluation_params#ssim_protocol") == expected
 
 
 def _zeroed_weights(folder: Path) -> Path:
