@@ -5,6 +5,8 @@
   percentiles, 8-bit /255), and the body-weight SUV factor from DICOM metadata.
 - :mod:`.loading`: loading PNG/TIFF/JPEG, NIfTI, DICOM and ITK images as channel-first ``MetaTensor`` objects.
 - :mod:`.meta`: the metadata keys and modality names the others share.
+- :mod:`.sampling`: a foreground weight map for drawing training crops where the anatomy is.
+- :mod:`.shift`: another scanner's intensities (a gamma that scales an image's mean grey).
 
 Array transforms take one channel-first image; the ``...d`` classes are their dictionary-based wrappers.
 """
@@ -52,6 +54,8 @@ from .meta import (
     modality_from_meta,
     shown_inverted,
 )
+from .sampling import ForegroundWeight, ForegroundWeightd
+from .shift import ScaleMeanByGamma, ScaleMeanByGammad, gamma_for_mean_ratio
 
 __all__ = [
     # color
@@ -93,4 +97,11 @@ __all__ = [
     "check_anatomical_modality",
     "modality_from_meta",
     "shown_inverted",
+    # sampling
+    "ForegroundWeight",
+    "ForegroundWeightd",
+    # shift
+    "ScaleMeanByGamma",
+    "ScaleMeanByGammad",
+    "gamma_for_mean_ratio",
 ]
