@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument(
         "--doc", type=Path,
         help="the document to write (default: docs/validation.md; docs/validation_published.md with --protocol"
-        " published)",
+        " published; _shifted before .md with --shifted)",
     )  # fmt: skip
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     parser.add_argument("--ssim-protocol", choices=["literature", "correct"], default=defaults.ssim_protocol)
@@ -39,10 +39,16 @@ def main() -> None:
         help="published: CDDFuse's evaluator (images as written, MI in nats), with MMIF-Net's ratios to pixel-max"
         " next to the quality targets",
     )  # fmt: skip
+    parser.add_argument(
+        "--shifted", action="store_true",
+        help="score the shifted variant: the same pairs with each anatomical image darkened by the gamma that halves"
+        " its mean grey, as another scanner would give them",
+    )  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
     parser.add_argument(
-        "--figure", type=Path, default=REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png"
-    )
+        "--figure", type=Path,
+        help="default: the bundle's docs/validation_grid.png; docs/validation_shifted_grid.png with --shifted",
+    )  # fmt: skip
     parser.add_argument(
         "--figure-methods", nargs="+", default=list(defaults.figure_methods),
         help="the figure's columns after the sources (two slices of each pair type per row)",
@@ -55,7 +61,11 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     published = args.protocol == "published"
-    args.doc = args.doc or REPO_ROOT / "docs" / ("validation_published.md" if published else "validation.md")
+    stem = "validation" + ("_published" if published else "") + ("_shifted" if args.shifted else "")
+    args.doc = args.doc or REPO_ROOT / "docs" / f"{stem}.md"
+    if args.figure is None:
+        bundle_figure = REPO_ROOT / "bundles" / "mmif_net" / "docs" / "validation_grid.png"
+        args.figure = REPO_ROOT / "docs" / "validation_shifted_grid.png" if args.shifted else bundle_figure
     run_validation(
         ValidationSettings(
             out_dir=args.out,
@@ -69,6 +79,7 @@ def main() -> None:
             limit=args.limit,
             device=args.device,
             weights=args.weights,
+            shifted=args.shifted,
         )  # fmt: skip
     )
 

@@ -1,0 +1,204 @@
+"""Comparing candidate weights for the shipped model (``scripts/compare_candidates.py``): each candidate against the
+quality targets on the validation split and on its shifted variant, next to what a reader sees of its colours and
+bone, in one table, so that the one shipped is chosen on all of it at once.
+
+Per candidate and pair type: the targets met under the published protocol (MMIF-Net's mean ÷ pixel-max's against
+CDDFuse's ratio, :func:`~mmif_monai.studies.validation.target_ratio_table`) on the split as it is and on its
+shifted variant (:func:`~mmif_monai.studies.validation.shift_anatomical`); the colour fidelity of its fused
+MRI–PET and MRI–SPECT images (ΔE00, share moved to another colour-scale step) and the share of the CT's bone it
+greys in MRI–CT (:mod:`mmif_monai.studies.colour`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmif_monai.fusion.methods import NETWORK_METHOD
+from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
+from mmif_monai.io.paths import DEFAULT_DATASET_DIR
+from mmif_monai.metrics.bone import BONE_BOUND
+from mmif_monai.metrics.colour import AANLIB_COLOUR_SCALES, COLOUR_BOUND
+from mmif_monai.metrics.report import evaluate_folders
+from mmif_monai.networks.pretrained import weights_digest
+from mmif_monai.studies.colour import score_bone_folder, score_folder
+from mmif_monai.studies.comparison import validation_pairs
+from mmif_monai.studies.documents import generated_preamble, write_document
+from mmif_monai.studies.fusions import fuse_with_methods, stage_sources
+from mmif_monai.studies.tables import Table
+from mmif_monai.studies.validation import (
+    CDDFUSE_RATIO_TARGETS,
+    TARGET_REFERENCE,
+    shift_anatomical,
+    target_ratios,
+)
+
+__all__ = ["CandidateScores", "CandidateSettings", "score_candidate", "run_candidate_comparison"]
+
+#: the two variants of the validation split every candidate is scored on
+VARIANTS = ("validation", "shifted")
+
+
+@dataclass
+class CandidateSettings:
+    """What one comparison does; see ``python scripts/compare_candidates.py --help``."""
+
+    #: candidate name -> weights file (a state dict or training checkpoint)
+    candidates: Mapping[str, Path]
+    out_dir: Path
+    doc: Path
+    dataset_dir: Path = DEFAULT_DATASET_DIR
+    validation_cases: Sequence[int] = DEFAULT_VALIDATION_CASES
+    limit: int | None = None
+    device: str = "cpu"
+
+    def command_line(self) -> str:
+        given = " ".join(f"{name}={path}" for name, path in self.candidates.items())
+        return f"python scripts/compare_candidates.py {given}"
+
+
+@dataclass
+class CandidateScores:
+    """One candidate's scores: per variant and pair type the targets met and the ratio per target metric, then its
+    colour and bone fidelity on the split as it is."""
+
+    weights: Path
+    #: variant -> pair type -> (targets met, {metric: MMIF-Net ÷ pixel-max})
+    targets: dict[str, dict[str, tuple[int, dict[str, float]]]] = field(default_factory=dict)
+    #: pair type -> (ΔE00 mean, worst step's mean ΔE00, share moved, colour bound met)
+    colour: dict[str, tuple[float, float, float, bool]] = field(default_factory=dict)
+    #: (share of bone pixels greyed, brightness kept, bone bound met)
+    bone: tuple[float, float, bool] | None = None
+
+    def met(self, variant: str) -> int:
+        return sum(met for met, _ in self.targets.get(variant, {}).values())
+
+
+def _target_scores(
+    pairs: Sequence[FusionPair], weights: Path, out: Path, device: str
+) -> tuple[dict[str, Path], int, dict[str, float]]:
+    """Fuse ``pairs`` with the candidate and pixel-max under ``out`` and score them under the published protocol."""
+    anatomical, functional = stage_sources(pairs, out / "sources")
+    folders = fuse_with_methods(
+        pairs, [NETWORK_METHOD, TARGET_REFERENCE], out / "fused", device=device, weights={NETWORK_METHOD: weights}
+    )
+    results = evaluate_folders(folders, anatomical, functional, device=device, protocol="published")
+    pair_type = pairs[0].pair_type
+    ratios = target_ratios(results, pair_type)
+    met = sum(ratio >= CDDFUSE_RATIO_TARGETS[pair_type][metric] for metric, ratio in ratios.items())
+    return folders, met, ratios
+
+
+def score_candidate(
+    weights: Path, by_type: Mapping[str, Sequence[FusionPair]], out_dir: Path, device: str = "cpu"
+) -> CandidateScores:
+    """Score ``weights`` on ``by_type`` (validation pairs per pair type) and its shifted variant; fused images and
+    shifted sources are kept under ``out_dir`` (fusions per weights digest, so a rerun reuses them)."""
+    scores = CandidateScores(weights)
+    for variant in VARIANTS:
+        scores.targets[variant] = {}
+        root = out_dir / variant
+        for pair_type, pairs in by_type.items():
+            if variant == "shifted":
+                pairs = shift_anatomical(pairs, root / "anatomical")
+            folders, met, ratios = _target_scores(pairs, weights, root / pair_type, device)
+            scores.targets[variant][pair_type] = (met, ratios)
+            if variant != "validation":
+                continue
+            fused = folders[NETWORK_METHOD]
+            if pair_type in AANLIB_COLOUR_SCALES:
+                colour = score_folder(pairs, fused, AANLIB_COLOUR_SCALES[pair_type]).colour
+                scores.colour[pair_type] = (
+                    colour.overall.mean,
+                    colour.worst_step_mean,
+                    colour.overall.moved,
+                    COLOUR_BOUND.met(colour),
+                )
+            elif pair_type == "mri_ct":
+                bone = score_bone_folder(pairs, fused).bone
+                scores.bone = (bone.greyed, bone.brightness, BONE_BOUND.met(bone))
+    return scores
+
+
+def _summary_table(scores: Mapping[str, CandidateScores]) -> Table:
+    pair_types = list(CDDFUSE_RATIO_TARGETS)
+    table = Table(
+        [
+            "candidate",
+            "weights (sha256)",
+            *(f"met, {variant} (CT / PET / SPECT)" for variant in VARIANTS),
+            "PET ΔE00 mean / worst step / moved",
+            "SPECT ΔE00 mean / worst step / moved",
+            "CT bone greyed",
+        ]
+    )
+    for name, score in scores.items():
+        counts = [
+            " / ".join(str(score.targets[v][t][0]) if t in score.targets[v] else "–" for t in pair_types)
+            + f" ({score.met(v)})"
+            for v in VARIANTS
+        ]
+        colours = []
+        for pair_type in ("mri_pet", "mri_spect"):
+            if pair_type in score.colour:
+                mean, worst, moved, ok = score.colour[pair_type]
+                colours.append(f"{mean:.2f} / {worst:.2f} / {100 * moved:.1f} % {'✓' if ok else '✗'}")
+            else:
+                colours.append("–")
+        bone = "–" if score.bone is None else f"{100 * score.bone[0]:.1f} % {'✓' if score.bone[2] else '✗'}"
+        table.add(name, weights_digest(score.weights), *counts, *colours, bone)
+    return table
+
+
+def _ratio_table(scores: Mapping[str, CandidateScores], variant: str, pair_type: str) -> Table:
+    targets = CDDFUSE_RATIO_TARGETS[pair_type]
+    table = Table(["candidate", *targets, "met"])
+    table.add("target (CDDFuse ÷ max)", *(f"{t:.2f}" for t in targets.values()), "")
+    for name, score in scores.items():
+        if pair_type not in score.targets[variant]:
+            continue
+        met, ratios = score.targets[variant][pair_type]
+        cells = [f"**{ratios[m]:.3f}**" if ratios[m] >= t else f"{ratios[m]:.3f}" for m, t in targets.items()]
+        table.add(name, *cells, met)
+    return table
+
+
+def run_candidate_comparison(settings: CandidateSettings) -> str:
+    """Score every candidate (:func:`score_candidate`), write ``settings.doc`` and return it."""
+    by_type = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
+    scores = {}
+    for name, weights in settings.candidates.items():
+        print(f"candidate {name}: {weights}", flush=True)
+        scores[name] = score_candidate(weights, by_type, settings.out_dir, settings.device)
+    counts = ", ".join(f"{t} {len(p)}" for t, p in by_type.items())
+    lines = [
+        *generated_preamble(
+            "Candidate weights against the quality targets",
+            settings.command_line(),
+            f"Validation split: atlas cases {', '.join(map(str, settings.validation_cases))} of the AANLIB copy"
+            f" ({counts} pairs); shifted variant: the same pairs with each anatomical image darkened by the gamma"
+            " that halves its mean grey (mmif_monai.studies.validation).",
+        ),
+        "Targets met: MMIF-Net's mean ÷ pixel-max's under the published protocol against CDDFuse's published ratio,"
+        " 8 per pair type (goal: 6 for every pair type on both variants; docs/validation_published.md). Colour:"
+        f" CIEDE2000 over the uptake pixels and the share moved to another colour-scale step (bound: every step's"
+        f" mean ≤ {COLOUR_BOUND.step_mean:g}, ≤ {100 * COLOUR_BOUND.moved:g} % moved); CT bone greyed: the"
+        f" share of the CT's bone pixels shown below the bone level (bound ≤ {100 * BONE_BOUND.greyed:g} %)"
+        " (docs/colour.md).",
+        "",
+        _summary_table(scores).markdown(),
+        "",
+    ]
+    for variant in VARIANTS:
+        for pair_type in CDDFUSE_RATIO_TARGETS:
+            if pair_type in by_type:
+                lines += [
+                    f"## {pair_type}, {variant}: MMIF-Net ÷ pixel-max (bold: target met)",
+                    "",
+                    _ratio_table(scores, variant, pair_type).markdown(),
+                    "",
+                ]
+    doc = write_document(settings.doc, lines)
+    print(doc)
+    return doc
