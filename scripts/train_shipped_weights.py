@@ -1,13 +1,20 @@
-"""Train the bundle's shipped weights: the paper configuration (MSL + SA + FA, λ from train.json) in two stages.
+"""Train the bundle's shipped weights from scratch on this machine's CPU: the paper configuration (MSL + SA + FA,
+λ from train.json) in two stages, with the CPU recipe's data sampling and loss.
 
-Stage 1 is the paper's autoencoder task (``train.json``), stage 2 fine-tunes FA alone with the fusion loss
-(``train_fusion.json``, its gradient term weighted by ``--fusion-gradient-weight``, its SCD term by
-``--fusion-correlation-weight``) from stage 1's last checkpoint; both run through ``python -m monai.bundle run
-training`` (``mmif_monai.studies.training.train_mmif_net``), keep their last checkpoint (validation is off, so
-nothing is selected on the validation split) and resume when rerun. Writes ``OUT/model.pt`` (the parameters of stage
-2's last checkpoint, what ``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, seconds,
-hardware) and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. The shipped weights came from
-the commands in the bundle README; ``--device cuda --num-workers 8`` is the GPU form.
+Stage 1 is the paper's autoencoder task (``train.json``), stage 2 trains with the fusion loss (``train_fusion.json``,
+its gradient term weighted by ``--fusion-gradient-weight``, its SCD term by ``--fusion-correlation-weight``) from
+stage 1's last checkpoint, the modules ``--fusion-trainable`` names (default: the whole network). Both stages layer
+the recipe's sampling on their config (``augment.json``, ``augment_fusion.json``): crops centred on the joint
+foreground (``--crop-background-weight``; 1 draws them uniformly as the paper does) and, with probability
+``--augmentation-prob``, a random gamma on the anatomical image (another scanner's intensities). Both run through
+``python -m monai.bundle run training`` (``mmif_monai.studies.training.train_mmif_net``) with ``--threads`` CPU
+threads, keep their last checkpoint (validation is off, so nothing is selected on the validation split) and resume
+when rerun: an interrupted run continues from its last epoch's checkpoint, so a run can also be done in parts.
+
+Writes ``OUT/model.pt`` (the parameters of stage 2's last checkpoint, what ``bundles/mmif_net/models/model.pt``
+holds), ``OUT/training.json`` (budgets, images seen, seconds as ``total_seconds``, threads, hardware, the command)
+and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. ``--device cuda --num-workers 8`` is the GPU
+form.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +36,19 @@ from mmif_monai.networks.pretrained import read_weights
 from mmif_monai.studies.documents import machine_description
 from mmif_monai.studies.training import BundleInputs, BundleRun, TrainingBudget, train_mmif_net, training_seconds
 
+#: the CPU recipe's budgets and loss weights (bundles/mmif_net/docs/README.md, "Shipped weights")
+RECIPE = {
+    "epochs": 15,
+    "iterations_per_epoch": 100,
+    "batch_size": 8,
+    "crop_size": 64,
+    "fusion_epochs": 15,
+    "fusion_iterations_per_epoch": 100,
+    "fusion_learning_rate": 1e-3,
+    "fusion_gradient_weight": 3.0,
+    "fusion_correlation_weight": 0.0,
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,26 +56,39 @@ def main() -> None:
     parser.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
     parser.add_argument("--validation-cases", type=int, nargs="+", default=list(DEFAULT_VALIDATION_CASES))
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the training processes")
     parser.add_argument(
         "--num-workers", type=int, default=0, help="data-loading processes; > 0 also caches the training split"
     )
     parser.add_argument(
-        "--epochs", type=int, default=8, help="autoencoder epochs (cosine learning-rate decay over them)"
+        "--epochs", type=int, default=RECIPE["epochs"], help="autoencoder epochs (cosine learning-rate decay over them)"
     )
-    parser.add_argument("--iterations-per-epoch", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=8, help="both stages")
-    parser.add_argument("--crop-size", type=int, default=96, help="both stages")
+    parser.add_argument("--iterations-per-epoch", type=int, default=RECIPE["iterations_per_epoch"])
+    parser.add_argument("--batch-size", type=int, default=RECIPE["batch_size"], help="both stages")
+    parser.add_argument("--crop-size", type=int, default=RECIPE["crop_size"], help="both stages")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="autoencoder (the paper's)")
-    parser.add_argument("--fusion-epochs", type=int, default=4)
-    parser.add_argument("--fusion-iterations-per-epoch", type=int, default=100)
-    parser.add_argument("--fusion-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--fusion-epochs", type=int, default=RECIPE["fusion_epochs"])
+    parser.add_argument("--fusion-iterations-per-epoch", type=int, default=RECIPE["fusion_iterations_per_epoch"])
+    parser.add_argument("--fusion-learning-rate", type=float, default=RECIPE["fusion_learning_rate"])
     parser.add_argument(
-        "--fusion-gradient-weight", type=float, default=3.0,
-        help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there; the shipped weights: 3)",
+        "--fusion-trainable", nargs="+", default=["all"],
+        help="the network's submodules stage 2 trains: 'all' (the whole network), or names such as fusions (FA)",
     )  # fmt: skip
     parser.add_argument(
-        "--fusion-correlation-weight", type=float, default=0.0,
-        help="the fusion loss's SCD term (train_fusion.json's fusion_correlation_weight; the shipped weights: 0)",
+        "--fusion-gradient-weight", type=float, default=RECIPE["fusion_gradient_weight"],
+        help="the fusion loss's gradient weight (train_fusion.json's gradient_weight, 1 there)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fusion-correlation-weight", type=float, default=RECIPE["fusion_correlation_weight"],
+        help="the fusion loss's SCD term (train_fusion.json's fusion_correlation_weight, 0 there)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--crop-background-weight", type=float, default=0.01,
+        help="crop-centre weight of background pixels against 1 for foreground ones (1: uniform crops, the paper's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--augmentation-prob", type=float, default=0.5,
+        help="probability of a random gamma on each anatomical image (0: none, the paper's)",
     )  # fmt: skip
     args = parser.parse_args()
     sys.exit(report_user_errors("train_shipped_weights", lambda: _train(args)))
@@ -73,29 +107,54 @@ def _train(args: argparse.Namespace) -> None:
     )
     if not args.dataset_dir.is_dir():
         raise FileNotFoundError(f"{args.dataset_dir}: data set folder not found (--dataset-dir)")
+    torch.set_num_threads(args.threads)  # so that the recorded hardware line names the training's threads
     inputs = BundleInputs(
-        args.dataset_dir, tuple(args.validation_cases), args.device, args.num_workers, cache=args.num_workers > 0
+        args.dataset_dir,
+        tuple(args.validation_cases),
+        args.device,
+        args.num_workers,
+        args.num_workers > 0,
+        args.threads,
     )
+    sampling = {
+        "crop_background_weight": args.crop_background_weight,
+        "intensity_augmentation_prob": args.augmentation_prob,
+    }
+    configs = BUNDLE_DIR / "configs"
+    trainable = None if args.fusion_trainable == ["all"] else list(args.fusion_trainable)
     final, seconds = train_mmif_net(
-        BundleRun([BUNDLE_DIR / "configs" / "train.json"], args.out / "autoencoder", autoencoder, inputs),
+        BundleRun(
+            [configs / "train.json", configs / "augment.json"], args.out / "autoencoder", autoencoder, inputs, sampling
+        ),
         args.out / "fusion",
         fusion,
         fusion_overrides={
             "gradient_weight": args.fusion_gradient_weight,
             "fusion_correlation_weight": args.fusion_correlation_weight,
+            # MONAI's command line drops None values: the expression "$None" is how a bundle key is set to None
+            "trainable_modules": "$None" if trainable is None else trainable,
         },
+        fusion_configs=[configs / "augment_fusion.json"],
     )
     with atomic_output(args.out / "model.pt") as tmp:
         torch.save(read_weights(final), tmp)
     digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()
     record = {
+        "command": shlex.join(["python", "scripts/train_shipped_weights.py", *sys.argv[1:]]),
         "autoencoder": autoencoder.as_dict(),
         "fusion": fusion.as_dict(),
+        "fusion_trainable": trainable or "all",
         "fusion_gradient_weight": args.fusion_gradient_weight,
         "fusion_correlation_weight": args.fusion_correlation_weight,
+        **sampling,
         "final_checkpoint": final.name,
+        "images_seen": {
+            stage: budget.iterations * budget.batch_size
+            for stage, budget in (("autoencoder", autoencoder), ("fusion", fusion))
+        },
         "training_seconds": {stage: training_seconds(args.out / stage) for stage in ("autoencoder", "fusion")},
         "total_seconds": seconds,
+        "threads": args.threads,
         "hardware": machine_description(args.device),
         "num_workers": args.num_workers,
         "model_sha256": digest,

@@ -90,6 +90,8 @@ class MMIFNet(nn.Module):
         fa: fuse with the learnable fusion module (else the l1-norm rule at every level).
         decompose: split sources into LatLRR low-rank and salient parts and fuse each.
         features: channels at the full-resolution level and the four downsampled levels.
+        stem_features: the full-resolution front end's width: its first convolution's channels, the dense block's
+            growth per layer (3 layers) and the multi-scale layer's squeeze; DenseFuse's and the paper's 16.
         projection: the learned 256x256 LatLRR projection (loaded with the state dict when omitted).
 
     ``forward(anatomical, functional)`` takes two (N, 1, H, W) tensors in [0, 1] (any H, W; below
@@ -105,6 +107,7 @@ class MMIFNet(nn.Module):
         fa: bool = True,
         decompose: bool = True,
         features: Sequence[int] = (32, 32, 48, 48, 64),
+        stem_features: int = 16,
         projection: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
@@ -115,11 +118,13 @@ class MMIFNet(nn.Module):
         self.msl, self.sa, self.fa, self.decompose = msl, sa, fa, decompose
 
         self.decomposition = LatLRRDecomposition(projection)
-        dense = DenseBlock(in_channels=16, growth=16, layers=3)
+        dense = DenseBlock(in_channels=stem_features, growth=stem_features, layers=3)
         self.stem = nn.Sequential(
-            conv_bn_relu(1, 16),
+            conv_bn_relu(1, stem_features),
             dense,
-            MultiScaleLayer(dense.out_channels, f[0]) if msl else conv_bn_relu(dense.out_channels, f[0], kernel_size=1),
+            MultiScaleLayer(dense.out_channels, f[0], squeeze_channels=stem_features)
+            if msl
+            else conv_bn_relu(dense.out_channels, f[0], kernel_size=1),
             HybridAttention(f[0]),
         )
         self.levels = nn.ModuleList(
@@ -131,7 +136,7 @@ class MMIFNet(nn.Module):
         self.d3 = _DecoderStage(f[3], f[3], f[2])
         self.d2 = _DecoderStage(f[2], f[2], f[1])
         self.d1 = _DecoderStage(f[1], f[1], f[0])
-        self.head = nn.Sequential(conv_bn_relu(2 * f[0], 16), nn.Conv2d(16, 1, 3, padding=1))
+        self.head = nn.Sequential(conv_bn_relu(2 * f[0], stem_features), nn.Conv2d(stem_features, 1, 3, padding=1))
         init_weights(self)
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:

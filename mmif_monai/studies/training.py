@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +58,11 @@ class TrainingBudget:
     def iterations(self) -> int:
         return self.epochs * self.iterations_per_epoch
 
+    @property
+    def images(self) -> int:
+        """Training crops seen: one per batch item per iteration."""
+        return self.iterations * self.batch_size
+
     def describe(self) -> str:
         return (
             f"{self.iterations} iterations ({self.epochs} epochs x {self.iterations_per_epoch}) of batch "
@@ -109,10 +115,14 @@ class BundleInputs:
     device: str = "cpu"
     num_workers: int = 0
     cache: bool = False
+    #: CPU threads of the training process (``OMP_NUM_THREADS``); None leaves torch's default, one per core
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -175,8 +185,13 @@ def train_bundle(run: BundleRun) -> tuple[Path, float]:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     log = ckpt_dir / "train.log"
     start = time.perf_counter()
+    env = dict(os.environ)
+    if run.inputs.threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(run.inputs.threads)
     with open(log, "a") as handle:
-        result = subprocess.run(run.command(), stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, check=False)
+        result = subprocess.run(
+            run.command(), stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env, check=False
+        )
     spent += time.perf_counter() - start
     (ckpt_dir / SECONDS_RECORD).write_text(f"{spent!r}\n")
     if result.returncode != 0 or latest_checkpoint(ckpt_dir) != final:
@@ -201,14 +216,16 @@ def train_mmif_net(
     fusion_budget: TrainingBudget,
     label: str = "MMIF-Net",
     fusion_overrides: Mapping[str, object] | None = None,
+    fusion_configs: Sequence[str | Path] = (),
 ) -> tuple[Path, float]:
     """MMIF-Net's two training stages through the bundle (:func:`train_bundle`), each resumable.
 
     Stage 1 is ``autoencoder``, the paper's autoencoder task (``train.json``; its overrides may set λ as
-    ``ssim_weight``). Stage 2, where ``fusion_dir`` is given, fine-tunes FA alone with the fusion loss
-    (``train_fusion.json``) from stage 1's last checkpoint into ``fusion_dir``, on the same inputs, with stage 1's
-    overrides except ``ssim_weight`` (e.g. network switches) plus ``fusion_overrides`` (e.g. the fusion loss
-    weights). Returns the last stage's final checkpoint and the wall seconds of both.
+    ``ssim_weight``). Stage 2, where ``fusion_dir`` is given, fine-tunes with the fusion loss (``train_fusion.json``,
+    then ``fusion_configs``; FA alone unless the overrides set ``trainable_modules``) from stage 1's last checkpoint
+    into ``fusion_dir``, on the same inputs, with stage 1's overrides except ``ssim_weight`` (e.g. network
+    switches) plus ``fusion_overrides`` (e.g. the fusion loss weights). Returns the last stage's final checkpoint
+    and the wall seconds of both.
 
     Raises:
         MMIFError: a stage failed (the message names its log file).
@@ -220,7 +237,7 @@ def train_mmif_net(
         configs = BUNDLE_DIR / "configs"
         shared = {k: v for k, v in autoencoder.overrides.items() if k != "ssim_weight"}
         fusion = BundleRun(
-            [configs / "train.json", configs / "train_fusion.json"], Path(fusion_dir), fusion_budget,
+            [configs / "train.json", configs / "train_fusion.json", *fusion_configs], Path(fusion_dir), fusion_budget,
             autoencoder.inputs, {**shared, **(fusion_overrides or {}), "pretrained_file": weights},
         )  # fmt: skip
         weights, fine_tuning = train_bundle(fusion)
