@@ -2,6 +2,7 @@
 fine-tuned from its autoencoder, shared runs trained once, and the document; tiny budgets on the samples (CPU)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,9 +124,13 @@ def test_ablation_trains_each_variant_through_the_bundle_and_writes_both_tables(
     assert {p: p.stat().st_mtime_ns for p in settings.out_dir.rglob("fused/*/*.png")} == fused
 
 
-def test_each_seed_trains_its_own_variants_and_the_document_gives_their_spread(tmp_path):
+def test_each_seed_trains_its_own_variants_and_the_document_gives_their_spread(tmp_path, capsys):
     settings = _settings(tmp_path, variants=(WITHOUT_FA,), lambdas=(10.0,), seeds=(0, 1))
     doc = run_ablation(settings)
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # the run ends saying what it did, also in a log
+    assert re.fullmatch(
+        rf"trained and scored 2 variants \(2 seeds\) on \d+ validation pairs? in [0-9.]+ min -> {settings.doc}", last
+    ), last
 
     def stem(seed: int) -> dict:
         folder = settings.out_dir / "checkpoints" / f"seed{seed}" / WITHOUT_FA.autoencoder

@@ -99,3 +99,6 @@ def test_two_process_evaluation_scores_the_split_once_like_one_process(tmp_path)
     assert _metrics(tmp_path / "ddp") == pytest.approx(_metrics(tmp_path / "single"), abs=1e-6)
     with open(tmp_path / "ddp" / "val_qabf_raw.csv") as f:
         assert len(list(csv.DictReader(f))) == 2  # both validation pairs, one from each rank
+    # one summary line, by rank 0, counting both ranks' pairs
+    summaries = [line for line in log.splitlines() if re.search(r"\]:scored \d+ pairs? in ", line)]
+    assert len(summaries) == 1 and summaries[0].startswith("[default0]:scored 2 pairs in "), summaries

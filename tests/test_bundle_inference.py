@@ -1,6 +1,7 @@
 """The bundle's inference and evaluation entry points, run the way users run them, on the shipped samples."""
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def _bundle(entry: str, configs: list[str], *overrides: str) -> subprocess.Compl
 def test_inference_fuses_every_sample_pair_like_mmif_fuse(tmp_path):
     result = _bundle("inference", ["inference.json"], "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
+    # output into a pipe: no progress bar, and one summary line at the end
+    assert re.fullmatch(rf"fused 6 pairs in [0-9.]+ s -> {tmp_path / 'out'}", result.stdout.splitlines()[-1])
+    assert "it/s]" not in result.stderr
     written = sorted((tmp_path / "out").rglob("*.png"))
     # one folder of fused images per pair type, named for what it holds
     assert [path.relative_to(tmp_path / "out").parent.as_posix() for path in written] == [
@@ -61,6 +65,8 @@ def test_evaluating_writes_the_fusion_metrics_of_the_shipped_model(tmp_path):
     with open(tmp_path / "metrics.csv") as f:
         metrics = {row[0]: float(row[1]) for row in csv.reader(f)}
     assert set(metrics) == {"val_qabf", "VIF", "SSIM", "MI", "PSNR"}
+    summary = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    assert re.fullmatch(rf"scored 2 pairs in [0-9.]+ s: {summary} -> {tmp_path}", result.stdout.splitlines()[-1])
     assert 0 < metrics["val_qabf"] < 1 and 0 < metrics["SSIM"] <= 2 and metrics["PSNR"] > 0
     # per image, by pair: one file per metric whose mean is the reported metric
     validation = sorted(f"mri_ct/{p.name}" for p in (SAMPLES / "mri_ct" / "MRI").iterdir())
@@ -175,6 +181,7 @@ def test_volume_inference_fuses_a_phantom_study_into_a_nifti_on_the_anatomical_g
         "--output_file", str(out), "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(rf"fused 8 slices in [0-9.]+ s \([0-9.]+ slices/s\) -> {out}", result.stdout.splitlines()[-1])
     fused, anatomical = nib.load(out), nib.load(phantom.anatomical)
     assert fused.shape == (*anatomical.shape, 3)  # PET fused in colour, RGB as a 4th dimension
     assert np.allclose(fused.affine, anatomical.affine)

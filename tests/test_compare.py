@@ -1,6 +1,7 @@
 """``mmif compare``: the bundle overrides of every compared method, training through the bundle, and the report,
 on the shipped samples with tiny budgets (CPU)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,10 @@ def test_report_holds_what_it_prints(tmp_path, capsys):
     assert f"--released densefuse={weights}" in settings.command_line()
     for row in rows:
         assert row in printed  # every number in the document was printed by the run
+    # 5 classical rules, DenseFuse, MMIF-Net and the release's two rows; the run ends saying so, also in a log
+    last = printed.strip().splitlines()[-1]
+    expected = rf"compared 9 methods on 1 validation pair in [0-9.]+ min -> {settings.doc}, {settings.figure}"
+    assert re.fullmatch(expected, last), last
     assert all(metric in doc for metric in METRIC_NAMES)
     assert settings.command_line() in doc
     assert "--weights densefuse=" in settings.command_line() and "--validation-cases 37" in settings.command_line()

@@ -142,3 +142,19 @@ def test_log_evaluation_run_skips_undefined_values_and_marks_a_failed_run(tmp_pa
         log_evaluation_run(summary, [tmp_path / "missing.csv"], uri, "study")
     runs = client.search_runs([client.get_experiment_by_name("study").experiment_id], order_by=["start_time DESC"])
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+
+
+def test_a_run_ends_with_one_line_counting_the_data_set_with_its_metrics_and_output(capsys):
+    from ignite.engine import Engine, Events
+    from torch.utils.data import DataLoader
+
+    from mmif_monai.engines import print_run_summary
+
+    engine = Engine(lambda engine, batch: None)
+    scores = {"val_qabf": 0.123456, "VIF": 1.0}
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(scores))
+    engine.run(DataLoader(list(range(5)), batch_size=2))  # five items in three batches
+    print_run_summary(engine, "scored", "pair", "out/eval", ["val_qabf", "VIF", "absent"])
+    line = capsys.readouterr().out
+    seconds = engine.state.times["COMPLETED"]
+    assert line == f"scored 5 pairs in {seconds:.1f} s: val_qabf 0.1235, VIF 1.0000 -> out/eval\n"

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,11 @@ def test_colour_fidelity_writes_colour_or_bone_and_anatomy_side_by_side_per_pair
     assert text.count("| MMIF-Net | none |") == 2 and text.count("| average | level 0.02, detail 0.12 (`--colour") == 2
     assert "| ΔE00 mean | ΔE00 p95 | moved | worst step mean | bound | Qabf | SSIM | Q MRI/F | SSIM F,MRI |" in text
     assert (tmp_path / "grid.png").is_file()
+    # output into a pipe: no progress bars, and the run ends with one line saying what it did
+    last = result.stdout.strip().splitlines()[-1]
+    expected = rf"scored 2 methods on 3 validation pairs in [0-9.]+ min -> {doc}, {tmp_path / 'grid.png'}"
+    assert re.fullmatch(expected, last), last
+    assert "it/s]" not in result.stderr and "pair/s]" not in result.stderr
 
 
 def test_validation_under_the_published_protocol_sets_mmif_net_against_the_quality_targets(tmp_path):

@@ -132,7 +132,7 @@ def evaluate_folders(
         ssim_protocol: ``"literature"`` or ``"correct"``, see ``docs/metrics.md``.
         batch_size: images scored together.
         device: torch device for the metrics; ``None`` picks CUDA when available.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (on a terminal only).
         protocol: ``"project"`` (fused images min-max stretched, docs/metrics.md's definitions) or ``"published"``
             (CDDFuse's evaluator: images as written, no stretch; :data:`~mmif_monai.metrics.batched.SCORING_PROTOCOLS`).
 
@@ -153,7 +153,9 @@ def evaluate_folders(
     device = resolve_device(device)
 
     results: dict[str, dict[str, list[float]]] = {m: {n: [] for n in METRIC_NAMES} for m in fused_dirs}
-    with tqdm(total=len(names) * len(fused_dirs), desc="fusion metrics", unit="image", disable=not progress) as bar:
+    total = len(names) * len(fused_dirs)
+    # disable=None: a bar on a terminal, none in logs and pipes
+    with tqdm(total=total, desc="fusion metrics", unit="image", disable=None if progress else True) as bar:
         for start in range(0, len(names), batch_size):
             batch = names[start : start + batch_size]
             a = [load_grey(a_files[n]) for n in batch]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,7 +29,7 @@ from mmif_monai.metrics.report import Results, evaluate_folders, markdown_table,
 from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, load_mmif_net, read_weights, weights_digest
 from mmif_monai.studies.comparison import PAIR_TYPE_TITLES, data_options, validation_pairs
-from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
+from mmif_monai.studies.documents import generated_preamble, machine_description, report_finished, write_document
 from mmif_monai.studies.fusions import fuse_missing, stage_sources
 from mmif_monai.studies.tables import Table
 from mmif_monai.studies.training import (
@@ -238,6 +239,7 @@ def _settings_table(variants: Mapping[str, AblationVariant], minutes: Mapping[st
 
 def run_ablation(settings: AblationSettings) -> str:
     """Train every variant, fuse and score the validation split, and write ``settings.doc``; returns the document."""
+    start = time.perf_counter()
     _check(settings)
     pairs = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
     write_budget_record(settings.out_dir, settings.record())
@@ -282,7 +284,9 @@ def run_ablation(settings: AblationSettings) -> str:
         for title, (_, weights) in rows.items()
     }
     doc = write_document(settings.doc, _document(settings, pairs, sections, labelled))
-    print(f"wrote {settings.doc}")
+    count = sum(len(p) for p in pairs.values())
+    seeds = f"{len(settings.seeds)} seed{'s' if len(settings.seeds) > 1 else ''}"
+    report_finished(f"trained and scored {len(variants)} variants ({seeds})", count, start, [settings.doc])
     return doc
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mmif_monai.fusion.classical import CLASSICAL_METHODS
 from mmif_monai.fusion.colour import COLOUR_FIDELITY, LuminanceLimit
@@ -36,7 +37,7 @@ from mmif_monai.metrics.colour import (
 from mmif_monai.metrics.protocol import stretch_to_uint8_range
 from mmif_monai.metrics.report import load_grey
 from mmif_monai.studies.comparison import validation_pairs
-from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
+from mmif_monai.studies.documents import generated_preamble, machine_description, report_finished, write_document
 from mmif_monai.studies.fusions import figure_slices, fuse_with_methods, save_fusion_grid
 from mmif_monai.studies.methods import method_title
 from mmif_monai.studies.tables import Table
@@ -299,7 +300,10 @@ def run_colour_study(settings: ColourSettings) -> str:
         for limit in limits:
             out = _fused_dir(settings, pair_type, limit)
             folders = fuse_with_methods(pairs, settings.methods, out, settings.device, luminance_limit=limit)
-            for method, folder in folders.items():
+            scoring = tqdm(
+                folders.items(), desc=f"{pair_type}, limit {_setting(limit)}: colour", disable=None, leave=False
+            )
+            for method, folder in scoring:
                 scores[_setting(limit), method] = score_folder(pairs, folder, scale)
                 if method == NETWORK_METHOD and limit in (None, COLOUR_FIDELITY):
                     title = "MMIF-Net" if limit is None else "MMIF-Net, --colour-fidelity"
@@ -322,14 +326,15 @@ def run_colour_study(settings: ColourSettings) -> str:
     ct_pairs = validation.get("mri_ct", [])
     if ct_pairs:
         folders = fuse_with_methods(ct_pairs, settings.methods, _fused_dir(settings, "mri_ct", None), settings.device)
-        bone_scores = {method: score_bone_folder(ct_pairs, folder) for method, folder in folders.items()}
+        scoring = tqdm(folders.items(), desc="mri_ct: bone", disable=None, leave=False)
+        bone_scores = {method: score_bone_folder(ct_pairs, folder) for method, folder in scoring}
         print(f"\nmri_ct ({len(ct_pairs)} pairs): bone\n{_bone_table(bone_scores).text()}", flush=True)
         lines += _bone_section(ct_pairs, bone_scores)
     if figure_folders:
         save_fusion_grid(figure_pairs, figure_folders, settings.figure)
         lines += [f"Figure: `{settings.figure.name}`, sources and MMIF-Net's fusion without and with the limit.", ""]
-    seconds = time.perf_counter() - start
-    lines.append(f"This run: {seconds / 60:.1f} min on {machine_description(settings.device)}.")
+    lines.append(f"This run: {(time.perf_counter() - start) / 60:.1f} min on {machine_description(settings.device)}.")
     doc = write_document(settings.doc, lines)
-    print(f"\nwrote {settings.doc} and {settings.figure} in {seconds / 60:.1f} min")
+    count = sum(len(validation.get(t, [])) for t in (*AANLIB_COLOUR_SCALES, "mri_ct"))
+    report_finished(f"scored {len(settings.methods)} methods", count, start, [settings.doc, settings.figure])
     return doc

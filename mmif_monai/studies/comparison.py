@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,7 +21,7 @@ from mmif_monai.io.markdown import markdown_rows
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.report import evaluate_folders, markdown_table, summarise, write_evaluation
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, weights_digest
-from mmif_monai.studies.documents import generated_preamble, machine_description, write_document
+from mmif_monai.studies.documents import generated_preamble, machine_description, report_finished, write_document
 from mmif_monai.studies.fusions import fuse_missing, fuse_with_methods, save_fusion_grid, stage_sources
 from mmif_monai.studies.methods import COMPARISON_METHODS, MMIF_NET_TITLE, load_method, method_title
 from mmif_monai.studies.tables import Table
@@ -213,6 +214,7 @@ def _timing_table(networks: Mapping[str, Path], seconds: Mapping[str, float], se
 
 def run_comparison(settings: ComparisonSettings) -> str:
     """Run the whole comparison and write ``settings.doc`` (and its figure); returns the document."""
+    start = time.perf_counter()
     _check(settings)
     pairs = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
     write_budget_record(settings.out_dir, settings.budget.as_dict())
@@ -247,7 +249,9 @@ def run_comparison(settings: ComparisonSettings) -> str:
     print("size and speed:", flush=True)
     timing = _timing_table(networks, seconds, settings).markdown()
     doc = write_document(settings.doc, _document(settings, pairs, sections, timing))
-    print(f"wrote {settings.doc} and {settings.figure}")
+    methods = len(_compared(networks)) + len(released_rows(settings.released))
+    count = sum(len(p) for p in pairs.values())
+    report_finished(f"compared {methods} methods", count, start, [settings.doc, settings.figure])
     return doc
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 
 from mmif_monai.io.outputs import atomic_output
 
-__all__ = ["generated_preamble", "machine_description", "write_document"]
+__all__ = ["generated_preamble", "machine_description", "write_document", "report_finished"]
 
 
 def generated_preamble(title: str, command: str, about: str = "") -> list[str]:
@@ -46,3 +47,14 @@ def write_document(path: str | Path, lines: Sequence[str]) -> str:
     with atomic_output(path) as tmp:
         tmp.write_text(text)
     return text
+
+
+def report_finished(what: str, pairs: int, start: float, outputs: Sequence[str | Path]) -> str:
+    """Print a study's last line, ``<what> on 170 validation pairs in 12.3 min -> docs/x.md, docs/x.png``,
+    flushed: a run whose output goes to a log, where the progress bars are off, still ends saying what it did.
+    ``start`` is the run's ``time.perf_counter()`` at its start. Returns the line."""
+    minutes = (time.perf_counter() - start) / 60
+    plural = "" if pairs == 1 else "s"
+    line = f"{what} on {pairs} validation pair{plural} in {minutes:.1f} min -> {', '.join(map(str, outputs))}"
+    print(line, flush=True)
+    return line

@@ -75,7 +75,8 @@ def fuse_missing(
     """Fuse the pairs whose result is not yet in ``folder`` (``folder/<name>``) and return the folder.
 
     ``load`` gives the fusion callable and a one-line description; it is called only when there is work, so a
-    finished folder costs no model loading.
+    finished folder costs no model loading. With ``progress`` the fusion is announced, shown as a progress bar on a
+    terminal, and summed up in one line.
     """
     folder = Path(folder)
     jobs = [FileJob(p.anatomical, p.functional, folder / p.name) for p in pairs if not (folder / p.name).exists()]
@@ -83,7 +84,9 @@ def fuse_missing(
         fuse, description = load()
         if progress:
             print(f"{description}: fusing {len(jobs)} pairs", flush=True)
-        fuse_files(fuse, jobs, device=device, progress=progress, luminance_limit=luminance_limit)
+        result = fuse_files(fuse, jobs, device=device, progress=progress, luminance_limit=luminance_limit)
+        if progress:  # also where the bar is off (a log): each method's fusion ends with a line
+            print(f"{description}: {result.summary()}", flush=True)
     return folder
 
 
