@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -96,6 +97,50 @@ def test_validation_under_the_published_protocol_sets_mmif_net_against_the_quali
     assert "| SCD |" in text and "| MI |" in text and "(goal: 6)" in text
 
 
+def test_the_shifted_variant_scores_the_same_pairs_with_darker_anatomical_images(tmp_path):
+    doc, out = tmp_path / "shifted.md", tmp_path / "out"
+    result = _script(
+        "scripts/evaluate_validation.py", "--limit", "1", "--methods", "max", "mmif-net", "--protocol", "published",
+        "--shifted", "--out", str(out), "--doc", str(doc), "--figure", str(tmp_path / "grid.png"),
+        "--figure-methods", "mmif-net", "--dataset-dir", str(SAMPLES_DIR),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = doc.read_text()
+    assert "--protocol published --shifted" in text and "its shifted variant" in text
+    assert text.count("| metric | MMIF-Net ÷ max | target (CDDFuse ÷ max) | met |") == 3
+    means = [tuple(map(float, m)) for m in re.findall(r"mean grey ([0-9.]+) → ([0-9.]+) of 255", text)]
+    assert len(means) == 3
+    for before, after in means:
+        # the gamma halves the mean exactly; writing 8-bit PNGs moves each pixel by at most half a grey level, and
+        # the doc prints one decimal
+        assert abs(after - before / 2) <= 0.5 + 0.1, (before, after)
+    for pair_type in ("mri_ct", "mri_pet", "mri_spect"):
+        (shifted,) = (out / "shifted" / "anatomical" / pair_type).iterdir()
+        original = SAMPLES_DIR / pair_type / "MRI" / shifted.name
+        assert np.asarray(Image.open(shifted)).mean() < np.asarray(Image.open(original)).mean()
+
+
+def test_candidates_are_compared_on_both_variants_with_colour_and_bone(tmp_path):
+    doc = tmp_path / "candidates.md"
+    result = _script(
+        "scripts/compare_candidates.py", f"shipped={DEFAULT_WEIGHTS}", "--limit", "1", "--out", str(tmp_path / "out"),
+        "--doc", str(doc), "--dataset-dir", str(SAMPLES_DIR), "--validation-cases", "10", "30", "37",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = doc.read_text()
+    digest = hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()[:12]
+    row = next(line for line in text.splitlines() if line.startswith(f"| shipped | {digest} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    for counts in cells[2:4]:  # met on the split and on its shifted variant, per pair type and in all
+        match = re.fullmatch(r"(\d) / (\d) / (\d) \((\d+)\)", counts)
+        assert match, counts
+        per_type = [int(n) for n in match.groups()[:3]]
+        assert sum(per_type) == int(match.group(4)) and all(0 <= n <= 8 for n in per_type)
+    assert re.fullmatch(r"[0-9.]+ / [0-9.]+ / [0-9.]+ % [✓✗]", cells[4])  # PET colour
+    assert re.fullmatch(r"[0-9.]+ % [✓✗]", cells[6])  # CT bone greyed
+    assert text.count("MMIF-Net ÷ pixel-max (bold: target met)") == 6  # 3 pair types x 2 variants
+
+
 def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_path):
     weights = tmp_path / "candidate.pt"
     # a candidate near the shipped weights (a randomly initialised network fuses into black, which is refused)
@@ -122,25 +167,49 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
         "--validation-cases", "37",
         "--epochs", "1", "--iterations-per-epoch", "1", "--fusion-epochs", "1", "--fusion-iterations-per-epoch", "2",
         "--batch-size", "2", "--crop-size", "64", "--num-workers", "1", "--fusion-correlation-weight", "0.5",
+        "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((out / "training.json").read_text())
     assert record["fusion"]["iterations_per_epoch"] == 2 and record["final_checkpoint"] == "checkpoint_epoch=1.pt"
-    # the shipped weights' fusion-loss gradient weight reaches stage 2 (the bundle logs its overrides), not stage 1
-    assert record["fusion_gradient_weight"] == 3.0
-    assert "> gradient_weight: 3.0" in (out / "fusion" / "train.log").read_text()
-    assert record["fusion_correlation_weight"] == 0.5
-    assert "> fusion_correlation_weight: 0.5" in (out / "fusion" / "train.log").read_text()
-    assert "gradient_weight" not in (out / "autoencoder" / "train.log").read_text()
+    assert record["images_seen"] == {"autoencoder": 1 * 2, "fusion": 2 * 2}  # iterations x batch
+    assert record["threads"] == 1 and "1 torch threads" in record["hardware"]
+    assert record["total_seconds"] == pytest.approx(sum(record["training_seconds"].values()))
+    assert record["command"].startswith("python scripts/train_shipped_weights.py -o ")
+    stage1, stage2 = ((out / stage / "train.log").read_text() for stage in ("autoencoder", "fusion"))
+    # the recipe's loss weights reach stage 2 (the bundle logs its overrides), not stage 1; both stages draw crops
+    # on the foreground with the scanner augmentation
+    assert f"> gradient_weight: {record['fusion_gradient_weight']}" in stage2 and "gradient_weight" not in stage1
+    assert record["fusion_correlation_weight"] == 0.5 and "> fusion_correlation_weight: 0.5" in stage2
+    assert "augment.json" in stage1 and "augment_fusion.json" in stage2
+    assert "> crop_background_weight: 0.01" in stage1 and "> crop_background_weight: 0.01" in stage2
+    assert "> trainable_modules: '$None'" in stage2
     assert record["model_sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
     shipped = torch.load(out / "model.pt", weights_only=True)
     fine_tuned = torch.load(out / "fusion" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     assert shipped.keys() == fine_tuned.keys() and all(torch.equal(shipped[k], fine_tuned[k]) for k in shipped)
-    # stage 2 starts from stage 1 and changes only the fusion modules (FA)
+    # stage 2 starts from stage 1 and trains the whole network by default
     changed = {k.split(".")[0] for k in shipped if not torch.equal(shipped[k], autoencoder[k])}
-    assert changed == {"fusions"}, changed
+    assert {"stem", "levels", "fusions", "head"} <= changed, changed
+    assert record["fusion_trainable"] == "all"
     MMIFNet().load_state_dict(shipped)
+
+
+def test_shipped_weights_script_trains_only_the_modules_named(tmp_path):
+    out = tmp_path / "shipped"
+    result = _script(
+        "scripts/train_shipped_weights.py", "-o", str(out), "--dataset-dir", str(SAMPLES_DIR),
+        "--validation-cases", "37", "--epochs", "1", "--iterations-per-epoch", "1", "--fusion-epochs", "1",
+        "--fusion-iterations-per-epoch", "1", "--batch-size", "2", "--crop-size", "64", "--fusion-trainable", "fusions",
+        "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    shipped = torch.load(out / "model.pt", weights_only=True)
+    autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
+    changed = {k.split(".")[0] for k in shipped if not torch.equal(shipped[k], autoencoder[k])}
+    assert changed == {"fusions"}, changed  # FA alone, the paper's stage 2
+    assert json.loads((out / "training.json").read_text())["fusion_trainable"] == ["fusions"]
 
 
 def test_shipped_weights_script_names_a_missing_data_set_folder(tmp_path):
