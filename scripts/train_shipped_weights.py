@@ -11,10 +11,10 @@ foreground (``--crop-background-weight``; 1 draws them uniformly as the paper do
 threads, keep their last checkpoint (validation is off, so nothing is selected on the validation split) and resume
 when rerun: an interrupted run continues from its last epoch's checkpoint, so a run can also be done in parts.
 
-Writes ``OUT/model.pt`` (the parameters of stage 2's last checkpoint, what ``bundles/mmif_net/models/model.pt``
-holds), ``OUT/training.json`` (budgets, images seen, seconds as ``total_seconds``, threads, hardware, the command)
-and the two trainer logs under ``OUT/autoencoder`` and ``OUT/fusion``. ``--device cuda --num-workers 8`` is the GPU
-form.
+Writes ``OUT/model.pt`` (stage 2's last parameters and the ``--network`` configuration they belong to, the form
+``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, images seen, seconds as
+``total_seconds``, threads, hardware, the command) and the two trainer logs under ``OUT/autoencoder`` and
+``OUT/fusion``. ``--device cuda --num-workers 8`` is the GPU form.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mmif_monai.errors import report_user_errors
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
 from mmif_monai.io.images import atomic_output
 from mmif_monai.io.paths import BUNDLE_DIR, DEFAULT_DATASET_DIR, REPO_ROOT
-from mmif_monai.networks.pretrained import read_weights
+from mmif_monai.networks.pretrained import NETWORK_ARGUMENTS, read_weights
 from mmif_monai.studies.documents import machine_description
 from mmif_monai.studies.training import BundleInputs, BundleRun, TrainingBudget, train_mmif_net, training_seconds
 
@@ -90,6 +90,11 @@ def main() -> None:
         "--augmentation-prob", type=float, default=0.5,
         help="probability of a random gamma on each anatomical image (0: none, the paper's)",
     )  # fmt: skip
+    parser.add_argument(
+        "--network", type=json.loads, default={},
+        help="MMIF-Net arguments as JSON, e.g. '{\"decompose\": false, \"stem_features\": 8}' (default: the paper's"
+        " configuration); recorded in model.pt, so that every loader builds the same network",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.exit(report_user_errors("train_shipped_weights", lambda: _train(args)))
 
@@ -116,15 +121,21 @@ def _train(args: argparse.Namespace) -> None:
         args.num_workers > 0,
         args.threads,
     )
-    sampling = {
+    unknown = set(args.network) - set(NETWORK_ARGUMENTS)
+    if unknown:
+        raise ValueError(
+            f"--network: {', '.join(sorted(unknown))} not MMIF-Net arguments ({', '.join(NETWORK_ARGUMENTS)})"
+        )
+    overrides = {
         "crop_background_weight": args.crop_background_weight,
         "intensity_augmentation_prob": args.augmentation_prob,
+        **{f"network_def#{name}": value for name, value in args.network.items()},
     }
     configs = BUNDLE_DIR / "configs"
     trainable = None if args.fusion_trainable == ["all"] else list(args.fusion_trainable)
     final, seconds = train_mmif_net(
         BundleRun(
-            [configs / "train.json", configs / "augment.json"], args.out / "autoencoder", autoencoder, inputs, sampling
+            [configs / "train.json", configs / "augment.json"], args.out / "autoencoder", autoencoder, inputs, overrides
         ),
         args.out / "fusion",
         fusion,
@@ -137,16 +148,18 @@ def _train(args: argparse.Namespace) -> None:
         fusion_configs=[configs / "augment_fusion.json"],
     )
     with atomic_output(args.out / "model.pt") as tmp:
-        torch.save(read_weights(final), tmp)
+        torch.save({"model": read_weights(final), "network": args.network}, tmp)
     digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()
     record = {
         "command": shlex.join(["python", "scripts/train_shipped_weights.py", *sys.argv[1:]]),
         "autoencoder": autoencoder.as_dict(),
         "fusion": fusion.as_dict(),
+        "network": args.network,
         "fusion_trainable": trainable or "all",
         "fusion_gradient_weight": args.fusion_gradient_weight,
         "fusion_correlation_weight": args.fusion_correlation_weight,
-        **sampling,
+        "crop_background_weight": args.crop_background_weight,
+        "augmentation_prob": args.augmentation_prob,
         "final_checkpoint": final.name,
         "images_seen": {
             stage: budget.iterations * budget.batch_size

@@ -93,3 +93,22 @@ def test_read_weights_refuses_what_is_not_a_parameter_dictionary(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="list.pt"):
         read_weights(tmp_path / "list.pt")
+
+
+def test_a_weights_file_records_its_network_configuration_and_every_loader_builds_it(tmp_path):
+    from mmif_monai.networks import MMIFNet
+
+    fast = {"decompose": False, "stem_features": 8, "features": [16, 16, 32, 32, 48]}
+    net = MMIFNet(**fast)
+    path = tmp_path / "fast.pt"
+    torch.save({"model": net.state_dict(), "network": fast}, path)
+    loaded = load_mmif_net(path).network
+    assert not loaded.decompose and loaded.stem[0].conv.out_channels == 8
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+    # a plain state dict is the paper's configuration, and a state dict of another one is refused by name
+    torch.save(net.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not weights of this MMIF-Net configuration"):
+        load_mmif_net(tmp_path / "plain.pt")
+    torch.save({"model": net.state_dict(), "network": {**fast, "depth": 5}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="'network' entry is not MMIF-Net arguments"):
+        load_mmif_net(tmp_path / "odd.pt")

@@ -20,7 +20,9 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "LoadedModel",
     "check_matches",
+    "NETWORK_ARGUMENTS",
     "load_mmif_net",
+    "read_checkpoint",
     "read_weights",
     "weights_digest",
 ]
@@ -36,28 +38,37 @@ def weights_digest(path: str | Path = DEFAULT_WEIGHTS) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "untrained"
 
 
-def read_weights(path: str | Path) -> dict:
-    """The parameters in ``path``: a plain state dict, or a training checkpoint's ``"model"`` entry.
+#: the :class:`MMIFNet` arguments a weights file may record as its ``"network"`` entry
+NETWORK_ARGUMENTS = ("msl", "sa", "fa", "decompose", "features", "stem_features")
 
-    Loaded with ``weights_only=True``: a state dict needs no pickled code, and refusing it keeps untrusted
-    files inert.
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """The parameters in ``path`` and the network configuration they were trained in.
+
+    The file is a plain state dict, or a dictionary whose ``"model"`` entry is one (a training checkpoint, or the
+    shipped form ``{"model": state dict, "network": {...}}`` whose ``"network"`` entry holds :class:`MMIFNet`
+    arguments, :data:`NETWORK_ARGUMENTS`; without it, the paper's configuration: ``{}``). Loaded with
+    ``weights_only=True``: a state dict needs no pickled code, and refusing it keeps untrusted files inert.
 
     Raises:
         FileNotFoundError: if the file does not exist. ValueError, naming the file: it is empty or not a PyTorch
         file, holds pickled code or objects other than tensors (refused, never run), holds no dictionary of
-        tensors, or holds NaN/Inf parameters.
+        tensors, holds NaN/Inf parameters, or records a network argument MMIF-Net does not take.
     """
     path = check_weights_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path}: refused: the file holds code or objects other than tensors (weights_only); it was not run"
         ) from error
     except Exception as error:  # a damaged archive fails in many ways inside torch.load; none is the user's to read
         raise ValueError(f"{path}: not a PyTorch weights file ({type(error).__name__} while reading it)") from error
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state, config = loaded, dict[str, object]()
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        state, config = loaded["model"], loaded.get("network") or {}
+    if not isinstance(config, dict) or set(config) - set(NETWORK_ARGUMENTS):
+        raise ValueError(f"{path}: its 'network' entry is not MMIF-Net arguments ({', '.join(NETWORK_ARGUMENTS)})")
     if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors or a checkpoint with a 'model' entry")
     broken = [
@@ -68,7 +79,12 @@ def read_weights(path: str | Path) -> dict:
         raise ValueError(
             f"{path}: {len(broken)} parameter tensor(s) hold NaN/Inf (first: {broken[0]}); the weights are damaged"
         )
-    return state
+    return state, dict(config)
+
+
+def read_weights(path: str | Path) -> dict:
+    """The parameters in ``path`` (:func:`read_checkpoint`), without the network configuration."""
+    return read_checkpoint(path)[0]
 
 
 def check_matches(path: Path, network: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -116,8 +132,9 @@ def load_mmif_net(
     weights: str | Path | None = None, device: str | torch.device = "cpu", **network_kwargs
 ) -> LoadedModel:
     """MMIF-Net in eval mode with ``weights`` (a state dict or training checkpoint file) or the bundle's shipped
-    ``models/model.pt``. ``network_kwargs`` are :class:`MMIFNet`'s switches; with ``fa=False`` the file's FA
-    parameters, if any, are left unused.
+    ``models/model.pt``, in the configuration the file records (:func:`read_checkpoint`). ``network_kwargs`` are
+    :class:`MMIFNet`'s switches, over the file's; with ``fa=False`` the file's FA parameters, if any, are left
+    unused.
 
     Without weights (none given and none shipped) the network is randomly initialised, carries the shipped
     LatLRR projection when there is one, and is marked ``trained=False`` so callers can say so.
@@ -126,10 +143,10 @@ def load_mmif_net(
         FileNotFoundError: if ``weights`` is given and does not exist. ValueError: the file is not weights of this
         network configuration (:func:`read_weights`).
     """
-    network = MMIFNet(**network_kwargs)
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if weights is not None or path.is_file():
-        state = read_weights(path)
+        state, config = read_checkpoint(path)
+        network = MMIFNet(**{**config, **network_kwargs})
         if not network.fa:
             # the l1 rule has no parameters: weights trained with FA can be fused by the l1 rule instead
             state = {k: v for k, v in state.items() if not k.startswith("fusions.")}
@@ -137,6 +154,7 @@ def load_mmif_net(
         network.load_state_dict(state)
         loaded = LoadedModel(network, path, trained=True)
     else:
+        network = MMIFNet(**network_kwargs)
         if default_projection_path().is_file():
             network.decomposition.projection.copy_(load_projection())
         loaded = LoadedModel(network, None, trained=False)

@@ -11,6 +11,8 @@ greys in MRI–CT (:mod:`mmif_monai.studies.colour`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,11 +92,26 @@ def _target_scores(
     return folders, met, ratios
 
 
+def _cached(weights: Path, by_type: Mapping[str, Sequence[FusionPair]], out_dir: Path) -> Path:
+    """Where one candidate's scores on these pairs are kept: per weights digest and set of pairs."""
+    pairs = hashlib.sha256(" ".join(f"{p.pair_type}/{p.name}" for ps in by_type.values() for p in ps).encode())
+    return out_dir / "scores" / f"{weights_digest(weights)}-{pairs.hexdigest()[:12]}.json"
+
+
 def score_candidate(
     weights: Path, by_type: Mapping[str, Sequence[FusionPair]], out_dir: Path, device: str = "cpu"
 ) -> CandidateScores:
-    """Score ``weights`` on ``by_type`` (validation pairs per pair type) and its shifted variant; fused images and
-    shifted sources are kept under ``out_dir`` (fusions per weights digest, so a rerun reuses them)."""
+    """Score ``weights`` on ``by_type`` (validation pairs per pair type) and its shifted variant; fused images,
+    shifted sources and the scores are kept under ``out_dir`` per weights digest, so a rerun reuses them."""
+    cache = _cached(weights, by_type, out_dir)
+    if cache.is_file():
+        record = json.loads(cache.read_text())
+        return CandidateScores(
+            weights,
+            {v: {t: (met, ratios) for t, (met, ratios) in types.items()} for v, types in record["targets"].items()},
+            {t: tuple(c) for t, c in record["colour"].items()},
+            None if record["bone"] is None else tuple(record["bone"]),
+        )
     scores = CandidateScores(weights)
     for variant in VARIANTS:
         scores.targets[variant] = {}
@@ -118,6 +135,8 @@ def score_candidate(
             elif pair_type == "mri_ct":
                 bone = score_bone_folder(pairs, fused).bone
                 scores.bone = (bone.greyed, bone.brightness, BONE_BOUND.met(bone))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"targets": scores.targets, "colour": scores.colour, "bone": scores.bone}) + "\n")
     return scores
 
 
