@@ -12,7 +12,8 @@ of the 65,536 of the explicit form). Reflect-padding the image by ``patch_size -
 
 The 31x31 cross-correlation is evaluated by FFT (product of the image spectrum with the conjugate kernel
 spectrum): exact up to float rounding and about 14 times faster on the CPU than the direct convolution, whose
-single input channel leaves the convolution kernels little to vectorise (docs/benchmarks.md).
+single input channel leaves the convolution kernels little to vectorise (docs/benchmarks.md). An ONNX export
+(:mod:`mmif_monai.networks.export`) computes the same correlation as that direct convolution.
 """
 
 from __future__ import annotations
@@ -130,12 +131,23 @@ class LatLRRDecomposition(nn.Module):
         # float64 stays float64; half precision is computed in float32 (and cuFFT's half FFTs want powers of 2)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         planes = F.pad(x.reshape(n * c, 1, h, w).to(dtype), [pad, pad, pad, pad], mode="reflect")
+        salient = self._correlate(planes, h, w).reshape(n, c, h, w).to(x.dtype)
+        return x - salient, salient
+
+    def _correlate(self, planes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The valid ``h`` x ``w`` cross-correlation of the padded ``planes`` (M, 1, h + 2p - 2, w + 2p - 2) with
+        :meth:`kernel`."""
+        kernel = self.kernel(planes.dtype)
+        if not torch.jit.is_scripting():  # a scripted module is never exported, and cannot compile the test below
+            if torch.onnx.is_in_onnx_export():
+                # an exported graph convolves directly, an op every ONNX runtime has: ONNX Runtime 1.32 fails on the
+                # exporter's inverse real FFT ("Shape mismatch attempting to re-use buffer" in its DFT kernel)
+                return F.conv2d(planes, kernel)
         # circular correlation over the padded size: output pixel (i, j) reads planes[i : i + 2p - 1, j : j + 2p - 1],
         # which never wraps for i < h, j < w, so the first h x w outputs are the valid correlation
-        size = [h + 2 * pad, w + 2 * pad]
-        spectrum = torch.fft.rfft2(planes, s=size) * torch.fft.rfft2(self.kernel(dtype), s=size).conj()
-        salient = torch.fft.irfft2(spectrum, s=size)[..., :h, :w].reshape(n, c, h, w).to(x.dtype)
-        return x - salient, salient
+        size = [planes.shape[-2], planes.shape[-1]]
+        spectrum = torch.fft.rfft2(planes, s=size) * torch.fft.rfft2(kernel, s=size).conj()
+        return torch.fft.irfft2(spectrum, s=size)[..., :h, :w]
 
 
 def default_projection_path() -> Path:

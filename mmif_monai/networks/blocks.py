@@ -268,11 +268,12 @@ class NonLocalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, C')
-        k = self.key(x).flatten(2).transpose(1, 2)
-        v = self.value(x).flatten(2).transpose(1, 2)
+        # (N, 1, HW, C'): one head, in the 4D layout (batch, heads, tokens, channels) that torch's ONNX exporter takes
+        q = self.query(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        k = self.key(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        v = self.value(x).flatten(2).transpose(1, 2).unsqueeze(1)
         # scaled by 1/sqrt(C') as the paper's Eq. 1; the fused kernel never materialises the HW x HW map on GPU
-        attended = F.scaled_dot_product_attention(q, k, v)  # (N, HW, C')
+        attended = F.scaled_dot_product_attention(q, k, v).squeeze(1)  # (N, HW, C')
         attended = self.project(attended.transpose(1, 2).reshape(n, -1, h, w))
         gate = torch.sigmoid(self.gate(attended.mean(dim=(2, 3)))).view(n, c, 1, 1)
         return x + gate * attended
