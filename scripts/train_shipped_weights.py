@@ -1,12 +1,13 @@
 """Train the bundle's shipped weights from scratch on this machine's CPU: the paper configuration (MSL + SA + FA,
 λ from train.json) in two stages, with the CPU recipe's data sampling and loss.
 
-Stage 1 is the paper's autoencoder task (``train.json``), stage 2 trains with the fusion loss (``train_fusion.json``,
-its gradient term weighted by ``--fusion-gradient-weight``, its SCD term by ``--fusion-correlation-weight``) from
-stage 1's last checkpoint, the modules ``--fusion-trainable`` names (default: the whole network). Both stages layer
-the recipe's sampling on their config (``augment.json``, ``augment_fusion.json``): crops centred on the joint
-foreground (``--crop-background-weight``; 1 draws them uniformly as the paper does) and, with probability
-``--augmentation-prob``, a random gamma on the anatomical image (another scanner's intensities). Both run through
+Stage 1 is the paper's autoencoder task (``train.json``), stage 2 trains with the fusion loss
+(``train_fusion.json``; its terms weighted by ``--fusion-intensity-weight``, ``--fusion-gradient-weight`` and
+``--fusion-correlation-weight``) from stage 1's last checkpoint, the modules ``--fusion-trainable`` names (default:
+the whole network). Both stages layer the recipe's sampling on their config (``augment.json``,
+``augment_fusion.json``): crops centred on the joint foreground (``--crop-background-weight``; 1 draws them
+uniformly as the paper does) and, with probability ``--augmentation-prob``, a random gamma on the anatomical image
+(another scanner's intensities). Both run through
 ``python -m monai.bundle run training`` (``mmif_monai.studies.training.train_mmif_net``) with ``--threads`` CPU
 threads, keep their last checkpoint (validation is off, so nothing is selected on the validation split) and resume
 when rerun: an interrupted run continues from its last epoch's checkpoint, so a run can also be done in parts.
@@ -38,13 +39,14 @@ from mmif_monai.studies.training import BundleInputs, BundleRun, TrainingBudget,
 
 #: the CPU recipe's budgets and loss weights (bundles/mmif_net/docs/README.md, "Shipped weights")
 RECIPE = {
-    "epochs": 15,
+    "epochs": 40,
     "iterations_per_epoch": 100,
     "batch_size": 8,
     "crop_size": 64,
-    "fusion_epochs": 15,
+    "fusion_epochs": 50,
     "fusion_iterations_per_epoch": 100,
     "fusion_learning_rate": 1e-3,
+    "fusion_intensity_weight": 3.0,
     "fusion_gradient_weight": 3.0,
     "fusion_correlation_weight": 0.0,
 }
@@ -73,6 +75,10 @@ def main() -> None:
     parser.add_argument(
         "--fusion-trainable", nargs="+", default=["all"],
         help="the network's submodules stage 2 trains: 'all' (the whole network), or names such as fusions (FA)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fusion-intensity-weight", type=float, default=RECIPE["fusion_intensity_weight"],
+        help="the fusion loss's intensity weight (train_fusion.json's intensity_weight, 1 there)",
     )  # fmt: skip
     parser.add_argument(
         "--fusion-gradient-weight", type=float, default=RECIPE["fusion_gradient_weight"],
@@ -140,6 +146,7 @@ def _train(args: argparse.Namespace) -> None:
         args.out / "fusion",
         fusion,
         fusion_overrides={
+            "intensity_weight": args.fusion_intensity_weight,
             "gradient_weight": args.fusion_gradient_weight,
             "fusion_correlation_weight": args.fusion_correlation_weight,
             # MONAI's command line drops None values: the expression "$None" is how a bundle key is set to None
@@ -156,6 +163,7 @@ def _train(args: argparse.Namespace) -> None:
         "fusion": fusion.as_dict(),
         "network": args.network,
         "fusion_trainable": trainable or "all",
+        "fusion_intensity_weight": args.fusion_intensity_weight,
         "fusion_gradient_weight": args.fusion_gradient_weight,
         "fusion_correlation_weight": args.fusion_correlation_weight,
         "crop_background_weight": args.crop_background_weight,
