@@ -141,6 +141,25 @@ def test_candidates_are_compared_on_both_variants_with_colour_and_bone(tmp_path)
     assert text.count("MMIF-Net ÷ pixel-max (bold: target met)") == 6  # 3 pair types x 2 variants
 
 
+RELEASED = ROOT.parent / "shared" / "weights"  # the peers' released checkpoints, beside the repository, never in it
+
+
+@pytest.mark.skipif(not (RELEASED / "densefuse_gray.model").is_file(), reason="the authors' weights are not here")
+def test_candidates_are_set_against_the_peers_released_weights(tmp_path):
+    doc = tmp_path / "candidates.md"
+    result = _script(
+        "scripts/compare_candidates.py", f"shipped={DEFAULT_WEIGHTS}", "--limit", "1", "--out", str(tmp_path / "out"),
+        "--doc", str(doc), "--dataset-dir", str(SAMPLES_DIR), "--validation-cases", "10", "30", "37",
+        "--released", f"densefuse={RELEASED / 'densefuse_gray.model'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = doc.read_text()
+    assert "## Against the authors' released weights" in text
+    for rule in ("l1 rule", "addition rule"):  # DenseFuse once per rule of its paper, as mmif compare names them
+        row = next(line for line in text.splitlines() if f"| DenseFuse (authors' weights, {rule}) |" in line)
+        assert re.search(r"\| \d / \d / \d of 8 \| \d / \d / \d of 8 \|$", row), row
+
+
 def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_path):
     weights = tmp_path / "candidate.pt"
     # a candidate near the shipped weights (a randomly initialised network fuses into black, which is refused)
@@ -185,7 +204,9 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
     assert "> crop_background_weight: 0.01" in stage1 and "> crop_background_weight: 0.01" in stage2
     assert "> trainable_modules: '$None'" in stage2
     assert record["model_sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
-    shipped = torch.load(out / "model.pt", weights_only=True)
+    written = torch.load(out / "model.pt", weights_only=True)
+    assert written["network"] == {}  # no --network: the paper's configuration
+    shipped = written["model"]
     fine_tuned = torch.load(out / "fusion" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     assert shipped.keys() == fine_tuned.keys() and all(torch.equal(shipped[k], fine_tuned[k]) for k in shipped)
@@ -205,7 +226,7 @@ def test_shipped_weights_script_trains_only_the_modules_named(tmp_path):
         "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    shipped = torch.load(out / "model.pt", weights_only=True)
+    shipped = torch.load(out / "model.pt", weights_only=True)["model"]
     autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     changed = {k.split(".")[0] for k in shipped if not torch.equal(shipped[k], autoencoder[k])}
     assert changed == {"fusions"}, changed  # FA alone, the paper's stage 2
