@@ -21,6 +21,7 @@ from mmif_monai.studies.candidates import CandidateSettings, run_candidate_compa
 
 
 def _candidate(text: str) -> tuple[str, Path]:
+    """``NAME=FILE`` as a pair."""
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
@@ -36,10 +37,15 @@ def main() -> None:
     parser.add_argument("--validation-cases", type=int, nargs="+", default=list(DEFAULT_VALIDATION_CASES))
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs of each type")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--released", nargs="+", type=_candidate, default=[], metavar="METHOD=FILE",
+        help="the authors' released weights of a compared network (densefuse, ifcnn; as mmif compare --released)",
+    )  # fmt: skip
     args = parser.parse_args()
     settings = CandidateSettings(
-        dict(args.candidates), args.out, args.doc, args.dataset_dir, args.validation_cases, args.limit, args.device
-    )
+        dict(args.candidates), args.out, args.doc, args.dataset_dir, args.validation_cases, args.limit, args.device,
+        dict(args.released),
+    )  # fmt: skip
     sys.exit(report_user_errors("compare_candidates", lambda: run_candidate_comparison(settings)))
 
 

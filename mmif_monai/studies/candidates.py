@@ -1,6 +1,7 @@
 """Comparing candidate weights for the shipped model (``scripts/compare_candidates.py``): each candidate against the
 quality targets on the validation split and on its shifted variant, next to what a reader sees of its colours and
-bone, in one table, so that the one shipped is chosen on all of it at once.
+bone, in one table, so that the one shipped is chosen on all of it at once; and, where given, against the peers'
+released weights (DenseFuse, IFCNN: the target metrics on which the candidate's mean is at least theirs).
 
 Per candidate and pair type: the targets met under the published protocol (MMIF-Net's mean ÷ pixel-max's against
 CDDFuse's ratio, :func:`~mmif_monai.studies.validation.target_ratio_table`) on the split as it is and on its
@@ -22,10 +23,10 @@ from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, FusionPair
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR
 from mmif_monai.metrics.bone import BONE_BOUND
 from mmif_monai.metrics.colour import AANLIB_COLOUR_SCALES, COLOUR_BOUND
-from mmif_monai.metrics.report import evaluate_folders
+from mmif_monai.metrics.report import evaluate_folders, summarise
 from mmif_monai.networks.pretrained import weights_digest
 from mmif_monai.studies.colour import score_bone_folder, score_folder
-from mmif_monai.studies.comparison import validation_pairs
+from mmif_monai.studies.comparison import fuse_released, validation_pairs
 from mmif_monai.studies.documents import generated_preamble, write_document
 from mmif_monai.studies.fusions import fuse_with_methods, stage_sources
 from mmif_monai.studies.tables import Table
@@ -33,10 +34,9 @@ from mmif_monai.studies.validation import (
     CDDFUSE_RATIO_TARGETS,
     TARGET_REFERENCE,
     shift_anatomical,
-    target_ratios,
 )
 
-__all__ = ["CandidateScores", "CandidateSettings", "score_candidate", "run_candidate_comparison"]
+__all__ = ["CandidateScores", "CandidateSettings", "released_means", "score_candidate", "run_candidate_comparison"]
 
 #: the two variants of the validation split every candidate is scored on
 VARIANTS = ("validation", "shifted")
@@ -54,9 +54,13 @@ class CandidateSettings:
     validation_cases: Sequence[int] = DEFAULT_VALIDATION_CASES
     limit: int | None = None
     device: str = "cpu"
+    #: compared method -> the authors' released weights (``mmif compare --released``), scored beside the candidates
+    released: Mapping[str, Path] = field(default_factory=dict)
 
     def command_line(self) -> str:
         given = " ".join(f"{name}={path}" for name, path in self.candidates.items())
+        if self.released:
+            given += " --released " + " ".join(f"{m}={p}" for m, p in self.released.items())
         return f"python scripts/compare_candidates.py {given}"
 
 
@@ -68,6 +72,8 @@ class CandidateScores:
     weights: Path
     #: variant -> pair type -> (targets met, {metric: MMIF-Net ÷ pixel-max})
     targets: dict[str, dict[str, tuple[int, dict[str, float]]]] = field(default_factory=dict)
+    #: variant -> pair type -> {metric: the candidate's mean}
+    means: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     #: pair type -> (ΔE00 mean, worst step's mean ΔE00, share moved, colour bound met)
     colour: dict[str, tuple[float, float, float, bool]] = field(default_factory=dict)
     #: (share of bone pixels greyed, brightness kept, bone bound met)
@@ -79,17 +85,50 @@ class CandidateScores:
 
 def _target_scores(
     pairs: Sequence[FusionPair], weights: Path, out: Path, device: str
-) -> tuple[dict[str, Path], int, dict[str, float]]:
-    """Fuse ``pairs`` with the candidate and pixel-max under ``out`` and score them under the published protocol."""
+) -> tuple[dict[str, Path], dict[str, dict[str, float]]]:
+    """Fuse ``pairs`` with the candidate and pixel-max under ``out`` and score them under the published protocol:
+    the folders and ``{method: {metric: mean}}``."""
     anatomical, functional = stage_sources(pairs, out / "sources")
     folders = fuse_with_methods(
         pairs, [NETWORK_METHOD, TARGET_REFERENCE], out / "fused", device=device, weights={NETWORK_METHOD: weights}
     )
     results = evaluate_folders(folders, anatomical, functional, device=device, protocol="published")
-    pair_type = pairs[0].pair_type
-    ratios = target_ratios(results, pair_type)
-    met = sum(ratio >= CDDFUSE_RATIO_TARGETS[pair_type][metric] for metric, ratio in ratios.items())
-    return folders, met, ratios
+    return folders, _means(results)
+
+
+def _means(results: Mapping[str, Mapping[str, Sequence[float]]]) -> dict[str, dict[str, float]]:
+    """``{method: {metric: mean}}`` of per-image results."""
+    return {method: {m: mean for m, (mean, _) in metrics.items()} for method, metrics in summarise(results).items()}
+
+
+def _met(ratios: Mapping[str, float], pair_type: str) -> int:
+    return sum(ratio >= CDDFUSE_RATIO_TARGETS[pair_type][metric] for metric, ratio in ratios.items())
+
+
+def _variant_pairs(
+    by_type: Mapping[str, Sequence[FusionPair]], variant: str, out_dir: Path
+) -> dict[str, list[FusionPair]]:
+    """The pairs of one variant per pair type (the shifted ones written under ``out_dir``)."""
+    if variant == "shifted":
+        return {t: shift_anatomical(pairs, out_dir / variant / "anatomical") for t, pairs in by_type.items()}
+    return {t: list(pairs) for t, pairs in by_type.items()}
+
+
+def released_means(
+    released: Mapping[str, Path], by_type: Mapping[str, Sequence[FusionPair]], out_dir: Path, device: str = "cpu"
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """The released peers' means under the published protocol: variant -> pair type -> row title -> metric -> mean
+    (rows as ``mmif compare --released`` names them, DenseFuse once per rule)."""
+    means: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for variant in VARIANTS:
+        means[variant] = {}
+        for pair_type, pairs in _variant_pairs(by_type, variant, out_dir).items():
+            out = out_dir / variant / pair_type
+            anatomical, functional = stage_sources(pairs, out / "sources")
+            folders = fuse_released(pairs, out / "fused", released, device)
+            results = evaluate_folders(folders, anatomical, functional, device=device, protocol="published")
+            means[variant][pair_type] = _means(results)
+    return means
 
 
 def _cached(weights: Path, by_type: Mapping[str, Sequence[FusionPair]], out_dir: Path) -> Path:
@@ -109,18 +148,20 @@ def score_candidate(
         return CandidateScores(
             weights,
             {v: {t: (met, ratios) for t, (met, ratios) in types.items()} for v, types in record["targets"].items()},
+            record["means"],
             {t: tuple(c) for t, c in record["colour"].items()},
             None if record["bone"] is None else tuple(record["bone"]),
         )
     scores = CandidateScores(weights)
     for variant in VARIANTS:
-        scores.targets[variant] = {}
-        root = out_dir / variant
-        for pair_type, pairs in by_type.items():
-            if variant == "shifted":
-                pairs = shift_anatomical(pairs, root / "anatomical")
-            folders, met, ratios = _target_scores(pairs, weights, root / pair_type, device)
-            scores.targets[variant][pair_type] = (met, ratios)
+        scores.targets[variant], scores.means[variant] = {}, {}
+        for pair_type, pairs in _variant_pairs(by_type, variant, out_dir).items():
+            folders, means = _target_scores(pairs, weights, out_dir / variant / pair_type, device)
+            ratios = {
+                m: means[NETWORK_METHOD][m] / means[TARGET_REFERENCE][m] for m in CDDFUSE_RATIO_TARGETS[pair_type]
+            }
+            scores.targets[variant][pair_type] = (_met(ratios, pair_type), ratios)
+            scores.means[variant][pair_type] = means[NETWORK_METHOD]
             if variant != "validation":
                 continue
             fused = folders[NETWORK_METHOD]
@@ -135,8 +176,9 @@ def score_candidate(
             elif pair_type == "mri_ct":
                 bone = score_bone_folder(pairs, fused).bone
                 scores.bone = (bone.greyed, bone.brightness, BONE_BOUND.met(bone))
+    record = {"targets": scores.targets, "means": scores.means, "colour": scores.colour, "bone": scores.bone}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"targets": scores.targets, "colour": scores.colour, "bone": scores.bone}) + "\n")
+    cache.write_text(json.dumps(record) + "\n")
     return scores
 
 
@@ -183,6 +225,28 @@ def _ratio_table(scores: Mapping[str, CandidateScores], variant: str, pair_type:
     return table
 
 
+def _peer_table(
+    scores: Mapping[str, CandidateScores], peers: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
+) -> Table:
+    """Per candidate and released peer: on how many of the 8 target metrics the candidate's mean is at least the
+    peer's, per pair type, on each variant."""
+    pair_types = list(CDDFUSE_RATIO_TARGETS)
+    titles = list(next(iter(peers[VARIANTS[0]].values())))
+    table = Table(["candidate", "released weights", *(f"≥ on, {variant} (CT / PET / SPECT)" for variant in VARIANTS)])
+    for name, score in scores.items():
+        for title in titles:
+            cells = []
+            for variant in VARIANTS:
+                counts = [
+                    sum(score.means[variant][t][m] >= peers[variant][t][title][m] for m in CDDFUSE_RATIO_TARGETS[t])
+                    for t in pair_types
+                    if t in peers[variant]
+                ]
+                cells.append(" / ".join(map(str, counts)) + " of 8")
+            table.add(name, title, *cells)
+    return table
+
+
 def run_candidate_comparison(settings: CandidateSettings) -> str:
     """Score every candidate (:func:`score_candidate`), write ``settings.doc`` and return it."""
     by_type = validation_pairs(settings.dataset_dir, settings.validation_cases, settings.limit)
@@ -209,6 +273,17 @@ def run_candidate_comparison(settings: CandidateSettings) -> str:
         _summary_table(scores).markdown(),
         "",
     ]
+    if settings.released:
+        peers = released_means(settings.released, by_type, settings.out_dir, settings.device)
+        lines += [
+            "## Against the authors' released weights",
+            "",
+            "Of the 8 target metrics, those on which the candidate's mean is at least the released network's (published"
+            " protocol; the peers' weights are not in this repository: docs/comparison.md).",
+            "",
+            _peer_table(scores, peers).markdown(),
+            "",
+        ]
     for variant in VARIANTS:
         for pair_type in CDDFUSE_RATIO_TARGETS:
             if pair_type in by_type:

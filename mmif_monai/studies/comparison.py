@@ -171,13 +171,22 @@ def _fuse(
     folders = fuse_with_methods(pairs, _compared(networks), fused_root, device=device, weights=networks)
     titled = {method_title(name): folder for name, folder in folders.items()}
     mmif_net = titled.pop(MMIF_NET_TITLE)
-    for title, (name, weights, options) in released_rows(settings.released).items():
+    return {**titled, **fuse_released(pairs, fused_root, settings.released, device), MMIF_NET_TITLE: mmif_net}
+
+
+def fuse_released(
+    pairs: Sequence[FusionPair], fused_root: Path, released: Mapping[str, Path], device: str = "cpu"
+) -> dict[str, Path]:
+    """Fuse ``pairs`` with every released network and rule (:func:`released_rows`) under ``fused_root``, one folder
+    per weights digest and rule (existing results reused); row title -> folder."""
+    folders = {}
+    for title, (name, weights, options) in released_rows(released).items():
         rule = "-".join(options.values()) or "own"
-        titled[title] = fuse_missing(
+        folders[title] = fuse_missing(
             partial(load_method, name, weights, device, **options),
             pairs, fused_root / f"{name}-released-{rule}-{weights_digest(weights)}", device,
         )  # fmt: skip
-    return {**titled, MMIF_NET_TITLE: mmif_net}
+    return folders
 
 
 def _standing(results: Mapping[str, Mapping[str, Sequence[float]]]) -> Table:
