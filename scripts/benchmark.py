@@ -11,19 +11,26 @@ Sections (``--sections`` picks; all by default), each printed as a table of medi
   (``prepare_for_inference``: batch norm folded into the convolutions, channels-last), plus ``--compile``,
   ``--dtype``, ``--cuda-graphs`` when asked. ``--sketches`` adds untrained faster
   configurations (time only; their quality would need training).
+- ``engines``: per-pair time of MMIF-Net (shipped weights) and the fast configuration (random weights) on each
+  engine, torch's inference form, ONNX Runtime and OpenVINO running the ONNX export, against DenseFuse's inference
+  form in torch, all with ``--engine-threads`` threads at batch 1, interleaved: the table the CPU engine of
+  ``mmif fuse`` (``mmif_monai.fusion.engines.CPU_ENGINE``) is chosen from.
 - ``latlrr``: the LatLRR decomposition of a pair: FFT (used), direct 31x31 convolution, explicit unfold/fold.
-- ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once, with MMIF-Net and
-  with ``average`` (the cost of everything but the network).
+- ``volume``: the 3D job end to end (load, resample, fuse, write) on a phantom pair, once, with MMIF-Net on the
+  default engine and with ``average`` (the cost of everything but the network), each in a fresh process whose peak
+  resident memory is reported.
 - ``startup``: ``mmif fuse`` of one shipped 2D sample pair in a fresh process, against a process that only runs
-  ``import torch``, interleaved.
+  ``import torch``, interleaved; and once with an empty export cache (the first run of a weights file).
 - ``metrics``: the batched torch fusion metrics against the numpy/scipy reference (``tests/oracles.py``);
   the script exits with status 1 if any value disagrees by more than 1 %.
 - ``training``: reconstruction training steps (task + MSE/SSIM loss + Adam) per second.
 - ``quality`` (only with ``--quality-pairs N``): Qabf / VIF of the fast configuration against the paper's on the
   first N validation pairs of each type, same shipped weights.
 
-Peak memory: as :func:`mmif_monai.studies.timing.peak_memory_mib` measures it. Results and the machine they came
-from: ``docs/benchmarks.md``.
+Peak memory: as :func:`mmif_monai.studies.timing.peak_memory_mib` measures it; the 3D job's is its process's peak
+resident set. The last table holds issue #33's targets, each a ratio (or the peak) of the sections above. Exported
+models go to a temporary cache for the run (``MMIF_CACHE_DIR``), so the first export is measured and the user's
+cache is left alone. Results and the machine they came from: ``docs/benchmarks.md``.
 
     python scripts/benchmark.py                                    # everything, CPU
     OMP_WAIT_POLICY=passive python scripts/benchmark.py --threads 2 # on a machine shared with other jobs
@@ -35,6 +42,8 @@ from: ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import statistics
 import subprocess
@@ -53,6 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmif_monai.engines.tasks import ReconstructionTask
+from mmif_monai.fusion.engines import CACHE_ENV, CPU_ENGINE, RUNTIME_ENGINES, engine_line, load_engine
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
 from mmif_monai.losses import ReconstructionLoss
@@ -85,7 +95,7 @@ from mmif_monai.studies.timing import (
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from oracles import decompose_explicit, reference_metrics  # noqa: E402
 
-SECTIONS = ("matmul", "inference", "latlrr", "volume", "startup", "metrics", "training", "quality")
+SECTIONS = ("matmul", "inference", "engines", "latlrr", "volume", "startup", "metrics", "training", "quality")
 METRICS_TOLERANCE = 0.01
 #: the faster configuration that the shipped weights can run: the same network without the LatLRR split
 FAST_CONFIG: dict[str, Any] = {"decompose": False}
@@ -94,6 +104,15 @@ SKETCHES: dict[str, dict[str, Any]] = {
     "decompose=False, f0=16": {"decompose": False, "features": (16, 32, 48, 48, 64)},
     "decompose=False, msl=False": {"decompose": False, "msl": False},
     "decompose=False, msl=False, f0=16": {"decompose": False, "msl": False, "features": (16, 32, 48, 48, 64)},
+}
+#: the fast configuration being trained for issue #33's speed target, timed on every engine (random weights)
+FAST_SKETCH: dict[str, Any] = {"decompose": False, "stem_features": 8, "features": (16, 16, 32, 32, 48)}
+#: issue #33's targets: key -> (what is measured, its bound)
+TARGETS = {
+    "pair": ("default engine per pair / DenseFuse in torch", 0.5),
+    "volume": ("3D job / the same job with average", 2.0),
+    "startup": ("mmif fuse of one 2D pair / python -c 'import torch'", 1.5),
+    "memory": ("3D job's peak resident memory, GiB", 2.0),
 }
 
 
@@ -264,6 +283,52 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
         yield table
 
 
+def measure_engines(args: argparse.Namespace, targets: dict[str, float]) -> list[Table]:
+    """Per-pair time of MMIF-Net (shipped weights) and :data:`FAST_SKETCH` on each engine against DenseFuse's
+    inference form in torch: one ``--size`` pair, ``--engine-threads`` threads for every engine, interleaved.
+    Records the default engine's ratio in ``targets``."""
+    cpu = torch.device("cpu")
+    runtimes = [name for name in RUNTIME_ENGINES if importlib.util.find_spec(name) is not None]
+    title = f"engines: one {args.size}x{args.size} pair (batch 1) on the CPU, {args.engine_threads} threads"
+    table = Table(["model", "engine", "ms/pair", "pairs/s", "x DenseFuse", "peak MiB"], title=title)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.engine_threads)  # the runtimes take torch's thread count (load_engine)
+    try:
+        networks = {"MMIF-Net": load_mmif_net().network, "fast sketch (untrained)": MMIFNet(**FAST_SKETCH).eval()}
+        engines: dict[tuple[str, str], Callable[..., torch.Tensor]] = {
+            ("DenseFuse", "torch"): load_engine(DenseFuse().eval(), "torch")
+        }
+        for name, network in networks.items():
+            for engine in ("torch", *runtimes):
+                engines[(name, engine)] = load_engine(network, engine)
+        pair = _pairs(1, args.size, cpu, torch.float32, False)
+        calls: dict[str, Callable[[], object]] = {
+            f"{model} / {engine}": partial(fuse, *pair) for (model, engine), fuse in engines.items()
+        }
+        peaks = {name: peak_memory_mib(call, cpu) for name, call in calls.items()}  # also the first warm-up call
+        times = time_interleaved(calls, args.warmup, args.repeats, lambda: None)
+    finally:
+        torch.set_num_threads(previous)
+    reference = times["DenseFuse / torch"]
+    for model, engine in engines:
+        laps = times[f"{model} / {engine}"]
+        seconds = statistics.median(laps)
+        table.add(model, engine, fmt(seconds * 1e3), fmt(1 / seconds), fmt(median_ratio(laps, reference)),
+                  fmt(peaks[f"{model} / {engine}"]))  # fmt: skip
+    targets["pair"] = median_ratio(times[f"MMIF-Net / {CPU_ENGINE}"], reference)
+    table.notes += [
+        "x DenseFuse: median over interleaved rounds of time / the time of DenseFuse's inference form in torch",
+        "engines: " + "; ".join(str(engine_line(engines[("MMIF-Net", e)])) for e in ("torch", *runtimes)),
+        f"mmif fuse on the CPU (--engine auto) runs {CPU_ENGINE}; peak MiB: resident memory added by the first call",
+    ]
+    if len(runtimes) == 2:
+        first, second = runtimes
+        ratio = median_ratio(times[f"MMIF-Net / {first}"], times[f"MMIF-Net / {second}"])
+        faster = first if ratio < 1 else second
+        table.notes.append(f"MMIF-Net: {first} time / {second} time = {fmt(ratio)}: the faster CPU runtime is {faster}")
+    return [table]
+
+
 def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table]:
     decomposition = load_mmif_net(device=device).network.decomposition
     pair = torch.cat(_pairs(1, args.size, device, torch.float32, False))
@@ -294,30 +359,62 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
     return [table]
 
 
-def measure_volume(args: argparse.Namespace, device: torch.device) -> list[Table]:
-    from mmif_monai.jobs.volumes import fuse_volume_files
+#: the 3D job in a fresh process (argv: anatomical, functional, output, method, device, torch threads or 0): its step
+#: times, slice count, engine and the process's peak resident memory, as one JSON line
+VOLUME_JOB = """
+import json, resource, sys
+import torch
+from mmif_monai.jobs.volumes import fuse_volume_files
+anatomical, functional, output, method, device, threads = sys.argv[1:]
+if int(threads):
+    torch.set_num_threads(int(threads))
+result = fuse_volume_files(anatomical, functional, output, method=method, device=device)
+print(json.dumps({
+    "steps": {name: lap.wall for name, lap in result.timings.items()},
+    "slices": result.count,
+    "engine": next((line.split()[1] for line in result.notes if line.startswith("engine: ")), "-"),
+    "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+}))
+"""
+
+
+def measure_volume(args: argparse.Namespace, device: torch.device, targets: dict[str, float]) -> list[Table]:
+    """The 3D job on a phantom pair with MMIF-Net (default engine) and ``average``, each once in a fresh process;
+    records the time ratio and MMIF-Net's peak resident memory in ``targets``."""
     from mmif_monai.phantoms import write_phantom_nifti
 
     steps = ("load", "normalise", "align", "model", "fuse", "write")
-    table = Table(["method", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice"],
-                  title="3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run")  # fmt: skip
+    table = Table(["method", "engine", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice", "peak MiB"],
+                  title="3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run each")  # fmt: skip
     shape = tuple(args.volume_shape)
+    totals, peaks = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         phantom = write_phantom_nifti(Path(tmp) / "phantom", shape=shape)
         for method in ("mmif-net", "average"):
-            result = fuse_volume_files(phantom.anatomical, phantom.functional, Path(tmp) / f"fused-{method}.nii.gz",
-                                       method=method, device=str(device))  # fmt: skip
-            seconds = result.total.wall
-            laps = [f"{result.timings[s].wall:.2f}" if s in result.timings else "n/a" for s in steps]
-            table.add(method, "x".join(map(str, shape)), fmt(seconds), *laps, fmt(seconds / result.count * 1e3))
-    table.notes.append(
-        "the job fuses with MMIF-Net's inference form (batch norm folded, channels-last) on the joint foreground "
-        "only; method=average is the same job with a free fusion rule, i.e. the cost of everything but the network"
-    )
+            output = Path(tmp) / f"fused-{method}.nii.gz"
+            command = [sys.executable, "-c", VOLUME_JOB, str(phantom.anatomical), str(phantom.functional), str(output),
+                       method, str(device), str(args.threads or 0)]  # fmt: skip
+            completed = subprocess.run(command, capture_output=True, text=True)
+            if completed.returncode != 0:
+                raise RuntimeError(f"the 3D job with {method} failed:\n{completed.stderr[-3000:]}")
+            run = json.loads(completed.stdout.strip().splitlines()[-1])
+            totals[method], peaks[method] = sum(run["steps"].values()), run["peak_mib"]
+            laps = [f"{run['steps'][s]:.2f}" if s in run["steps"] else "n/a" for s in steps]
+            table.add(method, run["engine"], "x".join(map(str, shape)), fmt(totals[method]), *laps,
+                      fmt(totals[method] / run["slices"] * 1e3), fmt(peaks[method]))  # fmt: skip
+    targets["volume"], targets["memory"] = totals["mmif-net"] / totals["average"], peaks["mmif-net"] / 1024
+    table.notes += [
+        "the job fuses with MMIF-Net on the default engine (mmif fuse's) on the joint foreground only; method=average "
+        "is the same job with a free fusion rule, i.e. the cost of everything but the network",
+        "peak MiB: the job's process's peak resident set (ru_maxrss), Python, torch and the engine included",
+    ]
     return [table]
 
 
-def measure_startup(args: argparse.Namespace, device: torch.device) -> list[Table]:
+def measure_startup(args: argparse.Namespace, device: torch.device, targets: dict[str, float]) -> list[Table]:
+    """``mmif fuse`` of one 2D pair against ``import torch``, fresh processes, interleaved; before them, one
+    ``mmif fuse`` with an empty export cache (a weights file's first run), which fills the cache the others use.
+    Records the ratio in ``targets``."""
     from mmif_monai.io.paths import SAMPLES_DIR
 
     anatomical, functional = (
@@ -328,9 +425,13 @@ def measure_startup(args: argparse.Namespace, device: torch.device) -> list[Tabl
         fuse = [sys.executable, "-m", "mmif_monai.cli.main", "fuse", "--anatomical", str(anatomical),
                 "--functional", str(functional), "-o", str(Path(tmp) / "fused.png"), "--overwrite",
                 "--device", str(device)]  # fmt: skip
+        environment = {**os.environ, CACHE_ENV: str(Path(tmp) / "cache")}
+        start = time.perf_counter()
+        subprocess.run(fuse, check=True, capture_output=True, env=environment)
+        first_run = time.perf_counter() - start
         commands = {"python -c 'import torch'": [sys.executable, "-c", "import torch"], "mmif fuse (one 2D pair)": fuse}
         calls: dict[str, Callable[[], object]] = {
-            name: partial(subprocess.run, command, check=True, capture_output=True)
+            name: partial(subprocess.run, command, check=True, capture_output=True, env=environment)
             for name, command in commands.items()
         }
         times = time_interleaved(calls, args.warmup, args.repeats, lambda: None)
@@ -338,7 +439,22 @@ def measure_startup(args: argparse.Namespace, device: torch.device) -> list[Tabl
     table = Table(["command", "median s", "x import torch"], title="start-up: fresh processes, interleaved")
     for name, laps in times.items():
         table.add(name, fmt(statistics.median(laps)), fmt(median_ratio(laps, reference)))
+    table.add("mmif fuse, first run (ONNX export)", fmt(first_run), fmt(first_run / statistics.median(reference)))
+    targets["startup"] = median_ratio(times["mmif fuse (one 2D pair)"], reference)
+    table.notes.append(
+        "the first run, once and before the others, exports the network into an empty cache (--engine auto on the "
+        "CPU); the interleaved runs read that cache; its ratio is to the median of import torch"
+    )
     return [table]
+
+
+def targets_table(targets: dict[str, float]) -> Table:
+    """Issue #33's targets (:data:`TARGETS`) with what the sections measured, those that ran."""
+    table = Table(["target", "measured", "bound", "met"], title="targets (issue #33), this run")
+    for key, (label, bound) in TARGETS.items():
+        if key in targets:
+            table.add(label, fmt(targets[key]), fmt(bound), "yes" if targets[key] <= bound else "no")
+    return table
 
 
 # ---- metrics: the batched torch path against the numpy/scipy reference
@@ -523,6 +639,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--cuda-graphs", action="store_true", help="replay the optimised networks from CUDA graphs")
     g.add_argument("--sketches", action="store_true", help="also time untrained faster configurations")
     g.add_argument("--matmul-size", type=int, help="matrix side for the matmul rate (default 2048 CPU, 8192 CUDA)")
+    g = parser.add_argument_group("engines")
+    g.add_argument("--engine-threads", type=int, default=2, help="CPU threads of every engine in the engines table")
     g = parser.add_argument_group("volume")
     g.add_argument("--volume-shape", type=int, nargs=3, default=[256, 256, 180])
     g = parser.add_argument_group("metrics")
@@ -544,8 +662,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     folders = (args.metrics_a, args.metrics_b, args.metrics_fused)
     if any(folders) and not all(folders):
         parser.error("--metrics-a, --metrics-b and --metrics-fused go together")
-    if min(args.repeats, *args.batch_sizes, args.size) < 1 or args.warmup < 0:
-        parser.error("--repeats, --batch-sizes and --size must be positive and --warmup >= 0")
+    if min(args.repeats, *args.batch_sizes, args.size, args.engine_threads) < 1 or args.warmup < 0:
+        parser.error("--repeats, --batch-sizes, --size and --engine-threads must be positive and --warmup >= 0")
     if args.quality_pairs > 0 and "quality" not in args.sections:
         args.sections.append("quality")
     args.torch_dtype = getattr(torch, args.dtype)
@@ -566,7 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = f"{machine_description(device)}; medians of {args.repeats} after {args.warmup} warm-up"
     print(header, flush=True)
     tables: list[Table] = []
+    targets: dict[str, float] = {}
     status = 0
+    cache = tempfile.TemporaryDirectory(prefix="mmif-benchmark-cache-")
+    os.environ[CACHE_ENV] = cache.name  # exports of this run, read by its subprocesses too
 
     def emit(new: list[Table]) -> None:
         for table in new:
@@ -578,12 +699,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "inference" in args.sections:
         for table in measure_inference(args, device, matmul):
             emit([table])
+    if "engines" in args.sections:
+        emit(measure_engines(args, targets))
     if "latlrr" in args.sections:
         emit(measure_latlrr(args, device))
     if "volume" in args.sections:
-        emit(measure_volume(args, device))
+        emit(measure_volume(args, device, targets))
     if "startup" in args.sections:
-        emit(measure_startup(args, device))
+        emit(measure_startup(args, device, targets))
     if "metrics" in args.sections:
         metric_tables, worst = measure_metrics(args, device)
         emit(metric_tables)
@@ -594,6 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit(measure_training(args, device))
     if "quality" in args.sections:
         emit(measure_quality(args, device))
+    if targets:
+        emit([targets_table(targets)])
+    cache.cleanup()
     load_after = os.getloadavg()
     footer = f"1-minute load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end"
     print("\n" + footer)

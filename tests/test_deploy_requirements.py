@@ -4,7 +4,7 @@ The app, staged as docs/deploy.md stages it for ``monai-deploy package``, runs o
 ``--register rigid`` (so every code path that imports a package is taken) in a virtual environment that holds only
 what a MAP holds: the distributions the file names, the SDK and Holoscan that the packager adds, and what each of
 them requires, as pip would install them. A distribution the file names that the app's own code does not import
-(highdicom: the SDK loads it) must be one the app fails without.
+(highdicom: the SDK loads it; onnx and onnxscript: torch's exporter loads them) must be one the app fails without.
 
 A fresh ``pip install -r requirements.txt`` would download torch, Holoscan and CuPy (gigabytes) on every run, and
 this machine has no copy of most of them to install offline. The virtual environment is therefore a plain venv
@@ -30,6 +30,7 @@ from packaging.utils import canonicalize_name
 
 pytest.importorskip("monai.deploy.core", reason="needs the [deploy] extra", exc_type=ModuleNotFoundError)
 
+from mmif_monai.fusion.engines import CACHE_ENV, CPU_ENGINE  # noqa: E402
 from mmif_monai.io.dicom_series import save_series, set_pixels, slice_datasets  # noqa: E402
 from mmif_monai.io.volumes import load_volume  # noqa: E402
 from mmif_monai.phantoms import phantom_volume, write_phantom_dicom_study  # noqa: E402
@@ -166,8 +167,10 @@ def _mr_pet_study(folder: Path) -> Path:
 def _run_app(folder: Path, requirements: list[Requirement], app: Path, study: Path) -> subprocess.CompletedProcess:
     """The staged app on ``study`` (output ``folder/out``), in a venv of only ``requirements`` and the packager's."""
     python = _venv_with_only(folder / "venv", _installed_closure([*requirements, *map(Requirement, PACKAGER_INSTALLS)]))
-    # nothing of this environment leaks in: no PYTHONPATH, and the working folder holds no package
+    # nothing of this environment leaks in: no PYTHONPATH, and the working folder holds no package; an empty export
+    # cache, so that every run exports the network to ONNX as a MAP's first run does (onnx and onnxscript needed)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env[CACHE_ENV] = str(folder / "cache")
     return subprocess.run(
         [python, "-c", PROBE, str(app), "-i", str(study), "-o", str(folder / "out"), "--register", "rigid"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=600,
@@ -181,6 +184,7 @@ def test_the_app_runs_on_an_mr_pet_study_with_only_the_map_requirements_and_need
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "anatomical: MR" in result.stdout and "functional: PT" in result.stdout, result.stdout
     assert "rigid registration" in result.stdout, result.stdout
+    assert f"engine: {CPU_ENGINE}" in result.stdout, result.stdout  # the CPU engine, exported on this first run
     fused = [pydicom.dcmread(path) for path in sorted((tmp_path / "listed/out/fused").iterdir())]
     assert len(fused) == SHAPE[2] and {ds.PhotometricInterpretation for ds in fused} == {"RGB"}  # PET colour map
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmif_monai.errors import report_user_errors
-from mmif_monai.io.preflight import COMPARISON_METHOD_NAMES, FUSION_METHOD_NAMES, OUTPUT_FORMATS
+from mmif_monai.io.preflight import COMPARISON_METHOD_NAMES, ENGINE_NAMES, FUSION_METHOD_NAMES, OUTPUT_FORMATS
 
 __all__ = ["main", "build_parser"]
 
@@ -62,6 +62,11 @@ def _add_method_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--weights", type=Path, help="MMIF-Net state dict (default: the bundle's shipped weights)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--engine", default="auto", choices=ENGINE_NAMES,
+        help="what runs MMIF-Net: auto (default: the faster ONNX runtime on the CPU, torch on a GPU), torch,"
+        " onnxruntime or openvino (CPU; the model is exported to ONNX once per weights file and cached)",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
 
 
@@ -266,6 +271,7 @@ def _fuse(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         report=_say,
         luminance_limit=COLOUR_FIDELITY if args.colour_fidelity else None,
+        engine=args.engine,
     )
     print(f"wrote {len(result.outputs)} fused image(s) to {args.output}")
     print(result.summary())
@@ -291,6 +297,7 @@ def _fuse_volumes(args: argparse.Namespace) -> None:
         modalities=args.modalities or (None, None),
         report=_say,
         progress=True,
+        engine=args.engine,
     )
     print("wrote " + ", ".join(str(path) for path in result.outputs))
     print(result.summary())
@@ -318,6 +325,7 @@ def _demo(args: argparse.Namespace) -> None:
         args.overwrite,
         resolve_device(args.device),
         report=_say,
+        engine=args.engine,
     )
     *fused, preview = result.outputs
     print(f"wrote {len(fused)} fused image(s) under {args.output}; preview: {preview}")

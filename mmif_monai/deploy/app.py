@@ -1,6 +1,7 @@
 """The MONAI Deploy application: a DICOM study folder in, the fused DICOM series out.
 
     python -m mmif_monai.deploy.app -i STUDY_DIR -o OUT_DIR [-m WEIGHTS] [--rules RULES.json] [--register rigid]
+        [--engine auto|torch|onnxruntime|openvino]
 
 The operators, in order: the SDK's ``DICOMDataLoaderOperator`` (every DICOM file under STUDY_DIR, grouped by
 study and series) -> :class:`~mmif_monai.deploy.operators.FusionSeriesSelectorOperator` (one patient, one
@@ -10,8 +11,9 @@ onto the anatomical grid) -> ``FusionInferenceOperator`` (the bundle's network, 
 
 Paths follow the SDK: ``-i``/``-o``/``-m`` or, when absent, ``HOLOSCAN_INPUT_PATH`` / ``HOLOSCAN_OUTPUT_PATH`` /
 ``HOLOSCAN_MODEL_PATH`` (as set inside a MONAI Application Package); the model defaults to the bundle's
-``models/model.pt``. Errors a user can cause print one line ``mmif-deploy: error: ...`` and exit 1; the SDK's
-and Holoscan's logs and the traceback appear with ``--debug``.
+``models/model.pt``. ``--engine`` or, when absent, ``MMIF_ENGINE`` chooses what runs the network (default ``auto``:
+the faster ONNX runtime on the CPU, torch on a GPU). Errors a user can cause print one line
+``mmif-deploy: error: ...`` and exit 1; the SDK's and Holoscan's logs and the traceback appear with ``--debug``.
 """
 
 from __future__ import annotations
@@ -53,12 +55,15 @@ from mmif_monai.deploy.selection import load_rules
 from mmif_monai.errors import report_user_errors
 from mmif_monai.fusion.methods import NETWORK_METHOD, available_methods
 from mmif_monai.io.outputs import check_output_path
+from mmif_monai.io.preflight import ENGINE_NAMES
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS
 
-__all__ = ["FUSED_SERIES_FOLDER", "FusionApp", "resolve_model_path", "main"]
+__all__ = ["FUSED_SERIES_FOLDER", "ENGINE_ENV", "FusionApp", "resolve_model_path", "main"]
 
 #: the fused series' folder inside the output folder
 FUSED_SERIES_FOLDER = "fused"
+#: the environment variable that chooses the engine when ``--engine`` is not given (e.g. in a MAP)
+ENGINE_ENV = "MMIF_ENGINE"
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -88,6 +93,8 @@ class FusionApp(Application):
         rules: series selection rules (:func:`~mmif_monai.deploy.selection.load_rules`); None: the defaults.
         method: ``mmif-net`` (the bundle's network) or a classical baseline name.
         device: torch device for the network; None: CUDA when available, else CPU.
+        engine: what runs the network (:mod:`mmif_monai.fusion.engines`): ``auto``, ``torch``, ``onnxruntime``,
+            ``openvino``.
         register: False (the headers' geometry), ``"rigid"`` or ``"affine"`` (ITK registration first).
         overwrite: replace an existing ``OUT_DIR/fused``.
     """
@@ -98,6 +105,7 @@ class FusionApp(Application):
         rules: dict | None = None,
         method: str = NETWORK_METHOD,
         device: str | None = None,
+        engine: str = "auto",
         register: bool | str = False,
         overwrite: bool = False,
         **kwargs,
@@ -105,6 +113,7 @@ class FusionApp(Application):
         self._rules = rules if rules is not None else load_rules()
         self._method = method
         self._device = device
+        self._engine = engine
         self._register = register
         self._overwrite = overwrite
         super().__init__(*args, **kwargs)
@@ -125,7 +134,9 @@ class FusionApp(Application):
             self, study_folder=study_folder, rules=self._rules, name="series_selector"
         )
         aligner = AlignedVolumesOperator(self, study_folder=study_folder, register=self._register, name="aligner")
-        fusion = FusionInferenceOperator(self, model_path=model_path, method=self._method, device=device, name="fusion")
+        fusion = FusionInferenceOperator(
+            self, model_path=model_path, method=self._method, device=device, engine=self._engine, name="fusion"
+        )
         writer = FusedSeriesWriterOperator(self, output_folder=series_out, overwrite=self._overwrite, name="writer")
 
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
@@ -161,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--method", default=NETWORK_METHOD, choices=available_methods(), help="fusion method")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--engine", choices=ENGINE_NAMES, default=os.environ.get(ENGINE_ENV) or "auto",
+        help=f"what runs the network (default: ${ENGINE_ENV}, else auto: the faster ONNX runtime on the CPU, torch on"
+        " a GPU)",
+    )  # fmt: skip
     parser.add_argument("--register", choices=("rigid", "affine"), help="register the functional series first (ITK)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/fused")
     parser.add_argument(
@@ -202,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rules=load_rules(args.rules),
             method=args.method,
             device=args.device,
+            engine=args.engine,
             register=args.register or False,
             overwrite=args.overwrite,
         )

@@ -30,6 +30,7 @@ from mmif_monai.deploy.selection import (
     series_folder,
     series_order,
 )
+from mmif_monai.fusion.engines import engine_line
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.io.dicom_series import SourceSeries, write_fused_series
 from mmif_monai.io.volumes import volume_name
@@ -156,7 +157,8 @@ class FusionInferenceOperator(Operator):
             series is PT or NM (coloured as in ``mmif fuse``), else 1.
         description: what was fused with what, for the fused series' SeriesDescription.
 
-    The model is loaded on the first call, from ``model_path`` (a state dict file).
+    The model is loaded on the first call, from ``model_path`` (a state dict file), to run on ``engine``
+    (:mod:`mmif_monai.fusion.engines`; ``auto``: the faster ONNX runtime on the CPU, torch on a GPU).
     """
 
     def __init__(
@@ -166,11 +168,13 @@ class FusionInferenceOperator(Operator):
         model_path: str | Path | None,
         method: str = "mmif-net",
         device: str = "cpu",
+        engine: str = "auto",
         **kwargs,
     ):
         self._model_path = model_path
         self._method = method
         self._device = device
+        self._engine = engine
         self._fuse_fn = None
         super().__init__(fragment, *args, **kwargs)
 
@@ -182,8 +186,12 @@ class FusionInferenceOperator(Operator):
     def compute(self, op_input, op_output, context):
         aligned = op_input.receive(ALIGNED)
         if self._fuse_fn is None:
-            self._fuse_fn, description = load_fusion_method(self._method, self._model_path, self._device)
+            self._fuse_fn, description = load_fusion_method(
+                self._method, self._model_path, self._device, self._engine, report=logger.info
+            )
             logger.info("model: %s", description)
+            if line := engine_line(self._fuse_fn, self._device):
+                logger.info("engine: %s", line)
         try:
             fused = fuse_pair(self._fuse_fn, aligned, device=self._device).volume
         except ValueError as error:  # say which series

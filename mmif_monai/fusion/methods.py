@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from mmif_monai.fusion.classical import CLASSICAL_METHODS, max_fusion
+from mmif_monai.fusion.engines import RUNTIME_ENGINES, load_engine
 from mmif_monai.fusion.pipeline import FuseFn
-from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.pretrained import load_mmif_net
 
 __all__ = [
@@ -33,7 +34,7 @@ def available_methods() -> list[str]:
     return [NETWORK_METHOD, *CLASSICAL_METHODS]
 
 
-def autoencoded_max(network: nn.Module) -> FuseFn:
+def autoencoded_max(network: FuseFn) -> FuseFn:
     """Pixel-max fusion reconstructed by ``network``'s encoder and decoder: what they keep of the max image.
 
     The fusion loss trains FA towards max intensity and max gradient; this shows how much of that target's scores
@@ -82,12 +83,19 @@ def check_weights_fuse(path: Path | None, network: nn.Module) -> None:
 
 
 def load_fusion_method(
-    name: str = NETWORK_METHOD, weights: str | Path | None = None, device: str | torch.device = "cpu"
+    name: str = NETWORK_METHOD,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    engine: str = "torch",
+    report: Callable[[str], None] | None = None,
 ) -> tuple[FuseFn, str]:
     """The fusion callable for ``name`` and a one-line description of what it is (weights included).
 
-    A network comes in its inference form (:func:`~mmif_monai.networks.inference.prepare_for_inference`: batch
-    norm folded, channels-last, no autograd), which every entry point runs.
+    A network runs on ``engine`` (:func:`~mmif_monai.fusion.engines.load_engine`): ``torch`` (the default, what the
+    studies and tests measure) runs its inference form (:func:`~mmif_monai.networks.inference.prepare_for_inference`:
+    batch norm folded, channels-last, no autograd); ``onnxruntime`` and ``openvino`` its cached ONNX export on the
+    CPU; ``auto``, what ``mmif fuse``, the volume job and the Deploy app pass, the faster of those on the CPU and
+    torch on a GPU. ``report`` hears of a first export. :func:`~mmif_monai.fusion.engines.engine_line` says which ran.
 
     Besides :func:`available_methods`, ``name`` may be the diagnostic :data:`AUTOENCODED_MAX`.
     """
@@ -95,7 +103,7 @@ def load_fusion_method(
         loaded = load_mmif_net(weights, device=device)
         if loaded.trained:
             check_weights_fuse(loaded.weights, loaded.network)
-        network = prepare_for_inference(loaded.network)
+        network = load_engine(loaded.network, engine, device, cacheable=loaded.trained, report=report)
         if name == NETWORK_METHOD:
             return network, loaded.description
         return autoencoded_max(network), f"pixel-max fusion reconstructed by {loaded.description}"
@@ -105,4 +113,6 @@ def load_fusion_method(
         )
     if name not in CLASSICAL_METHODS:
         raise ValueError(f"unknown fusion method {name!r}; choose from {', '.join(available_methods())}")
+    if engine in RUNTIME_ENGINES:
+        raise ValueError(f"--engine {engine} applies to {NETWORK_METHOD} only, not to the classical method {name!r}")
     return CLASSICAL_METHODS[name], f"classical baseline {name!r}"

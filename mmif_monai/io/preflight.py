@@ -26,6 +26,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "FUSION_METHOD_NAMES",
     "COMPARISON_METHOD_NAMES",
+    "ENGINE_NAMES",
     "FileJob",
     "is_volume_path",
     "check_inputs_exist",
@@ -55,6 +56,9 @@ FUSION_METHOD_NAMES = ("mmif-net", "average", "max", "laplacian", "dwt", "latlrr
 #: the networks ``mmif compare`` trains (``mmif_monai.studies.COMPARISON_METHODS``, spelled out here for the same
 #: reason; tests/test_cli.py checks the two agree)
 COMPARISON_METHOD_NAMES = ("densefuse", "ifcnn", "nestfuse", "fusiondn", "fusiongan")
+#: what runs MMIF-Net (``mmif_monai.fusion.engines``): ``auto`` (the faster CPU runtime on the CPU, torch on a GPU),
+#: torch, or its ONNX export in ONNX Runtime or OpenVINO (CPU)
+ENGINE_NAMES = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,17 @@ def fuse_dataset_folder(
     device: str | torch.device = "cpu",
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    engine: str = "auto",
 ) -> JobResult:
-    """Fuse every pair type present under ``dataset_dir`` into ``output_dir/<pair type>/`` with ``method``.
+    """Fuse every pair type present under ``dataset_dir`` into ``output_dir/<pair type>/`` with ``method`` (on
+    ``engine``, :func:`~mmif_monai.jobs.slices.run_file_jobs`).
 
     The result's outputs are the fused files, then a preview PNG (anatomical | functional | fused, one row per
     pair); its ``preview`` step times the grid.
     """
     jobs = dataset_folder_jobs(dataset_dir, output_dir)
     preview = check_output_path(Path(output_dir) / "preview.png", overwrite)
-    result = run_file_jobs(jobs, method, weights, device, overwrite, progress=progress, report=report)
+    result = run_file_jobs(jobs, method, weights, device, overwrite, progress=progress, report=report, engine=engine)
     with result.step("preview"):
         rows = [[read_slice(j.anatomical), read_slice(j.functional), read_slice(j.output)] for j in jobs]
         labels = [f"{j.output.parent.name}/{j.output.stem}" for j in jobs]

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from mmif_monai.fusion.colour import LuminanceLimit
+from mmif_monai.fusion.engines import engine_line
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.images import check_not_constant, read_slice, warn_if_nearly_empty, write_image_atomic
@@ -142,15 +143,18 @@ def run_file_jobs(
     progress: bool = True,
     report: Callable[[str], None] | None = None,
     luminance_limit: LuminanceLimit | None = None,
+    engine: str = "auto",
 ) -> JobResult:
-    """Fuse every job with the method named ``method`` (``load_fusion_method``), loaded once the inputs are read
-    and checked; ``report`` is called with the model's description as soon as it is loaded. ``luminance_limit``
-    keeps colour on its scale step (:mod:`mmif_monai.fusion.colour`)."""
+    """Fuse every job with the method named ``method`` (``load_fusion_method``, on ``engine``), loaded once the
+    inputs are read and checked; ``report`` is called with the model's description and its engine as soon as it is
+    loaded. ``luminance_limit`` keeps colour on its scale step (:mod:`mmif_monai.fusion.colour`)."""
     result = JobResult(unit="pair", report=report)
 
     def load() -> FuseFn:
-        fuse, description = load_fusion_method(method, weights, device)
+        fuse, description = load_fusion_method(method, weights, device, engine, report=result.note)
         result.note(f"model: {description}")
+        if line := engine_line(fuse, device):
+            result.note(f"engine: {line}")
         return fuse
 
     return _run(load, jobs, overwrite, batch_size, device, progress, result, luminance_limit)

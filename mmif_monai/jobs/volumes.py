@@ -32,6 +32,7 @@ from monai.data import NibabelWriter
 from monai.data.meta_tensor import MetaTensor
 
 from mmif_monai.deploy.selection import ANATOMICAL, FUNCTIONAL
+from mmif_monai.fusion.engines import engine_line
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn
 from mmif_monai.fusion.volumes import fuse_volume, preview_slices, resolve_axis
@@ -276,6 +277,7 @@ def fuse_volume_files(
     modalities: Sequence[str | None] = (None, None),
     report: Callable[[str], None] | None = None,
     progress: bool = False,
+    engine: str = "auto",
 ) -> JobResult:
     """Fuse an anatomical and a functional 3D study and write the result (module docstring for the steps).
 
@@ -283,7 +285,8 @@ def fuse_volume_files(
         anatomical, functional: NIfTI / ITK files or DICOM folders (a study folder of several series too).
         output: the NIfTI file (``.nii``/``.nii.gz``), or the DICOM series folder with ``output_format="dicom"``.
         output_format: ``"nifti"`` or ``"dicom"`` (Secondary Capture series, :mod:`mmif_monai.io.dicom_series`).
-        method, weights, device: the 2D fusion method (``load_fusion_method``).
+        method, weights, device, engine: the 2D fusion method (``load_fusion_method``) and what runs the network
+            (``auto``: the faster ONNX runtime on the CPU, torch on a GPU; :mod:`mmif_monai.fusion.engines`).
         register: False, True/``"rigid"`` or ``"affine"`` (:func:`~mmif_monai.registration.align_volumes`).
         axis: slicing axis, 0/1/2 or ``"axial"``/``"coronal"``/``"sagittal"``.
         overwrite: replace existing outputs.
@@ -294,7 +297,7 @@ def fuse_volume_files(
         modalities: (anatomical, functional) modality names overriding the headers; for NIfTI/ITK files, which
             carry none, the anatomical one defaults to CT when the volume reaches -500 (air in HU), else MR, and
             the functional one to PT.
-        report: called with each note as it is made (modalities, alignment, model), e.g. ``print``.
+        report: called with each note as it is made (modalities, alignment, model, engine), e.g. ``print``.
         progress: a progress bar over the slices (on a terminal only).
 
     Returns:
@@ -321,8 +324,10 @@ def fuse_volume_files(
         aligned, alignment = align_pair(loaded, normalised, register)
     result.note(alignment.summary())
     with result.step("model"):
-        fuse_fn, description = load_fusion_method(method, weights, device)
+        fuse_fn, description = load_fusion_method(method, weights, device, engine, report=result.note)
     result.note(f"model: {description}")
+    if line := engine_line(fuse_fn, device):
+        result.note(f"engine: {line}")
     with result.step("fuse"):
         fused, result.count = fuse_pair(fuse_fn, aligned, axis, batch_size, device, progress)
     with result.step("write"):
