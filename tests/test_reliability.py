@@ -1463,3 +1463,115 @@ def test_an_error_about_another_file_inside_a_write_keeps_its_own_wording(tmp_pa
         assert str(missing) in str(error.value) and "cannot write" not in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary file left
     assert not list((tmp_path / "out").iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ exclusive writes
+
+
+def test_an_output_that_appears_while_fusing_is_never_replaced_without_overwrite(tmp_path, monkeypatch, capfd):
+    """Issue #34, item 7: two `mmif fuse --pairs ... -o out` runs without --overwrite both passed the check at the
+    start, and the later writer replaced the other's files with exit status 0. The check holds at write time: the
+    finished file takes its name only if nothing has it yet, so a file that appeared while this run fused (here
+    written by a stand-in for the other run) stays as it is, and the run ends with one line naming it."""
+    import mmif_monai.jobs.slices as slices
+
+    a, b = _pair_folders(tmp_path, ["1.png", "2.png"])
+    out = tmp_path / "out"
+    fuse_batch = slices.fuse_batch
+
+    def another_run_writes_meanwhile(*args, **kwargs):
+        out.mkdir(exist_ok=True)
+        (out / "2.png").write_bytes(b"the other run's result")
+        return fuse_batch(*args, **kwargs)
+
+    monkeypatch.setattr(slices, "fuse_batch", another_run_writes_meanwhile)
+    assert main(["fuse", "--method", "average", "--pairs", str(a), str(b), "-o", str(out)]) == 1
+    (line,) = capfd.readouterr().err.strip().splitlines()
+    assert line == (
+        f"mmif: error: {out / '2.png'}: output exists: it appeared while this run was working (another run writing"
+        " there?); it was left as it is: pass --overwrite to replace it"
+    )
+    assert (out / "2.png").read_bytes() == b"the other run's result"
+    assert sorted(p.name for p in out.iterdir()) == ["1.png", "2.png"]  # 1.png fused before; no temporary file
+    # with --overwrite the file that appeared is replaced, as any existing output is
+    assert main(["fuse", "--method", "average", "--pairs", str(a), str(b), "-o", str(out), "--overwrite"]) == 0
+    assert (out / "2.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("appears", ["preview", "series"])
+def test_staged_outputs_without_overwrite_leave_an_output_that_appeared_and_none_of_their_own(tmp_path, appears):
+    """A volume job's outputs (the fused NIfTI file or DICOM folder and its previews) are moved into place
+    together: without --overwrite each takes its name only if nothing has it yet (a folder by mkdir, a file by a
+    hard link). When one appeared while the job worked, those of the set already moved are removed again: the
+    other run's output stays byte for byte, and no file of this run, nor its staging folder, is left."""
+    from mmif_monai.io.outputs import staged_outputs
+
+    series, preview = tmp_path / "DCM", tmp_path / "DCM_axial.png"
+    with pytest.raises(FileExistsError) as error:
+        with staged_outputs([series, preview], overwrite=False) as (staged_series, staged_preview):
+            staged_series.mkdir()
+            (staged_series / "IM000001.dcm").write_bytes(b"this run's series")
+            staged_preview.write_bytes(b"this run's preview")
+            if appears == "preview":
+                preview.write_bytes(b"the other run's preview")
+            else:
+                series.mkdir()
+                (series / "IM000001.dcm").write_bytes(b"the other run's series")
+    culprit = preview if appears == "preview" else series
+    assert str(error.value) == (
+        f"{culprit}: output exists: it appeared while this run was working (another run writing there?); it was"
+        " left as it is: pass --overwrite to replace it"
+    )
+    other = {
+        "preview": {"DCM_axial.png": b"the other run's preview"},
+        "series": {"DCM/IM000001.dcm": b"the other run's series"},
+    }
+    assert {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == other[
+        appears
+    ]
+
+
+# `mmif fuse` that says when it has fused its pairs and waits there (its checks passed) until its stdin closes
+_PAUSED_BEFORE_WRITING = """
+import sys
+import mmif_monai.jobs.slices as slices
+from mmif_monai.cli.main import main
+fuse_batch = slices.fuse_batch
+def fuse_then_wait(*args, **kwargs):
+    fused = fuse_batch(*args, **kwargs)
+    print("@@fused", flush=True)
+    sys.stdin.read()
+    return fused
+slices.fuse_batch = fuse_then_wait
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_into_one_folder_never_replace_each_others_outputs(tmp_path):
+    """Two real `mmif fuse --pairs A B -o out` processes without --overwrite: the first passes its checks and fuses,
+    the second runs from start to end meanwhile (exit 0), then the first writes. Before, both exited 0 and the
+    first replaced the second's files; now it exits 1 with one line naming the file, and the second's outputs stay
+    byte for byte."""
+    a, b = _pair_folders(tmp_path, ["1.png", "2.png"])
+    out = tmp_path / "out"
+    args = ["fuse", "--method", "average", "--pairs", str(a), str(b), "-o", str(out)]
+    first = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_BEFORE_WRITING, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert first.stdout is not None
+        assert "@@fused\n" in iter(first.stdout.readline, ""), "the first run ended before fusing"
+        second = subprocess.run([sys.executable, "-m", "mmif_monai.cli.main", *args], capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        written = _snapshot(out)
+        _, stderr = first.communicate(input="", timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"mmif: error: {out / '1.png'}: output exists: it appeared while this run was working (another run writing"
+        " there?); it was left as it is: pass --overwrite to replace it"
+    ]
+    assert _snapshot(out) == written

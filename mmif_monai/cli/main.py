@@ -455,7 +455,7 @@ def _phantom(args: argparse.Namespace) -> None:
     from mmif_monai.phantoms import write_phantom_dicom_study, write_phantom_nifti
 
     write = write_phantom_dicom_study if args.format == "dicom" else write_phantom_nifti
-    with staged_outputs(outputs) as staged:
+    with staged_outputs(outputs, overwrite=False) as staged:
         write(staged[0].parent, shape=tuple(args.shape))
     print(f"wrote a PET/CT head phantom ({' x '.join(map(str, args.shape))} CT voxels): {outputs[0]}, {outputs[1]}")
     if args.format == "dicom":

@@ -379,12 +379,13 @@ def write_fused_series(
         the written files, in slice order.
 
     Raises:
-        FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is False (also when it appeared while this was
+            writing: the series never replaces another run's).
         ValueError: ``fused`` is not a (1 | 3, X, Y, Z) volume; ``out_dir`` is a file, or holds anything but a
             fused series of ours (:func:`~mmif_monai.io.outputs.check_output_path`).
     """
     out_dir = check_output_path(out_dir, overwrite, kind="series")
     datasets = fused_series_datasets(fused, reference, description, sources)
-    with staged_outputs([out_dir]) as (staging,):
+    with staged_outputs([out_dir], overwrite) as (staging,):
         written = save_series(datasets, staging)
     return [out_dir / path.name for path in written]

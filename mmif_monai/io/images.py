@@ -173,9 +173,10 @@ def warn_if_nearly_empty(image: torch.Tensor, name: str | Path) -> None:
         )
 
 
-def write_image_atomic(image: torch.Tensor, path: str | Path) -> None:
-    """Write a (C, H, W) image in [0, 1] as an 8-bit PNG, atomically."""
+def write_image_atomic(image: torch.Tensor, path: str | Path, overwrite: bool = True) -> None:
+    """Write a (C, H, W) image in [0, 1] as an 8-bit PNG, atomically; without ``overwrite`` only if ``path`` does
+    not exist by then (:func:`~mmif_monai.io.outputs.atomic_output`: FileExistsError otherwise)."""
     array = (image.detach().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
     pil = Image.fromarray(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1))
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite) as tmp:
         pil.save(tmp, format="PNG")

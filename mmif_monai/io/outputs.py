@@ -4,8 +4,10 @@ The checks here keep an output from destroying anything this program did not wri
 an output never replaces an input, a file never replaces a folder (nor a folder a file), and a DICOM series
 folder is replaced only when it holds nothing but a fused series written by mmif. Writes are atomic: one file
 through a temporary name beside it (:func:`atomic_output`), several outputs staged in a hidden folder beside
-them and renamed together (:func:`staged_outputs`). Staging folders left by a killed run are removed by the next
-run that writes there. OS errors name the output the user asked for, never a temporary name.
+them and renamed together (:func:`staged_outputs`). Without ``overwrite`` a write is also exclusive: the finished
+file takes its name only if nothing has that name yet, so an output that appeared after the checks (another run
+writing there) is never replaced. Staging folders left by a killed run are removed by the next run that writes
+there. OS errors name the output the user asked for, never a temporary name.
 
 Only the standard library is imported at module level (pydicom lazily, for the series check), so the command
 line can check its outputs before it loads the network stack.
@@ -13,6 +15,7 @@ line can check its outputs before it loads the network stack.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -178,15 +181,56 @@ def _new_file_beside(path: Path) -> Path:
             continue
 
 
+def _appeared(path: Path) -> FileExistsError:
+    """The error of an exclusive write whose output exists by now, though the checks before the work found none."""
+    return FileExistsError(
+        f"{path}: output exists: it appeared while this run was working (another run writing there?); "
+        "it was left as it is: pass --overwrite to replace it"
+    )
+
+
+def _claim(finished: Path, path: Path) -> None:
+    """Give ``finished`` (a complete file, or a staged folder) the name ``path`` only if nothing has that name yet,
+    checked and done in one step by the OS: a rename would replace whatever appeared there since the checks.
+
+    A file is hard-linked to ``path`` (``link`` fails on any existing name, a dangling symbolic link included) and
+    its temporary name dropped; where the file system has no hard links, ``path`` is created exclusively
+    (``O_EXCL``) and the finished file renamed onto that empty claim. A folder claims ``path`` as an empty folder
+    (``mkdir`` is exclusive) and is renamed onto it.
+
+    Raises:
+        FileExistsError: ``path`` exists (:func:`_appeared`); ``finished`` is left as it is.
+    """
+    try:
+        if finished.is_dir():
+            os.mkdir(path)
+        else:
+            try:
+                os.link(finished, path)
+            except OSError as error:
+                if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                    raise
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            else:
+                os.unlink(finished)
+                return
+    except FileExistsError:
+        raise _appeared(path) from None
+    os.replace(finished, path)
+
+
 @contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
+def atomic_output(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
 
     A reader never sees a half-written file, and a failure leaves any earlier file untouched. The file gets the
     permissions of any newly created file (0666 less the umask), not the owner-only mode of a temporary file.
+    Without ``overwrite`` the finished file takes the name ``path`` only if nothing has it yet (:func:`_claim`):
+    an output that appeared while this run worked (another run writing the same name) is left as it is.
 
     Raises:
         OSError: of the type the OS raised, saying ``cannot write <path>: <reason>`` when it is about the write.
+        FileExistsError: without ``overwrite``, ``path`` appeared meanwhile; nothing was written.
     """
     path = Path(path)
     tmp: Path | None = None
@@ -194,7 +238,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_file_beside(path)
         yield tmp
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _claim(tmp, path)
     except OSError as error:
         if not _concerns(error, [path] if tmp is None else [path, tmp]):
             raise
@@ -257,18 +304,30 @@ def remove_stale_staging(folder: str | Path) -> list[Path]:
     return removed
 
 
+def _remove_claimed(paths: Sequence[Path]) -> None:
+    """Remove outputs this run has just claimed (:func:`_claim`) when a later one of its set could not be."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 @contextmanager
-def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
+def staged_outputs(paths: Sequence[str | Path], overwrite: bool = True) -> Iterator[list[Path]]:
     """Yield staging paths (files or folders) for ``paths``; on success move each onto its final path.
 
     The staging paths sit in hidden temporary folders beside the outputs (same file system, so the moves are
     renames), one per folder for this run alone, named with this process's id and locked while it runs, so a
     later run can tell a killed run's leftovers from a running one's and remove them (:func:`remove_stale_staging`).
-    A failure while writing removes them and leaves any earlier outputs untouched. An existing output is replaced:
-    callers check it first with :func:`check_output_path`.
+    A failure while writing removes them and leaves any earlier outputs untouched. With ``overwrite`` an existing
+    output is replaced (callers check it first with :func:`check_output_path`); without, each output takes its
+    name only if nothing has it yet (:func:`_claim`), and if one appeared while this run worked (another run), the
+    outputs of this set already moved are removed again and nothing of the other run's is replaced.
 
     Raises:
         OSError: of the type the OS raised, saying ``cannot write <output>: <reason>``.
+        FileExistsError: without ``overwrite``, an output appeared meanwhile; none of this set is left written.
     """
     targets = [Path(p) for p in paths]
     staging_dirs: dict[Path, Path] = {}
@@ -283,7 +342,16 @@ def staged_outputs(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
                 locks.append(_lock_staging(staging_dirs[target.parent]))
         staged = [staging_dirs[t.parent] / t.name for t in targets]
         yield staged
+        claimed: list[Path] = []
         for source, target in zip(staged, targets):
+            if not overwrite:
+                try:
+                    _claim(source, target)
+                except FileExistsError:
+                    _remove_claimed(claimed)
+                    raise
+                claimed.append(target)
+                continue
             if target.is_symlink() or target.is_dir():
                 # move an old series folder (or a link) aside first: a rename replaces a file, not a folder
                 os.replace(target, staging_dirs[target.parent] / f".replaced-{target.name}")

@@ -75,10 +75,12 @@ def write_fused_jobs(
     device: str | torch.device = "cpu",
     progress: bool = True,
     luminance_limit: LuminanceLimit | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Fuse the pairs :func:`read_file_jobs` gave for ``jobs`` and write each output; returns the written paths.
     Images of one size and colour kind are fused in batches of ``batch_size``; ``luminance_limit`` goes to
-    :func:`~mmif_monai.fusion.pipeline.fuse_batch`."""
+    :func:`~mmif_monai.fusion.pipeline.fuse_batch`. Without ``overwrite`` an output that appeared since the checks
+    (another run writing the same name) is not replaced: FileExistsError naming it, the earlier batches written."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # batch together what stacks: same size and same number of functional channels
@@ -94,7 +96,7 @@ def write_fused_jobs(
                 anatomical = torch.stack([loaded[i][0] for i in chunk]).to(device)
                 functional = torch.stack([loaded[i][1] for i in chunk]).to(device)
                 for i, image in zip(chunk, fuse_batch(fuse, anatomical, functional, luminance_limit=luminance_limit)):
-                    write_image_atomic(image, jobs[i].output)
+                    write_image_atomic(image, jobs[i].output, overwrite)
                     written.append(jobs[i].output)
                 bar.update(len(chunk))
     return written
@@ -115,7 +117,7 @@ def _run(
     with result.step("model"):  # after reading: bad input fails before a model is loaded
         fuse = load_fuse()
     with result.step("fuse"):
-        result.outputs += write_fused_jobs(fuse, jobs, loaded, batch_size, device, progress, luminance_limit)
+        result.outputs += write_fused_jobs(fuse, jobs, loaded, batch_size, device, progress, luminance_limit, overwrite)
     result.count += len(jobs)
     return result
 

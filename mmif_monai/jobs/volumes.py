@@ -332,7 +332,7 @@ def fuse_volume_files(
         fused, result.count = fuse_pair(fuse_fn, aligned, axis, batch_size, device, progress)
     with result.step("write"):
         previews = preview_slices(fused)
-        with staged_outputs(list(paths.values())) as staged:
+        with staged_outputs(list(paths.values()), overwrite) as staged:
             targets = dict(zip(paths, staged))
             if output_format == "nifti":
                 write_nifti(fused, targets["fused"])
