@@ -2,6 +2,7 @@
 
 import csv
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,37 @@ def test_volume_inference_fuses_a_phantom_study_into_a_nifti_on_the_anatomical_g
     fused, anatomical = nib.load(out), nib.load(phantom.anatomical)
     assert fused.shape == (*anatomical.shape, 3)  # PET fused in colour, RGB as a 4th dimension
     assert np.allclose(fused.affine, anatomical.affine)
+
+
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("workflow, output", [("inference", "."), ("evaluating", "results")])
+def test_inference_and_evaluation_never_write_into_their_data_set(tmp_path, workflow, output):
+    """Outputs never land in inputs (issue #34, item 6): `run inference --dataset_dir X --output_dir X` wrote the
+    fused images into the data set (X/mri_ct/fused/...), and the evaluation its metrics. An output_dir that is the
+    data set or lies inside it is refused in one line before any work, even MONAI's executed config (written
+    with --tracking before the bundle's code runs) is removed again: the data set stays as it was."""
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLES, data)
+    before = _tree(data)
+    out = data / output if output != "." else data
+    if workflow == "inference":
+        result = _bundle("inference", ["inference.json"], "--dataset_dir", str(data), "--output_dir", str(out))
+    else:
+        result = _bundle(
+            "evaluating", ["train.json", "evaluate.json"],
+            "--dataset_dir", str(data), "--validation_cases", "[37]", "--output_dir", str(out),
+            "--num_workers", "0", "--tracking", "mlflow",
+        )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {out}: writing into this folder would modify the input {data}; inputs are never modified"
+    )
+    assert _tree(data) == before and sorted(p.name for p in data.iterdir()) == [
+        "README.md",
+        "mri_ct",
+        "mri_pet",
+        "mri_spect",
+    ]

@@ -191,3 +191,26 @@ def test_a_run_refused_in_initialize_writes_nothing(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "the validation split is empty" in result.stderr.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_never_writes_into_its_data_set(tmp_path):
+    """Outputs never land in inputs (issue #34, item 6): an output_dir or ckpt_dir inside dataset_dir is refused in
+    one line before any work, and the data set is left as it was (MONAI's executed config removed again)."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "data" / "samples", site)
+    before = {p: p.read_bytes() for p in sorted(site.rglob("*")) if p.is_file()}
+    result = _train(
+        site / "models",
+        1,
+        "--tracking",
+        "mlflow",
+        "--output_dir",
+        str(site),
+        data=(*SAMPLE_DATA[:1], str(site), *SAMPLE_DATA[2:]),
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {site}: writing into this folder would modify the input {site}; inputs are never modified"
+    )
+    assert {p: p.read_bytes() for p in sorted(site.rglob("*")) if p.is_file()} == before
+    assert not (site / "models").exists()

@@ -195,6 +195,47 @@ def test_evaluate_refuses_bad_tags_and_references_before_scoring(tmp_path, capsy
     assert not out.exists()
 
 
+def _tree(root):
+    """Every file under ``root`` with its bytes and modification time: what "untouched" means."""
+    return {p.relative_to(root): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("into", ["A", "B/report", "average"])
+def test_evaluate_never_writes_into_its_source_or_fused_folders(tmp_path, capsys, into):
+    """Outputs never land in inputs (issue #34, item 6): `-o A --overwrite` wrote metrics.csv/.md/.png into the
+    source folder A (the next scoring then found metrics.png there as an image without a partner); into a fused
+    folder likewise. Refused in one line, even with --overwrite, and nothing in the folders changes."""
+    for name in ("MRI", "CT"):
+        (tmp_path / {"MRI": "A", "CT": "B"}[name]).mkdir()
+        for image in (CT / name).iterdir():
+            (tmp_path / {"MRI": "A", "CT": "B"}[name] / image.name).write_bytes(image.read_bytes())
+    assert (
+        main(
+            [
+                "fuse",
+                "--method",
+                "average",
+                "--pairs",
+                *(str(tmp_path / x) for x in "AB"),
+                "-o",
+                str(tmp_path / "average"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    before = _tree(tmp_path)
+    args = ["evaluate", "--fused", str(tmp_path / "average"), "--a", str(tmp_path / "A"), "--b", str(tmp_path / "B")]
+    assert main([*args, "-o", str(tmp_path / into), "--overwrite"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    source = tmp_path / into.split("/")[0]
+    assert line == (
+        f"mmif: error: {tmp_path / into / 'metrics.csv'}: writing this output would modify the input {source};"
+        " inputs are never modified"
+    )
+    assert _tree(tmp_path) == before and not (tmp_path / "B" / "report").exists()
+
+
 @pytest.mark.parametrize(
     "option, value, expected",
     [

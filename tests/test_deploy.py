@@ -201,3 +201,22 @@ def test_monai_imported_through_mmif_monai_leaves_the_deploy_sdk_unloaded_until_
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["False", "False", "True", "True"]
+
+
+@pytest.mark.parametrize("output", [".", "out"])
+def test_the_fused_series_never_lands_in_the_input_study(study, tmp_path, output):
+    """Outputs never land in inputs (issue #34, item 6): `-o` inside the input study wrote the fused series into
+    the study (its next reading would find a third series). Refused in one line, even with --overwrite, and the
+    study is left as it was, no output folder made in it."""
+    folder = tmp_path / "study"
+    shutil.copytree(study.ct_dir.parent, folder)
+    before = {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    out = folder / output if output != "." else folder
+    result = _run_app("-i", str(folder), "-o", str(out), "--method", "average", "--overwrite")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"mmif-deploy: error: {out / 'fused'}: writing this output would modify the input {folder}; inputs are never"
+        " modified"
+    ], result.stderr[-3000:]
+    assert {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in study.ct_dir.parent.iterdir())

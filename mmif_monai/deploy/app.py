@@ -54,7 +54,7 @@ from mmif_monai.deploy.operators import (
 from mmif_monai.deploy.selection import load_rules
 from mmif_monai.errors import report_user_errors
 from mmif_monai.fusion.methods import NETWORK_METHOD, available_methods
-from mmif_monai.io.outputs import check_output_path
+from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs
 from mmif_monai.io.preflight import ENGINE_NAMES
 from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS
 
@@ -125,7 +125,10 @@ class FusionApp(Application):
         study_folder = Path(context.input_path).absolute()
         if not study_folder.is_dir():
             raise FileNotFoundError(f"{study_folder}: study folder not found (set -i or HOLOSCAN_INPUT_PATH)")
-        series_out = check_output_path(Path(context.output_path) / FUSED_SERIES_FOLDER, self._overwrite, kind="series")
+        series_out = Path(context.output_path) / FUSED_SERIES_FOLDER
+        # the fused series never lands in the study it is made from (mmif fuse's rule), even with --overwrite
+        check_outputs_spare_inputs([series_out], [study_folder])
+        check_output_path(series_out, self._overwrite, kind="series")
         model_path = resolve_model_path(context.model_path) if self._method == NETWORK_METHOD else None
         device = self._device or ("cuda" if _cuda_available() else "cpu")
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
 
-__all__ = ["refuse_in_one_line", "check_checkpoint_dir", "check_bundle_weights"]
+__all__ = [
+    "refuse_in_one_line",
+    "check_outputs_outside_inputs",
+    "check_checkpoint_dir",
+    "check_bundle_weights",
+]
 
 #: the name MONAI gives the executed config it writes for ``--tracking`` (``BundleWorkflow.patch_bundle_tracking``)
 _EXECUTED_CONFIG = re.compile(r"config_\d{8}_\d{6}\.json")
@@ -61,6 +66,24 @@ def refuse_in_one_line(output_dir: str | Path | None = None, executed_config: ob
     except SystemExit:
         _discard_executed_config(output_dir, executed_config)
         raise
+
+
+def check_outputs_outside_inputs(
+    folders: Sequence[str | Path | None],
+    inputs: Sequence[str | Path | None],
+    output_dir: str | Path | None = None,
+    executed_config: object = None,
+) -> None:
+    """Refuse output folders (``output_dir``, ``ckpt_dir``) that are an input folder (``dataset_dir``) or lie inside
+    one: the workflow's fused images, metrics or checkpoints would land among its inputs (``mmif fuse``'s rule,
+    :func:`~mmif_monai.io.outputs.check_outputs_spare_inputs`). An output folder holding the data set is fine.
+    None entries (an option not set) are passed over."""
+    from mmif_monai.io.outputs import check_outputs_spare_inputs
+
+    with refuse_in_one_line(output_dir, executed_config):
+        check_outputs_spare_inputs(
+            [], [path for path in inputs if path is not None], folders=[path for path in folders if path is not None]
+        )
 
 
 def check_checkpoint_dir(

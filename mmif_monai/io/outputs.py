@@ -149,9 +149,15 @@ def check_output_path(path: str | Path, overwrite: bool, kind: str = "file") -> 
     return path
 
 
-def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[str | Path]) -> None:
+def check_outputs_spare_inputs(
+    outputs: Sequence[str | Path], inputs: Sequence[str | Path], folders: Sequence[str | Path] = ()
+) -> None:
     """Refuse, even with ``--overwrite``, an output that is an input, lies inside an input folder (a DICOM
     series), or is a folder holding an input: writing it would modify or delete the input.
+
+    ``folders`` are output folders that files are written into (a bundle workflow's ``output_dir``): one is refused
+    when it is an input or lies inside an input folder (a data set); one holding the inputs is not, since writing
+    into it adds files beside them and replaces none.
 
     Raises:
         ValueError: naming the output and the input.
@@ -163,6 +169,13 @@ def check_outputs_spare_inputs(outputs: Sequence[str | Path], inputs: Sequence[s
             if target == source or source in target.parents or target in source.parents:
                 raise ValueError(
                     f"{output}: writing this output would modify the input {source}; inputs are never modified"
+                )
+    for folder in folders:
+        target = Path(folder).resolve()
+        for source in sources:
+            if target == source or source in target.parents:
+                raise ValueError(
+                    f"{folder}: writing into this folder would modify the input {source}; inputs are never modified"
                 )
 
 

@@ -316,8 +316,9 @@ def check_evaluation_job(
     reference: str | None = None,
 ) -> list[Path]:
     """The outputs of an evaluation (:func:`evaluation_output_paths`) once checked: the source folders hold the
-    same image names, every fused folder holds them too, the ``reference`` is one of several methods, and each
-    output may be written.
+    same image names, every fused folder holds them too, the ``reference`` is one of several methods, no output
+    lands in a source or fused folder (even with ``overwrite``: the next scoring would find ``metrics.png`` there as
+    an image without a partner), and each output may be written.
 
     Raises:
         FileNotFoundError, ValueError, FileExistsError: naming the folder or file.
@@ -327,6 +328,7 @@ def check_evaluation_job(
     for folder in fused_dirs.values():
         check_same_names(folder, set(image_files(folder)), a_dir, names)
     outputs = evaluation_output_paths(output_dir, reference)
+    check_outputs_spare_inputs(outputs, [a_dir, b_dir, *fused_dirs.values()])
     for path in outputs:
         check_output_path(path, overwrite)
     return outputs

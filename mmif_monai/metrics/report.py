@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mmif_monai.devices import resolve_device
 from mmif_monai.io.markdown import markdown_rows
-from mmif_monai.io.outputs import check_output_path
+from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs
 from mmif_monai.io.paths import IMAGE_SUFFIXES
 from mmif_monai.io.preflight import (
     check_reference,
@@ -291,11 +291,13 @@ def write_evaluation(
 
     Raises:
         FileExistsError: if one of the files exists and ``overwrite`` is False (nothing is written then).
-        ValueError: for a ``reference`` that is not one of two or more methods.
+        ValueError: for a ``reference`` that is not one of two or more methods, or an output in a source folder
+        (even with ``overwrite``).
     """
     check_reference(reference, list(results))
     folder = Path(output_dir)
     paths = evaluation_output_paths(folder, reference)
+    check_outputs_spare_inputs(paths, [a_dir, b_dir])
     for path in paths:
         check_output_path(path, overwrite)
     table = markdown_table(results, ssim_protocol, protocol)
