@@ -236,6 +236,34 @@ def test_evaluate_never_writes_into_its_source_or_fused_folders(tmp_path, capsys
     assert _tree(tmp_path) == before and not (tmp_path / "B" / "report").exists()
 
 
+@pytest.mark.parametrize("store", ["sqlite", "folder"])
+def test_evaluate_checks_that_the_mlflow_store_is_writable_before_scoring(tmp_path, capsys, monkeypatch, store):
+    """`mmif evaluate --tracking mlflow` into a read-only store (issue #34, item 9) scored everything, then retried
+    MLflow for about two minutes and printed a sqlalchemy traceback. The store is checked before scoring: one line
+    naming it, nothing scored (scoring would fail this test) and nothing written."""
+    from read_only import read_only_folder
+
+    def scored(*args, **kwargs):
+        raise AssertionError("scored before the store was checked")
+
+    monkeypatch.setattr("mmif_monai.metrics.report.evaluate_folders", scored)
+    out = tmp_path / "study"
+    with read_only_folder(tmp_path / "ro") as ro:
+        uri = f"sqlite:///{ro / 'mlruns.db'}" if store == "sqlite" else str(ro / "mlruns")
+        args = [
+            "evaluate", "--fused", str(CT / "CT"), "--a", str(CT / "MRI"), "--b", str(CT / "CT"), "-o", str(out),
+            "--tracking", "mlflow", "--tracking-uri", uri,
+        ]  # fmt: skip
+        assert main(args) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    target = ro / "mlruns.db" if store == "sqlite" else ro / "mlruns"
+    assert line == (
+        f"mmif: error: MLflow store {uri}: cannot write {target}: the folder {ro} is not writable; nothing was scored:"
+        " give --tracking-uri a store you can write"
+    )
+    assert not out.exists() and not list(ro.iterdir())
+
+
 @pytest.mark.parametrize(
     "option, value, expected",
     [

@@ -333,7 +333,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from mmif_monai.io.preflight import check_evaluation_job, check_protocol_pair
+    from mmif_monai.io.preflight import check_evaluation_job, check_protocol_pair, check_tracking_store
 
     methods = args.method or [folder.name for folder in args.fused]
     if len(methods) != len(args.fused) or len(set(methods)) != len(methods):
@@ -346,6 +346,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     check_protocol_pair(args.protocol, args.ssim_protocol)
     # before scoring, which takes long, and before torch is imported
     check_evaluation_job(dict(zip(methods, args.fused)), args.a, args.b, args.output, args.overwrite, args.reference)
+    if args.tracking == "mlflow":
+        check_tracking_store(_tracking_uri(args))
 
     from mmif_monai.metrics.report import evaluate_folders, write_evaluation
 
@@ -361,13 +363,18 @@ def _evaluate(args: argparse.Namespace) -> None:
         _track_evaluation(args, results, methods, written)
 
 
+def _tracking_uri(args: argparse.Namespace) -> str:
+    """The MLflow store of ``mmif evaluate --tracking mlflow``: ``--tracking-uri``, else OUTPUT/mlruns.db."""
+    return args.tracking_uri or f"sqlite:///{args.output.resolve() / 'mlruns.db'}"
+
+
 def _track_evaluation(args: argparse.Namespace, results: dict, methods: list[str], written: list[Path]) -> None:
     from mmif_monai.engines import log_evaluation_run
     from mmif_monai.io.preflight import image_names
     from mmif_monai.metrics.report import summarise
 
     output = args.output.resolve()
-    tracking_uri = args.tracking_uri or f"sqlite:///{output / 'mlruns.db'}"
+    tracking_uri = _tracking_uri(args)
     images = len(image_names(args.a, args.b))
     params = {
         "methods": ", ".join(methods),

@@ -30,6 +30,7 @@ __all__ = [
     "OUTPUT_KINDS",
     "FUSED_SERIES_MANUFACTURER",
     "check_output_path",
+    "check_writable",
     "check_outputs_spare_inputs",
     "check_replaceable_series",
     "atomic_output",
@@ -63,8 +64,14 @@ def _write_error(path: Path, error: OSError) -> OSError:
     return type(error)(f"cannot write {path}: {reason}")
 
 
-def _check_writable(path: Path) -> None:
-    """Refuse an output whose nearest existing folder is not writable, before any work is done."""
+def check_writable(path: str | Path) -> None:
+    """Refuse an output whose nearest existing folder is not writable (read-only file system, or no write
+    permission), before any work is done.
+
+    Raises:
+        ValueError: ``cannot write <path>: <why>``.
+    """
+    path = Path(path)
     anchor = path.parent
     while not anchor.exists() and anchor != anchor.parent:
         anchor = anchor.parent
@@ -145,7 +152,7 @@ def check_output_path(path: str | Path, overwrite: bool, kind: str = "file") -> 
             raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
         if kind == "series" and path.is_dir():
             check_replaceable_series(path)
-    _check_writable(path)
+    check_writable(path)
     return path
 
 

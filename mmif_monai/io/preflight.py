@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmif_monai.io.aanlib import PAIR_TYPES
-from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs, remove_stale_staging
+from mmif_monai.io.outputs import check_output_path, check_outputs_spare_inputs, check_writable, remove_stale_staging
 from mmif_monai.io.paths import DICOM_SUFFIXES, IMAGE_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES, has_dicom_marker
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "check_protocol_pair",
     "evaluation_output_paths",
     "check_evaluation_job",
+    "tracking_store_path",
+    "check_tracking_store",
     "phantom_output_paths",
 ]
 
@@ -332,6 +334,45 @@ def check_evaluation_job(
     for path in outputs:
         check_output_path(path, overwrite)
     return outputs
+
+
+def tracking_store_path(uri: str) -> Path | None:
+    """The local file or folder an MLflow tracking URI keeps its runs in: the database of ``sqlite:///PATH``
+    (``sqlite:////abs/path`` for an absolute one), the folder of ``file:PATH`` or of a plain path; None for a
+    server (``http(s)://``, ``databricks``) or another database, whose permissions are its own to check."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    if "://" in uri or uri.startswith("databricks"):
+        return None
+    return Path(uri)
+
+
+def check_tracking_store(uri: str) -> None:
+    """Refuse a local MLflow store (:func:`tracking_store_path`) that cannot be written, before the evaluation
+    scores anything: MLflow would otherwise fail only once it logs, after the scoring, and a read-only SQLite
+    store is retried for minutes first. The nearest existing folder must be writable (SQLite writes a journal
+    beside its database) and an existing database file too.
+
+    Raises:
+        ValueError: naming the store and why.
+    """
+    path = tracking_store_path(uri)
+    if path is None:
+        return
+    try:
+        if path.is_dir() and uri.startswith("sqlite:"):
+            raise ValueError(f"cannot write {path}: it is a folder, not a database file")
+        check_writable(path / "meta.yaml" if path.is_dir() else path)
+        if path.is_file() and not os.access(path, os.W_OK):
+            raise ValueError(f"cannot write {path}: the file is read-only")
+    except ValueError as error:
+        raise ValueError(
+            f"MLflow store {uri}: {error}; nothing was scored: give --tracking-uri a store you can write"
+        ) from None
 
 
 def phantom_output_paths(folder: str | Path, output_format: str, anatomical_modality: str = "CT") -> tuple[Path, Path]:
