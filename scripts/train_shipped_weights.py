@@ -43,7 +43,7 @@ RECIPE = {
     "iterations_per_epoch": 100,
     "batch_size": 8,
     "crop_size": 64,
-    "fusion_epochs": 50,
+    "fusion_epochs": 25,
     "fusion_iterations_per_epoch": 100,
     "fusion_learning_rate": 1e-3,
     "fusion_intensity_weight": 3.0,

@@ -233,12 +233,15 @@ def train_mmif_net(
     print(f"{label}: autoencoder ({autoencoder.budget.describe()})", flush=True)
     weights, seconds = train_bundle(autoencoder)
     if fusion_dir is not None:
-        print(f"{label}: FA fine-tuning ({fusion_budget.describe()})", flush=True)
         configs = BUNDLE_DIR / "configs"
         shared = {k: v for k, v in autoencoder.overrides.items() if k != "ssim_weight"}
+        overrides = {**shared, **(fusion_overrides or {})}
+        trained = "FA" if "trainable_modules" not in overrides else overrides["trainable_modules"]
+        trained = "the whole network" if trained == "$None" else trained
+        print(f"{label}: fusion loss on {trained} ({fusion_budget.describe()})", flush=True)
         fusion = BundleRun(
             [configs / "train.json", configs / "train_fusion.json", *fusion_configs], Path(fusion_dir), fusion_budget,
-            autoencoder.inputs, {**shared, **(fusion_overrides or {}), "pretrained_file": weights},
+            autoencoder.inputs, {**overrides, "pretrained_file": weights},
         )  # fmt: skip
         weights, fine_tuning = train_bundle(fusion)
         seconds += fine_tuning
