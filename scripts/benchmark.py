@@ -105,7 +105,8 @@ SKETCHES: dict[str, dict[str, Any]] = {
     "decompose=False, msl=False": {"decompose": False, "msl": False},
     "decompose=False, msl=False, f0=16": {"decompose": False, "msl": False, "features": (16, 32, 48, 48, 64)},
 }
-#: the fast configuration being trained for issue #33's speed target, timed on every engine (random weights)
+#: the fast configuration designed for issue #33's speed target (not trained yet: docs/method.md), timed on every
+#: engine with random weights
 FAST_SKETCH: dict[str, Any] = {"decompose": False, "stem_features": 8, "features": (16, 16, 32, 32, 48)}
 #: issue #33's targets: key -> (what is measured, its bound)
 TARGETS = {
