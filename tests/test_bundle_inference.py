@@ -132,9 +132,12 @@ def test_evaluation_scores_ssim_by_the_default_protocol_of_mmif_evaluate_and_the
 def _zeroed_weights(folder: Path) -> Path:
     import torch
 
+    from mmif_monai.networks.pretrained import read_checkpoint
+
     folder.mkdir()
-    state = torch.load(BUNDLE / "models" / "model.pt", weights_only=True)
-    torch.save({key: torch.zeros_like(value) for key, value in state.items()}, folder / "model.pt")
+    state, network = read_checkpoint(BUNDLE / "models" / "model.pt")  # {'model': ..., 'network': ...} or a state dict
+    zeroed = {key: torch.zeros_like(value) for key, value in state.items()}
+    torch.save({"model": zeroed, "network": network}, folder / "model.pt")
     return folder / "model.pt"
 
 
