@@ -1,6 +1,7 @@
 """The bundle's inference and evaluation entry points, run the way users run them, on the shipped samples."""
 
 import csv
+import os
 import re
 import shutil
 import subprocess
@@ -223,3 +224,44 @@ def test_inference_and_evaluation_never_write_into_their_data_set(tmp_path, work
         "mri_pet",
         "mri_spect",
     ]
+
+
+class _Trap:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.folder),)
+
+
+@pytest.mark.parametrize("workflow, damage", [("evaluating", "truncated"), ("inference", "code")])
+def test_unreadable_weights_end_inference_and_evaluation_in_one_line_naming_the_file(tmp_path, workflow, damage):
+    """Issue #34, item 8: evaluation with a truncated model.pt (118 lines, the file not named), inference with a
+    pickle that would run code (refused, but in 83 lines). One line naming the file; the pickle never runs (it
+    would create a folder); nothing is written."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    weights = ckpt / "model.pt"
+    if damage == "truncated":
+        shipped = (BUNDLE / "models" / "model.pt").read_bytes()
+        weights.write_bytes(shipped[: len(shipped) // 2])
+    else:
+        import torch
+
+        torch.save({"model": _Trap(tmp_path / "pwned")}, weights)
+    out = tmp_path / "out"
+    if workflow == "inference":
+        result = _bundle("inference", ["inference.json"], "--ckpt_dir", str(ckpt), "--output_dir", str(out))
+    else:
+        result = _bundle(
+            "evaluating", ["train.json", "evaluate.json"],
+            "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--weights_file", str(weights),
+            "--output_dir", str(out), "--num_workers", "0",
+        )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    problem = {
+        "truncated": "not a PyTorch weights file (neither torch.save's zip format nor a pickle)",
+        "code": "refused: the file holds code or objects other than tensors (weights_only); it was not run",
+    }[damage]
+    assert result.stderr.strip().splitlines()[-1] == f"error: {weights}: {problem}"
+    assert not (tmp_path / "pwned").exists() and not out.exists()

@@ -1,11 +1,13 @@
 """The bundle's training entry point, run the way users run it, on the shipped samples (tiny, CPU)."""
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -191,6 +193,82 @@ def test_a_run_refused_in_initialize_writes_nothing(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "the validation split is empty" in result.stderr.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+def _unreadable_data_set(folder: Path) -> Path:
+    """The sample data set's layout with every image replaced by bytes no reader decodes: a run that loaded any
+    image would fail on it, so a run that ends with another error ended before loading data."""
+    for image in (ROOT / "data" / "samples").rglob("*.png"):
+        target = folder / image.relative_to(ROOT / "data" / "samples")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"not an image")
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "another configuration"])
+def test_a_checkpoint_that_cannot_be_resumed_ends_training_in_one_line_before_any_data_load(tmp_path, damage):
+    """Issue #34, item 8: resuming from a truncated or random-bytes checkpoint ended in an 85-line traceback, from
+    one of another configuration in a 139-line block of missing and unexpected keys raised after the data loaded.
+    Each is one line naming the file and what to do, before any image is read (the data set here holds none that
+    reads) and with nothing left in output_dir (MONAI's tracking wrote its executed config there first)."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    newest = ckpt / "checkpoint_epoch=1.pt"
+    if damage == "truncated":  # a whole checkpoint before it: the message says the run would resume from that one
+        torch.save({"model": MMIFNet().state_dict(), "trainer": {"epoch": 1}}, newest)
+        newest = ckpt / "checkpoint_epoch=2.pt"
+        whole = newest.with_suffix(".whole")
+        torch.save({"model": MMIFNet().state_dict(), "trainer": {"epoch": 2}}, whole)
+        newest.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        whole.unlink()
+    elif damage == "random bytes":
+        newest.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        torch.save({"model": MMIFNet(msl=False, sa=False).state_dict(), "trainer": {"epoch": 1}}, newest)
+    data = ("--dataset_dir", str(_unreadable_data_set(tmp_path / "site")), "--validation_cases", "[37]")
+    out = tmp_path / "out"
+    result = _train(ckpt, 1, "--tracking", "mlflow", "--output_dir", str(out), data=data)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    expected = {
+        "truncated": (
+            f"error: {newest}: not a PyTorch weights file (neither torch.save's zip format nor a pickle); training"
+            " resumes from the newest checkpoint in ckpt_dir: delete it to resume from checkpoint_epoch=1.pt, or"
+            " train into a new --ckpt_dir"
+        ),
+        "random bytes": (
+            f"error: {newest}: not a PyTorch weights file (neither torch.save's zip format nor a pickle); training"
+            " resumes from the newest checkpoint in ckpt_dir: delete it to start afresh, or train into a new"
+            " --ckpt_dir"
+        ),
+    }
+    if damage in expected:
+        assert last == expected[damage]
+    else:
+        assert last.startswith(f"error: {newest}: not weights of this MMIF-Net configuration: missing stem.2.")
+        assert last.endswith("; resume with the configuration that wrote it, or train into a new --ckpt_dir")
+    assert not out.exists()
+
+
+def test_mlflow_tracking_into_a_read_only_output_dir_ends_in_one_line(tmp_path):
+    """Issue #34, item 8: MONAI's tracking writes the executed config into output_dir while it builds the workflow,
+    before any of the bundle's code runs; into a read-only folder that was a 30-line traceback. The configs import
+    mmif_monai.engines.monai_errors, which prints that error as one line naming the file; exit status 1."""
+    from read_only import read_only_folder
+
+    with read_only_folder(tmp_path / "ro") as ro:
+        result = _train(tmp_path / "ckpt", 1, "--tracking", "mlflow", "--output_dir", str(ro))
+        assert not list(ro.iterdir())
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert re.fullmatch(
+        rf"error: cannot write {re.escape(str(ro))}/config_\d{{8}}_\d{{6}}\.json: (Permission denied|Operation not"
+        r" permitted|Read-only file system); --tracking writes the executed config and the MLflow store into"
+        r" output_dir: give --output_dir a folder you can write",
+        result.stderr.strip().splitlines()[-1],
+    ), result.stderr[-2000:]
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_training_never_writes_into_its_data_set(tmp_path):

@@ -51,6 +51,81 @@ def test_latest_checkpoint_picks_the_highest_epoch(tmp_path):
     assert latest_checkpoint(tmp_path).name == "checkpoint_epoch=10.pt"
 
 
+def test_a_checkpoint_that_cannot_be_resumed_is_refused_in_one_line_naming_it_and_what_to_do(tmp_path):
+    """check_resume_checkpoint (the bundle's training list, before the data load): a checkpoint saved by
+    attach_checkpointing passes; another network's, another optimizer's (other trainable modules), a damaged
+    newest one and a weights file without trainer state are refused with one line naming the file and what to do
+    (issue #34, item 8)."""
+    from ignite.engine import Engine
+
+    from mmif_monai.engines import attach_checkpointing, check_resume_checkpoint
+
+    network = MMIFNet()
+    optimizer = torch.optim.Adam(network.parameters())
+    assert check_resume_checkpoint(tmp_path, network, optimizer) is None  # nothing to resume from: a fresh start
+    trainer = Engine(lambda engine, batch: None)
+    attach_checkpointing(trainer, tmp_path, {"model": network, "optimizer": optimizer})
+    trainer.run([0], max_epochs=1)
+    saved = tmp_path / "checkpoint_epoch=1.pt"
+    assert check_resume_checkpoint(tmp_path, network, optimizer) == saved
+
+    def refusal(*args) -> str:
+        with pytest.raises(SystemExit) as stop:
+            check_resume_checkpoint(tmp_path, *args)
+        return str(stop.value.code)
+
+    other = refusal(MMIFNet(msl=False), optimizer)
+    assert other.startswith(f"error: {saved}: not weights of this MMIF-Net configuration: missing ")
+    assert other.endswith("; resume with the configuration that wrote it, or train into a new --ckpt_dir")
+    fusions_only = torch.optim.Adam(network.fusions.parameters())
+    groups = len(list(network.parameters())), len(list(network.fusions.parameters()))
+    assert refusal(network, fusions_only) == (
+        f"error: {saved}: its optimizer state is of another configuration (parameter groups of [{groups[0]}] tensors,"
+        f" this run's optimizer has [{groups[1]}]: other trainable_modules?); resume with the configuration that wrote"
+        " it, or train into a new --ckpt_dir"
+    )
+    newest = tmp_path / "checkpoint_epoch=2.pt"
+    newest.write_bytes(saved.read_bytes()[:1000])  # a torn copy
+    assert refusal(network, optimizer) == (
+        f"error: {newest}: not a PyTorch weights file (neither torch.save's zip format nor a pickle); training resumes"
+        " from the newest checkpoint in ckpt_dir: delete it to resume from checkpoint_epoch=1.pt, or train into a new"
+        " --ckpt_dir"
+    )
+    torch.save(network.state_dict(), newest)  # weights, not a training checkpoint
+    assert refusal(network, optimizer) == (
+        f"error: {newest}: not a training checkpoint (no trainer state in it); delete it to resume from"
+        " checkpoint_epoch=1.pt, or train into a new --ckpt_dir"
+    )
+
+
+def test_monais_own_tracking_write_failing_is_one_line_and_every_other_error_keeps_its_traceback():
+    """mmif_monai.engines.monai_errors (imported by the bundle configs): an OSError raised inside MONAI's
+    patch_bundle_tracking (its write of the executed config into output_dir) becomes one line naming the file;
+    the same error raised elsewhere, and any other exception, are left to the previous hook (None here)."""
+    import sys
+
+    from mmif_monai.engines.monai_errors import tracking_write_error
+
+    def patch_bundle_tracking():  # the name of MONAI's function, as the traceback shows it
+        raise PermissionError(13, "Permission denied", "/ro/config_20260101_000000.json")
+
+    def elsewhere():
+        raise PermissionError(13, "Permission denied", "/ro/notes.txt")
+
+    def caught(function):
+        try:
+            function()
+        except Exception:
+            return sys.exc_info()[1:]
+
+    assert tracking_write_error(*caught(patch_bundle_tracking)) == (
+        "error: cannot write /ro/config_20260101_000000.json: Permission denied; --tracking writes the executed config"
+        " and the MLflow store into output_dir: give --output_dir a folder you can write"
+    )
+    assert tracking_write_error(*caught(elsewhere)) is None
+    assert tracking_write_error(ValueError("not an OS error"), caught(patch_bundle_tracking)[1]) is None
+
+
 def test_fusion_loss_prefers_the_brighter_sharper_source_over_either_source_alone():
     torch.manual_seed(0)
     sources = torch.zeros(1, 2, 48, 48)

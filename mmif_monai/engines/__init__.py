@@ -13,6 +13,7 @@ from .preflight import (
     check_bundle_weights,
     check_checkpoint_dir,
     check_outputs_outside_inputs,
+    check_resume_checkpoint,
     refuse_in_one_line,
 )
 from .progress import print_run_summary, run_summary

@@ -3,7 +3,8 @@
 Raised inside a bundle config expression, an exception reaches the user as MONAI's chained ``Failed to evaluate``
 traceback; these end the run with ``SystemExit("error: ...")`` instead. With ``--tracking mlflow`` MONAI has
 already written the executed config (``config_<time>.json``) into ``output_dir`` before any of them runs: a refused
-run removes it again, so that it leaves nothing behind.
+run removes it again, so that it leaves nothing behind. (When that write itself fails, in MONAI before any of these
+runs, :mod:`mmif_monai.engines.monai_errors` gives the one line.)
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
+from torch.optim import Optimizer
 
 __all__ = [
     "refuse_in_one_line",
     "check_outputs_outside_inputs",
     "check_checkpoint_dir",
+    "check_resume_checkpoint",
     "check_bundle_weights",
 ]
 
@@ -110,6 +113,67 @@ def check_checkpoint_dir(
                 "Train into another folder (--output_dir DIR, or --ckpt_dir DIR), or add "
                 "--replace_shipped_weights True to replace them on purpose"
             )
+
+
+#: what to do about a checkpoint of another configuration
+_OTHER_CONFIGURATION = "resume with the configuration that wrote it, or train into a new --ckpt_dir"
+
+
+def _damaged(older: Path | None) -> str:
+    """What to do about a damaged newest checkpoint: training resumes from the newest checkpoint in ckpt_dir."""
+    if older is not None:
+        return f"delete it to resume from {older.name}, or train into a new --ckpt_dir"
+    return "delete it to start afresh, or train into a new --ckpt_dir"
+
+
+def check_resume_checkpoint(
+    ckpt_dir: str | Path,
+    network: nn.Module,
+    optimizer: Optimizer | None = None,
+    output_dir: str | Path | None = None,
+    executed_config: object = None,
+) -> Path | None:
+    """Refuse, before any data load, the checkpoint training would resume from when it cannot be resumed: damaged
+    (truncated, random bytes), holding code (never run), not a training checkpoint, or of another configuration
+    (its network's parameters, or its optimizer's parameter groups, e.g. other ``trainable_modules``).
+
+    The checkpoint is the newest ``checkpoint_epoch=N.pt`` in ``ckpt_dir``
+    (:func:`~mmif_monai.engines.checkpoints.latest_checkpoint`, what
+    :func:`~mmif_monai.engines.checkpoints.attach_checkpointing` loads); without one it returns None (a fresh
+    start). The message names the file and what to do: delete it (to resume from the one before, if any) or train
+    into another ``ckpt_dir``; a checkpoint is never skipped silently.
+    """
+    import torch
+
+    from mmif_monai.engines.checkpoints import latest_checkpoint
+    from mmif_monai.networks.pretrained import check_matches, read_checkpoint
+
+    with refuse_in_one_line(output_dir, executed_config):
+        path = latest_checkpoint(ckpt_dir)
+        if path is None:
+            return None
+        ordered = sorted(Path(ckpt_dir).glob("checkpoint_epoch=*.pt"), key=lambda p: int(p.stem.rsplit("=", 1)[-1]))
+        damaged = _damaged(ordered[-2] if len(ordered) > 1 else None)
+        try:
+            state, _ = read_checkpoint(path)  # damaged, code, NaN: refused naming the file, never run
+        except ValueError as error:
+            raise ValueError(f"{error}; training resumes from the newest checkpoint in ckpt_dir: {damaged}") from None
+        try:
+            check_matches(path, network, state)
+        except ValueError as error:
+            raise ValueError(f"{error}; {_OTHER_CONFIGURATION}") from None
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # read whole just above: not code
+        if not isinstance(saved, dict) or "trainer" not in saved:
+            raise ValueError(f"{path}: not a training checkpoint (no trainer state in it); {damaged}")
+        if optimizer is not None and isinstance(saved.get("optimizer"), dict):
+            groups = [len(group.get("params", ())) for group in saved["optimizer"].get("param_groups", ())]
+            expected = [len(group["params"]) for group in optimizer.param_groups]
+            if groups != expected:
+                raise ValueError(
+                    f"{path}: its optimizer state is of another configuration (parameter groups of {groups} tensors,"
+                    f" this run's optimizer has {expected}: other trainable_modules?); {_OTHER_CONFIGURATION}"
+                )
+        return path
 
 
 def check_bundle_weights(
