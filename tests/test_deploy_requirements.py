@@ -4,7 +4,7 @@ The app, staged as docs/deploy.md stages it for ``monai-deploy package``, runs o
 ``--register rigid`` (so every code path that imports a package is taken) in a virtual environment that holds only
 what a MAP holds: the distributions the file names, the SDK and Holoscan that the packager adds, and what each of
 them requires, as pip would install them. A distribution the file names that the app's own code does not import
-(highdicom: the SDK loads it; onnx and onnxscript: torch's exporter loads them) must be one the app fails without.
+(highdicom: the SDK loads it; onnxscript: torch's exporter loads it) must be one the app fails without.
 
 A fresh ``pip install -r requirements.txt`` would download torch, Holoscan and CuPy (gigabytes) on every run, and
 this machine has no copy of most of them to install offline. The virtual environment is therefore a plain venv
@@ -168,7 +168,7 @@ def _run_app(folder: Path, requirements: list[Requirement], app: Path, study: Pa
     """The staged app on ``study`` (output ``folder/out``), in a venv of only ``requirements`` and the packager's."""
     python = _venv_with_only(folder / "venv", _installed_closure([*requirements, *map(Requirement, PACKAGER_INSTALLS)]))
     # nothing of this environment leaks in: no PYTHONPATH, and the working folder holds no package; an empty export
-    # cache, so that every run exports the network to ONNX as a MAP's first run does (onnx and onnxscript needed)
+    # cache, so that every run exports the network to ONNX as a MAP's first run does (onnxscript and the onnx it requires needed)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     env[CACHE_ENV] = str(folder / "cache")
     return subprocess.run(
