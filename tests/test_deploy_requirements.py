@@ -168,7 +168,7 @@ def _run_app(folder: Path, requirements: list[Requirement], app: Path, study: Pa
     """The staged app on ``study`` (output ``folder/out``), in a venv of only ``requirements`` and the packager's."""
     python = _venv_with_only(folder / "venv", _installed_closure([*requirements, *map(Requirement, PACKAGER_INSTALLS)]))
     # nothing of this environment leaks in: no PYTHONPATH, and the working folder holds no package; an empty export
-    # cache, so that every run exports the network to ONNX as a MAP's first run does (onnxscript and the onnx it requires needed)
+    # cache, so that every run exports the network to ONNX as a MAP's first run does (onnxscript and its onnx needed)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     env[CACHE_ENV] = str(folder / "cache")
     return subprocess.run(
