@@ -12,10 +12,10 @@ uniformly as the paper does) and, with probability ``--augmentation-prob``, a ra
 threads, keep their last checkpoint (validation is off, so nothing is selected on the validation split) and resume
 when rerun: an interrupted run continues from its last epoch's checkpoint, so a run can also be done in parts.
 
-Writes ``OUT/model.pt`` (stage 2's last parameters and the ``--network`` configuration they belong to, the form
-``bundles/mmif_net/models/model.pt`` holds), ``OUT/training.json`` (budgets, images seen, seconds as
-``total_seconds``, threads, hardware, the command) and the two trainer logs under ``OUT/autoencoder`` and
-``OUT/fusion``. ``--device cuda --num-workers 8`` is the GPU form.
+Writes ``OUT/model.pt`` (stage 2's last parameters: a plain state dict for the paper configuration, the form
+``bundles/mmif_net/models/model.pt`` holds, else ``{'model': ..., 'network': --network}``), ``OUT/training.json``
+(budgets, images seen, seconds as ``total_seconds``, threads, hardware, the command) and the two trainer logs under
+``OUT/autoencoder`` and ``OUT/fusion``. ``--device cuda --num-workers 8`` is the GPU form.
 """
 
 from __future__ import annotations
@@ -154,8 +154,11 @@ def _train(args: argparse.Namespace) -> None:
         },
         fusion_configs=[configs / "augment_fusion.json"],
     )
+    # the paper configuration as a plain state dict, the model zoo's form (MONAI's ckpt_export and onnx_export load it
+    # as it is); another configuration with its arguments, so that every loader builds that network
+    state = read_weights(final)
     with atomic_output(args.out / "model.pt") as tmp:
-        torch.save({"model": read_weights(final), "network": args.network}, tmp)
+        torch.save({"model": state, "network": args.network} if args.network else state, tmp)
     digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()
     record = {
         "command": shlex.join(["python", "scripts/train_shipped_weights.py", *sys.argv[1:]]),
