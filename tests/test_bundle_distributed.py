@@ -95,8 +95,11 @@ def test_two_process_evaluation_scores_the_split_once_like_one_process(tmp_path)
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
-    # each rank scored its half; the metrics gathered on rank 0 are the whole split's
-    assert _metrics(tmp_path / "ddp") == pytest.approx(_metrics(tmp_path / "single"), abs=1e-6)
+    # each rank scored its half; the metrics gathered on rank 0 are the whole split's. Each rank fuses a batch of
+    # another size than the single process, which runs other convolution kernels: their float32 rounding moves a few
+    # fused pixels across an 8-bit level, and the histogram metrics (MI, VIF) by about 1e-5 of their value (measured:
+    # 7.6e-6). A pair scored twice or missed would move the mean of these two pairs by far more than 1e-4 of it
+    assert _metrics(tmp_path / "ddp") == pytest.approx(_metrics(tmp_path / "single"), rel=1e-4)
     with open(tmp_path / "ddp" / "val_qabf_raw.csv") as f:
         assert len(list(csv.DictReader(f))) == 2  # both validation pairs, one from each rank
     # one summary line, by rank 0, counting both ranks' pairs
