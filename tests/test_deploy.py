@@ -88,9 +88,10 @@ def test_fuses_the_phantom_study_into_a_new_series_of_the_same_patient_and_study
 
 @pytest.fixture
 def study_of_two_patients(tmp_path):
-    write_phantom_dicom_study(tmp_path / "a", shape=(16, 16, 16), patient_id="PHANTOM-001")
-    write_phantom_dicom_study(tmp_path / "b", shape=(16, 16, 16), patient_id="PHANTOM-002")
-    return tmp_path
+    # a study folder beside the test's output folder, not around it: an output inside the input is refused first
+    write_phantom_dicom_study(tmp_path / "study" / "a", shape=(16, 16, 16), patient_id="PHANTOM-001")
+    write_phantom_dicom_study(tmp_path / "study" / "b", shape=(16, 16, 16), patient_id="PHANTOM-002")
+    return tmp_path / "study"
 
 
 @pytest.fixture
