@@ -1,7 +1,15 @@
 """multi_gpu_train.json and multi_gpu_evaluate.json: two CPU processes (gloo) under torchrun, the way users launch
-them on GPUs; rank 0 alone logs and writes."""
+them on GPUs; rank 0 alone logs and writes.
+
+Each launch is its own world, cut off from any other distributed run on the machine (a second CI run, a user's
+training under torchrun): a standalone c10d rendezvous on a port the OS picks when it binds it (no fixed 29500, no
+free port looked up first and bound later), a fresh rendezvous id, the master address and gloo's sockets on the
+loopback (not whatever the host name resolves to), and no rendezvous or rank variables inherited from the shell.
+A rank that dies in native code (gloo's ``terminate called without an active exception``) dumps every thread's
+Python stack (PYTHONFAULTHANDLER), and a failed launch reports each rank's last lines and torchrun's own summary."""
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -32,9 +40,24 @@ def test_each_process_takes_the_gpu_of_its_local_rank_not_its_global_rank(monkey
     assert parser.get_parsed_content("device") == torch.device(f"cuda:{local_rank}")
 
 
+# what a launch must not inherit: torchrun reads its options from PET_* variables, the workers their rank and
+# rendezvous from these (set by a surrounding torchrun, or exported for a user's own run)
+_DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK")
+_DISTRIBUTED_PREFIXES = ("PET_", "TORCHELASTIC_", "TORCH_ELASTIC_")
+
+
+def _launch_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV and not k.startswith(_DISTRIBUTED_PREFIXES)}
+    env["PYTHONFAULTHANDLER"] = "1"  # a native abort prints every thread's Python stack into the rank's log
+    if Path("/sys/class/net/lo").exists():
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's pair sockets on the loopback, both ranks being on this machine
+    return env
+
+
 def _torchrun(entry: str, configs: list[str], *overrides: str) -> subprocess.CompletedProcess:
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--tee", "3",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+        "--nproc_per_node", "2", "--tee", "3",
         "-m", "monai.bundle", "run", entry,
         "--bundle_root", str(BUNDLE),
         "--meta_file", str(BUNDLE / "configs" / "metadata.json"),
@@ -44,12 +67,22 @@ def _torchrun(entry: str, configs: list[str], *overrides: str) -> subprocess.Com
         "--num_workers", "0",
         *overrides,
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    # the run itself takes 20-60 s; 900 s leaves room for a CI machine shared with another job without letting a
+    # hung rendezvous or collective stall the suite (gloo's own collective timeout is 30 minutes)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=_launch_env(), timeout=900)
 
 
 def _rank_lines(log: str, rank: int) -> list[str]:
     """The lines rank ``rank`` printed: torchrun's --tee prefixes each with [default<rank>]."""
     return [line for line in log.splitlines() if line.startswith(f"[default{rank}]")]
+
+
+def _failure(log: str) -> str:
+    """What a failed launch said: each rank's last lines, then torchrun's own lines (its summary names the rank that
+    failed first and its exit code)."""
+    ranks = [f"--- rank {rank}:\n" + "\n".join(_rank_lines(log, rank)[-30:]) for rank in (0, 1)]
+    launcher = [line for line in log.splitlines() if not line.startswith("[default")]
+    return "\n".join([*ranks, "--- torchrun:", *launcher[-30:]])
 
 
 def _assert_rank1_quiet(log: str) -> None:
@@ -65,7 +98,7 @@ def test_two_process_gloo_training_steps_in_step_with_rank_0_alone_logging(tmp_p
     result = _torchrun("training", ["train.json", "multi_gpu_train.json"], *overrides, "--batch_size", "2",
                        "--crop_size", "[64, 64]")  # fmt: skip
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
+    assert result.returncode == 0, _failure(log)
     # DDP's gradient all-reduce blocks until both ranks step, so rank 0 finishing its epoch means rank 1 stepped
     assert re.search(r"\[default0\]:.*Epoch: 1/1, Iter: 2/2 -- train_loss", log), log[-3000:]
     assert re.search(r"\[default0\]:.*val_qabf", log)
@@ -84,7 +117,7 @@ def test_two_process_evaluation_scores_the_split_once_like_one_process(tmp_path)
     result = _torchrun("evaluating", ["train.json", "evaluate.json", "multi_gpu_evaluate.json"],
                        "--output_dir", str(tmp_path / "ddp"))  # fmt: skip
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
+    assert result.returncode == 0, _failure(log)
     _assert_rank1_quiet(log)
     single = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--bundle_root", str(BUNDLE),
