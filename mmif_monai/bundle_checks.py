@@ -18,10 +18,15 @@ from typing import Any
 
 from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
-__all__ = ["REQUIRED_FILES", "PREFERRED_FILES", "WORKFLOWS", "BundleCheckError", "verify_bundle"]
+__all__ = ["REQUIRED_FILES", "PREFERRED_FILES", "SCHEMA_SHA256", "WORKFLOWS", "BundleCheckError", "verify_bundle"]
 
 REQUIRED_FILES = ("configs/metadata.json", "LICENSE")
 PREFERRED_FILES = ("models/model.pt", "configs/inference.json")
+
+#: sha256 of the MONAI metadata schemas known here, by file name (tests/data keeps the one ``metadata.json`` names):
+#: given to ``verify_metadata`` so that a changed copy is refused; another schema file is read unchecked (MONAI warns
+#: that no hash was given)
+SCHEMA_SHA256 = {"meta_schema_20240725.json": "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"}
 
 #: (workflow type, config files in the order they are merged) for each workflow the bundle ships; the
 #: multi-GPU configs need a process group and are run by tests/test_bundle_distributed.py instead
@@ -95,7 +100,15 @@ def verify_bundle(
     checks: Sequence[tuple[str, Callable[[], object]]] = (
         ("files", lambda: _check_files(bundle)),
         ("version and changelog", lambda: _check_version(bundle)),
-        ("metadata schema", lambda: verify_metadata(meta_file=meta_file, filepath=str(schema_file))),
+        (
+            "metadata schema",
+            lambda: verify_metadata(
+                meta_file=meta_file,
+                filepath=str(schema_file),
+                hash_val=SCHEMA_SHA256.get(Path(schema_file).name),
+                hash_type="sha256",
+            ),
+        ),
         ("properties", lambda: _check_properties(bundle, overrides or {})),
         (
             "network input and output",

@@ -121,7 +121,8 @@ def _vif_pair(ref: np.ndarray, dist: np.ndarray) -> float:
         sv[sv <= eps] = eps
         num += np.sum(np.log10(1 + g**2 * s1 / (sv + sigma_nsq)))
         den += np.sum(np.log10(1 + s1 / sigma_nsq))
-    return float(num / den)
+    # a flat reference carries no information (den = num = 0): VIF is undefined, the nan 0 / 0 gives
+    return float(num / den) if den else math.nan
 
 
 def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:

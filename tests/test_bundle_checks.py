@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.apps.utils import HashCheckError
 
 from mmif_monai.bundle_checks import BundleCheckError, verify_bundle
 from mmif_monai.networks.pretrained import load_mmif_net
@@ -68,6 +69,16 @@ def test_the_model_zoo_checks_refuse_a_bundle_without_licence_or_changelog_entry
         verify_bundle(bundle, SCHEMA, tmp_path, SAMPLE_OVERRIDES, report=lambda line: None)
 
 
+def test_a_changed_copy_of_monais_schema_is_refused_by_its_hash(tmp_path):
+    # a copy that no longer requires network_data_format would pass metadata the model zoo rejects
+    schema = json.loads(SCHEMA.read_text())
+    schema["required"].remove("network_data_format")
+    loosened = tmp_path / SCHEMA.name
+    loosened.write_text(json.dumps(schema))
+    with pytest.raises(HashCheckError, match="hash check of existing file failed"):
+        verify_bundle(BUNDLE, loosened, tmp_path, SAMPLE_OVERRIDES, report=lambda line: None)
+
+
 def test_the_property_check_names_a_training_workflow_without_an_inferer(tmp_path):
     bundle = _bundle_copy(tmp_path)
     train = json.loads((bundle / "configs" / "train.json").read_text())
@@ -106,6 +117,9 @@ def test_verify_net_in_out_accepts_the_declared_format(size):
     assert "verified with no error" in result.stdout + result.stderr
 
 
+# torch 2.13 deprecates TorchScript, but the model zoo's format is still a TorchScript file (ckpt_export writes it):
+# loading it back is the point of the test
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_ckpt_export_gives_torchscript_equal_to_the_eager_model(tmp_path):
     exported = tmp_path / "model.ts"
     result = _bundle(

@@ -156,7 +156,7 @@ def test_difference_correlation_is_the_scd_metric_and_finite_on_flat_crops():
     flat = torch.zeros(1, 1, 16, 16, requires_grad=True)
     scd = difference_correlation(flat, torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))
     scd.sum().backward()
-    assert float(scd) == 0.0 and torch.isfinite(flat.grad).all()
+    assert float(scd.detach()) == 0.0 and torch.isfinite(flat.grad).all()
 
 
 def test_fusion_loss_correlation_term_prefers_keeping_both_sources_contrast():

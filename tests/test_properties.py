@@ -166,6 +166,9 @@ def noise_pairs(draw):
 
 
 @pytest.mark.parametrize("method", list(CLASSICAL_METHODS))
+# images under 24 px are too small for three db2 levels: PyWavelets says every coefficient feels the boundary, and the
+# rule must still not care which source comes first
+@pytest.mark.filterwarnings("ignore:Level value of 3 is too high:UserWarning:pywt")
 @settings(max_examples=15, deadline=None)
 @given(pair=noise_pairs())
 def test_classical_rules_do_not_care_which_source_comes_first(method, pair):
