@@ -91,6 +91,7 @@ def test_the_property_check_names_a_training_workflow_without_an_inferer(tmp_pat
     assert passed == ["files: verified", "version and changelog: verified", "metadata schema: verified"]
 
 
+@pytest.mark.slow  # MONAI's bundle command in a subprocess
 def test_verify_metadata_accepts_the_bundle_metadata():
     result = _bundle(
         "verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA)
@@ -99,6 +100,7 @@ def test_verify_metadata_accepts_the_bundle_metadata():
     assert "metadata is verified with no error" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # MONAI's bundle command in a subprocess
 def test_verify_metadata_rejects_metadata_without_its_network_format(tmp_path):
     metadata = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     del metadata["network_data_format"]
@@ -109,6 +111,7 @@ def test_verify_metadata_rejects_metadata_without_its_network_format(tmp_path):
     assert "network_data_format" in result.stderr
 
 
+@pytest.mark.slow  # MONAI's bundle command in a subprocess
 @pytest.mark.parametrize("size", [[], ["--n", "5"]], ids=["default n (16 x 16)", "n = 5 (80 x 80)"])
 def test_verify_net_in_out_accepts_the_declared_format(size):
     # spatial_shape "16*n": the default n = 1 is a 16 x 16 slice, fused on MMIF-Net's 64 x 64 canvas
@@ -117,6 +120,7 @@ def test_verify_net_in_out_accepts_the_declared_format(size):
     assert "verified with no error" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # MONAI's bundle command in a subprocess
 # torch 2.13 deprecates TorchScript, but the model zoo's format is still a TorchScript file (ckpt_export writes it):
 # loading it back is the point of the test
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
