@@ -34,6 +34,11 @@ from mmif_monai.networks.export import INPUT_NAMES, OUTPUT_NAME, export_onnx
 from mmif_monai.networks.inference import prepare_for_inference
 from mmif_monai.networks.pretrained import load_mmif_net
 
+# exports MMIF-Net to ONNX six times (the shipped weights, four other configurations, MONAI's onnx_export in a
+# subprocess; 25-70 s each on a 2-core CPU, about 5 min in all): left out of the quick run (pytest -m "not slow"),
+# which still fuses through the default CPU engine (test_fusion_engines, test_cli)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDING, UNPOOL_MOVE, SHARE, SMALL_IMAGE_SHARE = 1e-4, 0.05, 1e-3, 1e-2
 NO_OPENVINO = importlib.util.find_spec("openvino") is None
