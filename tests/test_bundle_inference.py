@@ -36,6 +36,18 @@ def _bundle(entry: str, configs: list[str], *overrides: str) -> subprocess.Compl
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
+#: the config files each workflow runs from; evaluation loads its data in this process (no worker processes)
+_WORKFLOWS = {
+    "inference": (["inference.json"], ()),
+    "evaluating": (["train.json", "evaluate.json"], ("--validation_cases", "[37]", "--num_workers", "0")),
+}
+
+
+def _workflow(name: str, *overrides: str) -> subprocess.CompletedProcess:
+    configs, defaults = _WORKFLOWS[name]
+    return _bundle(name, configs, *defaults, *overrides)
+
+
 def test_inference_fuses_every_sample_pair_like_mmif_fuse(tmp_path):
     result = _bundle("inference", ["inference.json"], "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -196,8 +208,10 @@ def _tree(root: Path) -> dict:
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("workflow, output", [("inference", "."), ("evaluating", "results")])
-def test_inference_and_evaluation_never_write_into_their_data_set(tmp_path, workflow, output):
+@pytest.mark.parametrize(
+    "workflow, output, extra", [("inference", ".", ()), ("evaluating", "results", ("--tracking", "mlflow"))]
+)
+def test_inference_and_evaluation_never_write_into_their_data_set(tmp_path, workflow, output, extra):
     """Outputs never land in inputs (issue #34, item 6): `run inference --dataset_dir X --output_dir X` wrote the
     fused images into the data set (X/mri_ct/fused/...), and the evaluation its metrics. An output_dir that is the
     data set or lies inside it is refused in one line before any work, even MONAI's executed config (written
@@ -206,14 +220,7 @@ def test_inference_and_evaluation_never_write_into_their_data_set(tmp_path, work
     shutil.copytree(SAMPLES, data)
     before = _tree(data)
     out = data / output if output != "." else data
-    if workflow == "inference":
-        result = _bundle("inference", ["inference.json"], "--dataset_dir", str(data), "--output_dir", str(out))
-    else:
-        result = _bundle(
-            "evaluating", ["train.json", "evaluate.json"],
-            "--dataset_dir", str(data), "--validation_cases", "[37]", "--output_dir", str(out),
-            "--num_workers", "0", "--tracking", "mlflow",
-        )  # fmt: skip
+    result = _workflow(workflow, "--dataset_dir", str(data), "--output_dir", str(out), *extra)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {out}: writing into this folder would modify the input {data}; inputs are never modified"
@@ -250,14 +257,9 @@ def test_unreadable_weights_end_inference_and_evaluation_in_one_line_naming_the_
 
         torch.save({"model": _Trap(tmp_path / "pwned")}, weights)
     out = tmp_path / "out"
-    if workflow == "inference":
-        result = _bundle("inference", ["inference.json"], "--ckpt_dir", str(ckpt), "--output_dir", str(out))
-    else:
-        result = _bundle(
-            "evaluating", ["train.json", "evaluate.json"],
-            "--dataset_dir", str(SAMPLES), "--validation_cases", "[37]", "--weights_file", str(weights),
-            "--output_dir", str(out), "--num_workers", "0",
-        )  # fmt: skip
+    # inference reads <ckpt_dir>/model.pt, evaluation its weights_file
+    weights_option = ("--ckpt_dir", str(ckpt)) if workflow == "inference" else ("--weights_file", str(weights))
+    result = _workflow(workflow, "--dataset_dir", str(SAMPLES), *weights_option, "--output_dir", str(out))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     problem = {
         "truncated": "not a PyTorch weights file (neither torch.save's zip format nor a pickle)",
