@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmif_monai.errors import report_user_errors
-from mmif_monai.io.preflight import COMPARISON_METHOD_NAMES, ENGINE_NAMES, FUSION_METHOD_NAMES, OUTPUT_FORMATS
+from mmif_monai.io.preflight import (
+    COMPARISON_METHOD_NAMES,
+    ENGINE_NAMES,
+    FUSION_METHOD_NAMES,
+    OUTPUT_FORMATS,
+    SLICE_BATCH,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -96,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output PNG, folder with --pairs; NIfTI file or DICOM folder (3D)",
     )
-    fuse.add_argument("--batch-size", type=positive_int, default=8, help="pairs or slices per network call (default 8)")
+    fuse.add_argument(
+        "--batch-size", type=positive_int, default=SLICE_BATCH,
+        help=f"pairs or slices per network call (default {SLICE_BATCH}; a 3D job's memory grows with it)",
+    )  # fmt: skip
     fuse.add_argument(
         "--colour-fidelity", action="store_true",
         help="keep PET/SPECT colours on their step of the colour scale: bound how far fusion moves the luminance of"

@@ -18,7 +18,7 @@ from monai.transforms import Orientation
 from tqdm import tqdm
 
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch, source_support
-from mmif_monai.io.preflight import OUTPUT_FORMATS
+from mmif_monai.io.preflight import OUTPUT_FORMATS, SLICE_BATCH
 from mmif_monai.transforms import FUNCTIONAL_MODALITIES, MODALITY_KEY, canonical_modality, modality_from_meta
 
 __all__ = [
@@ -106,7 +106,7 @@ def fuse_volume(
     anatomical: MetaTensor,
     functional: torch.Tensor,
     axis: int | str = 2,
-    batch_size: int = 16,
+    batch_size: int = SLICE_BATCH,
     colour: bool | None = None,
     colormap: str = PET_COLORMAP,
     device: str | torch.device = "cpu",

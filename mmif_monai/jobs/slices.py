@@ -18,7 +18,7 @@ from mmif_monai.fusion.engines import engine_line
 from mmif_monai.fusion.methods import load_fusion_method
 from mmif_monai.fusion.pipeline import FuseFn, fuse_batch
 from mmif_monai.io.images import check_not_constant, read_slice, warn_if_nearly_empty, write_image_atomic
-from mmif_monai.io.preflight import FileJob, check_file_jobs, match_pair_folders
+from mmif_monai.io.preflight import SLICE_BATCH, FileJob, check_file_jobs, match_pair_folders
 from mmif_monai.jobs.results import JobResult
 from mmif_monai.transforms import check_anatomical_modality
 
@@ -71,7 +71,7 @@ def write_fused_jobs(
     fuse: FuseFn,
     jobs: Sequence[FileJob],
     loaded: Sequence[LoadedPair],
-    batch_size: int = 8,
+    batch_size: int = SLICE_BATCH,
     device: str | torch.device = "cpu",
     progress: bool = True,
     luminance_limit: LuminanceLimit | None = None,
@@ -126,7 +126,7 @@ def fuse_files(
     fuse: FuseFn,
     jobs: Sequence[FileJob],
     overwrite: bool = False,
-    batch_size: int = 8,
+    batch_size: int = SLICE_BATCH,
     device: str | torch.device = "cpu",
     progress: bool = True,
     luminance_limit: LuminanceLimit | None = None,
@@ -141,7 +141,7 @@ def run_file_jobs(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
-    batch_size: int = 8,
+    batch_size: int = SLICE_BATCH,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
     luminance_limit: LuminanceLimit | None = None,

@@ -39,7 +39,7 @@ from mmif_monai.fusion.volumes import fuse_volume, preview_slices, resolve_axis
 from mmif_monai.io.dicom_series import SourceSeries, fused_series_datasets, save_series
 from mmif_monai.io.images import check_not_constant, warn_if_nearly_empty, write_image_atomic
 from mmif_monai.io.outputs import staged_outputs
-from mmif_monai.io.preflight import check_volume_job, registration_requested
+from mmif_monai.io.preflight import SLICE_BATCH, check_volume_job, registration_requested
 from mmif_monai.io.volumes import (
     DICOM_IDENTITY_KEY,
     PATIENT_KEYWORDS,
@@ -218,7 +218,7 @@ def fuse_pair(
     fuse_fn: FuseFn,
     aligned: VolumePair,
     axis: int | str = 2,
-    batch_size: int = 16,
+    batch_size: int = SLICE_BATCH,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> FusedVolume:
@@ -273,7 +273,7 @@ def fuse_volume_files(
     axis: int | str = 2,
     overwrite: bool = False,
     series: Sequence[str | None] | None = None,
-    batch_size: int = 16,
+    batch_size: int = SLICE_BATCH,
     modalities: Sequence[str | None] = (None, None),
     report: Callable[[str], None] | None = None,
     progress: bool = False,

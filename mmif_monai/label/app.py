@@ -10,7 +10,7 @@ conf               meaning
 ``method``         fusion method of ``mmif fuse --method`` (default ``mmif-net``)
 ``weights``        MMIF-Net weights file (default: the bundle's ``models/model.pt``)
 ``device``         torch device (default: CUDA when present, else the CPU)
-``batch_size``     slices per network call (default 8, as ``mmif fuse``)
+``batch_size``     slices per network call (default ``SLICE_BATCH``, 4, as ``mmif fuse``)
 =================  ==========================================================================================
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 
+from mmif_monai.io.preflight import SLICE_BATCH
 from mmif_monai.label.infer import TASK_NAME, FusionInferTask
 
 __all__ = ["FusionLabelApp"]
@@ -47,7 +48,7 @@ class FusionLabelApp(MONAILabelApp):
                 method=conf.get("method", "mmif-net"),
                 weights=conf.get("weights") or None,
                 device=conf.get("device") or None,
-                batch_size=int(conf.get("batch_size", 8)),
+                batch_size=int(conf.get("batch_size", SLICE_BATCH)),
             )
         }
 

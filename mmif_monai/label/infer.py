@@ -34,6 +34,7 @@ from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from mmif_monai.devices import resolve_device
+from mmif_monai.io.preflight import SLICE_BATCH
 from mmif_monai.jobs.volumes import fuse_volume_files
 
 __all__ = ["TASK_NAME", "DEFAULT_CONFIG", "FusionInferTask"]
@@ -88,7 +89,7 @@ class FusionInferTask(InferTask):
         method, weights: the fusion method and its weights, as ``mmif fuse --method/--weights`` (default: MMIF-Net
             with the bundle's weights).
         device: torch device name; None: CUDA when present, else the CPU.
-        batch_size: slices per network call (``mmif fuse``'s default, 8).
+        batch_size: slices per network call (``mmif fuse``'s default, ``SLICE_BATCH``).
 
     Raises:
         ValueError: ``device`` is not a device of this machine (when the app starts, not on a request).
@@ -100,7 +101,7 @@ class FusionInferTask(InferTask):
         method: str = "mmif-net",
         weights: str | Path | None = None,
         device: str | torch.device | None = None,
-        batch_size: int = 8,
+        batch_size: int = SLICE_BATCH,
     ):
         super().__init__(
             type=InferType.OTHERS,
