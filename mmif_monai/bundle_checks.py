@@ -122,6 +122,7 @@ def verify_bundle(
                 net_id="network_def",
                 filepath=str(exported),
                 ckpt_file=str(bundle / "models" / "model.pt"),
+                key_in_ckpt="model",  # the shipped form: {"model": state dict, "network": MMIF-Net arguments}
                 meta_file=meta_file,
                 config_file=inference,
                 bundle_root=str(bundle),

@@ -65,6 +65,7 @@ from mmif_monai.engines.tasks import ReconstructionTask
 from mmif_monai.fusion.engines import CACHE_ENV, CPU_ENGINE, RUNTIME_ENGINES, engine_line, load_engine
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
 from mmif_monai.io.paths import DEFAULT_DATASET_DIR, REPO_ROOT
+from mmif_monai.io.preflight import SLICE_BATCH
 from mmif_monai.losses import ReconstructionLoss
 from mmif_monai.metrics import (
     METRIC_NAMES,
@@ -76,7 +77,7 @@ from mmif_monai.metrics import (
 )
 from mmif_monai.networks import DenseFuse, MMIFNet
 from mmif_monai.networks.inference import prepare_for_inference
-from mmif_monai.networks.pretrained import load_mmif_net
+from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, PAPER_WEIGHTS, load_mmif_net
 from mmif_monai.studies.documents import machine_description
 from mmif_monai.studies.fusions import stage_sources
 from mmif_monai.studies.tables import Table
@@ -97,17 +98,14 @@ from oracles import decompose_explicit, reference_metrics  # noqa: E402
 
 SECTIONS = ("matmul", "inference", "engines", "latlrr", "volume", "startup", "metrics", "training", "quality")
 METRICS_TOLERANCE = 0.01
-#: the faster configuration that the shipped weights can run: the same network without the LatLRR split
-FAST_CONFIG: dict[str, Any] = {"decompose": False}
 #: faster configurations that would need training (timed with random weights; docs/benchmarks.md)
 SKETCHES: dict[str, dict[str, Any]] = {
     "decompose=False, f0=16": {"decompose": False, "features": (16, 32, 48, 48, 64)},
     "decompose=False, msl=False": {"decompose": False, "msl": False},
     "decompose=False, msl=False, f0=16": {"decompose": False, "msl": False, "features": (16, 32, 48, 48, 64)},
 }
-#: the fast configuration designed for issue #33's speed target (not trained yet: docs/method.md), timed on every
-#: engine with random weights
-FAST_SKETCH: dict[str, Any] = {"decompose": False, "stem_features": 8, "features": (16, 16, 32, 32, 48)}
+#: the two shipped configurations (bundles/mmif_net/models): the product default and the paper's
+DEFAULT_LABEL, PAPER_LABEL = "MMIF-Net fast (default)", "MMIF-Net paper"
 #: issue #33's targets: key -> (what is measured, its bound)
 TARGETS = {
     "pair": ("default engine per pair / DenseFuse in torch", 0.5),
@@ -200,14 +198,15 @@ class Candidate:
 def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Matmul) -> Iterator[Table]:
     """One table per batch size, yielded as soon as it is measured."""
     shipped = load_mmif_net(device=device).network
-    fast = load_mmif_net(device=device, **FAST_CONFIG).network
+    paper = load_mmif_net(PAPER_WEIGHTS, device=device).network
     densefuse = DenseFuse().to(device).eval()
     candidates = [
         Candidate("DenseFuse", "eager", densefuse, densefuse, False),
-        Candidate("MMIF-Net", "eager", shipped, shipped, False),
+        Candidate(DEFAULT_LABEL, "eager", shipped, shipped, False),
+        Candidate(PAPER_LABEL, "eager", paper, paper, False),
         Candidate("DenseFuse", "optimised", optimise(densefuse, args, device), densefuse, True),
-        Candidate("MMIF-Net", "optimised", optimise(shipped, args, device), shipped, True),
-        Candidate("MMIF-Net decompose=False", "optimised", optimise(fast, args, device), fast, True),
+        Candidate(DEFAULT_LABEL, "optimised", optimise(shipped, args, device), shipped, True),
+        Candidate(PAPER_LABEL, "optimised", optimise(paper, args, device), paper, True),
     ]
     if args.sketches:
         for label, kwargs in SKETCHES.items():
@@ -285,8 +284,8 @@ def measure_inference(args: argparse.Namespace, device: torch.device, matmul: Ma
 
 
 def measure_engines(args: argparse.Namespace, targets: dict[str, float]) -> list[Table]:
-    """Per-pair time of MMIF-Net (shipped weights) and :data:`FAST_SKETCH` on each engine against DenseFuse's
-    inference form in torch: one ``--size`` pair, ``--engine-threads`` threads for every engine, interleaved.
+    """Per-pair time of MMIF-Net's two shipped configurations on each engine against DenseFuse's inference form in
+    torch: one ``--size`` pair, ``--engine-threads`` threads for every engine, interleaved.
     Records the default engine's ratio in ``targets``."""
     cpu = torch.device("cpu")
     runtimes = [name for name in RUNTIME_ENGINES if importlib.util.find_spec(name) is not None]
@@ -295,7 +294,7 @@ def measure_engines(args: argparse.Namespace, targets: dict[str, float]) -> list
     previous = torch.get_num_threads()
     torch.set_num_threads(args.engine_threads)  # the runtimes take torch's thread count (load_engine)
     try:
-        networks = {"MMIF-Net": load_mmif_net().network, "fast sketch (untrained)": MMIFNet(**FAST_SKETCH).eval()}
+        networks = {DEFAULT_LABEL: load_mmif_net().network, PAPER_LABEL: load_mmif_net(PAPER_WEIGHTS).network}
         engines: dict[tuple[str, str], Callable[..., torch.Tensor]] = {
             ("DenseFuse", "torch"): load_engine(DenseFuse().eval(), "torch")
         }
@@ -316,22 +315,24 @@ def measure_engines(args: argparse.Namespace, targets: dict[str, float]) -> list
         seconds = statistics.median(laps)
         table.add(model, engine, fmt(seconds * 1e3), fmt(1 / seconds), fmt(median_ratio(laps, reference)),
                   fmt(peaks[f"{model} / {engine}"]))  # fmt: skip
-    targets["pair"] = median_ratio(times[f"MMIF-Net / {CPU_ENGINE}"], reference)
+    targets["pair"] = median_ratio(times[f"{DEFAULT_LABEL} / {CPU_ENGINE}"], reference)
     table.notes += [
         "x DenseFuse: median over interleaved rounds of time / the time of DenseFuse's inference form in torch",
-        "engines: " + "; ".join(str(engine_line(engines[("MMIF-Net", e)])) for e in ("torch", *runtimes)),
+        "engines: " + "; ".join(str(engine_line(engines[(DEFAULT_LABEL, e)])) for e in ("torch", *runtimes)),
         f"mmif fuse on the CPU (--engine auto) runs {CPU_ENGINE}; peak MiB: resident memory added by the first call",
     ]
     if len(runtimes) == 2:
         first, second = runtimes
-        ratio = median_ratio(times[f"MMIF-Net / {first}"], times[f"MMIF-Net / {second}"])
+        ratio = median_ratio(times[f"{DEFAULT_LABEL} / {first}"], times[f"{DEFAULT_LABEL} / {second}"])
         faster = first if ratio < 1 else second
-        table.notes.append(f"MMIF-Net: {first} time / {second} time = {fmt(ratio)}: the faster CPU runtime is {faster}")
+        table.notes.append(
+            f"{DEFAULT_LABEL}: {first} time / {second} time = {fmt(ratio)}: the faster CPU runtime is {faster}"
+        )
     return [table]
 
 
 def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table]:
-    decomposition = load_mmif_net(device=device).network.decomposition
+    decomposition = load_mmif_net(PAPER_WEIGHTS, device=device).network.decomposition
     pair = torch.cat(_pairs(1, args.size, device, torch.float32, False))
     pad = decomposition.patch_size - 1
 
@@ -360,16 +361,17 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
     return [table]
 
 
-#: the 3D job in a fresh process (argv: anatomical, functional, output, method, device, torch threads or 0): its step
+#: the 3D job in a fresh process (argv: anatomical, functional, output, method, device, torch threads or 0, slices per
+#: network call): its step
 #: times, slice count, engine and the process's peak resident memory, as one JSON line
 VOLUME_JOB = """
 import json, resource, sys
 import torch
 from mmif_monai.jobs.volumes import fuse_volume_files
-anatomical, functional, output, method, device, threads = sys.argv[1:]
+anatomical, functional, output, method, device, threads, batch = sys.argv[1:]
 if int(threads):
     torch.set_num_threads(int(threads))
-result = fuse_volume_files(anatomical, functional, output, method=method, device=device)
+result = fuse_volume_files(anatomical, functional, output, method=method, device=device, batch_size=int(batch))
 print(json.dumps({
     "steps": {name: lap.wall for name, lap in result.timings.items()},
     "slices": result.count,
@@ -380,33 +382,39 @@ print(json.dumps({
 
 
 def measure_volume(args: argparse.Namespace, device: torch.device, targets: dict[str, float]) -> list[Table]:
-    """The 3D job on a phantom pair with MMIF-Net (default engine) and ``average``, each once in a fresh process;
-    records the time ratio and MMIF-Net's peak resident memory in ``targets``."""
+    """The 3D job on a phantom pair with MMIF-Net (default engine) at each ``--volume-batch-sizes`` and with
+    ``average``, each once in a fresh process; records the time ratio and MMIF-Net's peak resident memory at the
+    default batch (:data:`SLICE_BATCH`, else the first given) in ``targets``."""
     from mmif_monai.phantoms import write_phantom_nifti
 
     steps = ("load", "normalise", "align", "model", "fuse", "write")
-    table = Table(["method", "engine", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice", "peak MiB"],
-                  title="3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run each")  # fmt: skip
+    columns = ["method", "engine", "batch", "shape", "total s", *(f"{s} s" for s in steps), "ms/slice", "peak MiB"]
+    table = Table(columns, title="3D job end to end (fuse_volume_files on a phantom NIfTI pair), one run each")
     shape = tuple(args.volume_shape)
+    jobs = [("mmif-net", batch) for batch in args.volume_batch_sizes] + [("average", SLICE_BATCH)]
     totals, peaks = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         phantom = write_phantom_nifti(Path(tmp) / "phantom", shape=shape)
-        for method in ("mmif-net", "average"):
-            output = Path(tmp) / f"fused-{method}.nii.gz"
+        for method, batch in jobs:
+            output = Path(tmp) / f"fused-{method}-{batch}.nii.gz"
             command = [sys.executable, "-c", VOLUME_JOB, str(phantom.anatomical), str(phantom.functional), str(output),
-                       method, str(device), str(args.threads or 0)]  # fmt: skip
+                       method, str(device), str(args.threads or 0), str(batch)]  # fmt: skip
             completed = subprocess.run(command, capture_output=True, text=True)
             if completed.returncode != 0:
                 raise RuntimeError(f"the 3D job with {method} failed:\n{completed.stderr[-3000:]}")
             run = json.loads(completed.stdout.strip().splitlines()[-1])
-            totals[method], peaks[method] = sum(run["steps"].values()), run["peak_mib"]
+            totals[method, batch], peaks[method, batch] = sum(run["steps"].values()), run["peak_mib"]
             laps = [f"{run['steps'][s]:.2f}" if s in run["steps"] else "n/a" for s in steps]
-            table.add(method, run["engine"], "x".join(map(str, shape)), fmt(totals[method]), *laps,
-                      fmt(totals[method] / run["slices"] * 1e3), fmt(peaks[method]))  # fmt: skip
-    targets["volume"], targets["memory"] = totals["mmif-net"] / totals["average"], peaks["mmif-net"] / 1024
+            table.add(method, run["engine"], batch, "x".join(map(str, shape)), fmt(totals[method, batch]), *laps,
+                      fmt(totals[method, batch] / run["slices"] * 1e3), fmt(peaks[method, batch]))  # fmt: skip
+    default = ("mmif-net", SLICE_BATCH if SLICE_BATCH in args.volume_batch_sizes else args.volume_batch_sizes[0])
+    targets["volume"] = totals[default] / totals["average", SLICE_BATCH]
+    targets["memory"] = peaks[default] / 1024
     table.notes += [
         "the job fuses with MMIF-Net on the default engine (mmif fuse's) on the joint foreground only; method=average "
         "is the same job with a free fusion rule, i.e. the cost of everything but the network",
+        f"batch: slices per network call (mmif fuse --batch-size; default {SLICE_BATCH}); the first MMIF-Net run of "
+        "a weights file also exports it to ONNX (its model s)",
         "peak MiB: the job's process's peak resident set (ru_maxrss), Python, torch and the engine included",
     ]
     return [table]
@@ -546,7 +554,7 @@ def measure_training(args: argparse.Namespace, device: torch.device) -> list[Tab
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(args.train_batch, 1, args.train_crop, args.train_crop, generator=generator).to(device)
     loss_fn = ReconstructionLoss().to(device)
-    projection = load_mmif_net(device="cpu").network.decomposition.projection
+    projection = load_mmif_net(PAPER_WEIGHTS, device="cpu").network.decomposition.projection
     tasks = {
         "MMIF-Net (ReconstructionTask)": ReconstructionTask(MMIFNet(projection=projection)).to(device),
         "DenseFuse (reconstruct)": _Reconstruct(DenseFuse()).to(device),
@@ -589,13 +597,13 @@ class _Reconstruct(nn.Module):
 
 
 def measure_quality(args: argparse.Namespace, device: torch.device) -> list[Table]:
-    """Qabf / VIF of the fast configuration and the paper's on validation pairs, same shipped weights."""
+    """Qabf / VIF of the two shipped configurations on validation pairs."""
     from mmif_monai.jobs.slices import FileJob, fuse_files
     from mmif_monai.metrics.report import evaluate_folders
 
     _, validation = split_pairs(list_pairs(args.dataset_dir), DEFAULT_VALIDATION_CASES)
-    configs = {"paper (decompose=True)": {}, "fast (decompose=False)": FAST_CONFIG}
-    title = f"quality cost of the fast configuration (first {args.quality_pairs} validation pairs per type)"
+    configs = {DEFAULT_LABEL: DEFAULT_WEIGHTS, PAPER_LABEL: PAPER_WEIGHTS}
+    title = f"quality of the shipped configurations (first {args.quality_pairs} validation pairs per type)"
     table = Table(["pair type", "configuration", "Qabf", "VIF"], title=title)
     with tempfile.TemporaryDirectory() as tmp:
         for pair_type in PAIR_TYPES:
@@ -604,9 +612,9 @@ def measure_quality(args: argparse.Namespace, device: torch.device) -> list[Tabl
                 continue
             anatomical, functional = stage_sources(pairs, Path(tmp) / pair_type / "sources")
             folders = {}
-            for label, kwargs in configs.items():
-                network = load_mmif_net(device=device, **kwargs).network
-                folder = Path(tmp) / pair_type / label.split()[0]
+            for label, weights in configs.items():
+                network = load_mmif_net(weights, device=device).network
+                folder = Path(tmp) / pair_type / weights.parent.name
                 fuse_files(network, [FileJob(p.anatomical, p.functional, folder / p.name) for p in pairs],
                            device=device, progress=False)  # fmt: skip
                 folders[label] = folder
@@ -644,6 +652,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--engine-threads", type=int, default=2, help="CPU threads of every engine in the engines table")
     g = parser.add_argument_group("volume")
     g.add_argument("--volume-shape", type=int, nargs=3, default=[256, 256, 180])
+    g.add_argument(
+        "--volume-batch-sizes", type=int, nargs="+", default=[SLICE_BATCH],
+        help="slices per network call of the MMIF-Net 3D jobs, one job each",
+    )  # fmt: skip
     g = parser.add_argument_group("metrics")
     g.add_argument("--dataset-dir", type=Path, default=DEFAULT_DATASET_DIR)
     g.add_argument("--metrics-pair-type", default="mri_pet")
@@ -663,8 +675,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     folders = (args.metrics_a, args.metrics_b, args.metrics_fused)
     if any(folders) and not all(folders):
         parser.error("--metrics-a, --metrics-b and --metrics-fused go together")
-    if min(args.repeats, *args.batch_sizes, args.size, args.engine_threads) < 1 or args.warmup < 0:
-        parser.error("--repeats, --batch-sizes, --size and --engine-threads must be positive and --warmup >= 0")
+    if min(args.repeats, *args.batch_sizes, *args.volume_batch_sizes, args.size, args.engine_threads) < 1 or (
+        args.warmup < 0
+    ):
+        parser.error(
+            "--repeats, --batch-sizes, --volume-batch-sizes, --size and --engine-threads must be positive and "
+            "--warmup >= 0"
+        )
     if args.quality_pairs > 0 and "quality" not in args.sections:
         args.sections.append("quality")
     args.torch_dtype = getattr(torch, args.dtype)

@@ -1,5 +1,6 @@
-"""Train the bundle's shipped weights from scratch on this machine's CPU: the paper configuration (MSL + SA + FA,
-λ from train.json) in two stages, with the CPU recipe's data sampling and loss.
+"""Train the bundle's shipped weights from scratch on this machine's CPU: the network of train.json (the fast
+configuration; ``--network`` overrides its arguments, e.g. the paper's widths and LatLRR split) in two stages, with
+the CPU recipe's data sampling and loss.
 
 Stage 1 is the paper's autoencoder task (``train.json``), stage 2 trains with the fusion loss
 (``train_fusion.json``; its terms weighted by ``--fusion-intensity-weight``, ``--fusion-gradient-weight`` and
@@ -12,8 +13,8 @@ uniformly as the paper does) and, with probability ``--augmentation-prob``, a ra
 threads, keep their last checkpoint (validation is off, so nothing is selected on the validation split) and resume
 when rerun: an interrupted run continues from its last epoch's checkpoint, so a run can also be done in parts.
 
-Writes ``OUT/model.pt`` (stage 2's last parameters: a plain state dict for the paper configuration, the form
-``bundles/mmif_net/models/model.pt`` holds, else ``{'model': ..., 'network': --network}``), ``OUT/training.json``
+Writes ``OUT/model.pt`` (stage 2's last parameters as ``{'model': state dict, 'network': MMIF-Net arguments}``, the
+form ``bundles/mmif_net/models/model.pt`` holds, so that every loader builds the network trained), ``OUT/training.json``
 (budgets, images seen, seconds as ``total_seconds``, threads, hardware, the command) and the two trainer logs under
 ``OUT/autoencoder`` and ``OUT/fusion``. ``--device cuda --num-workers 8`` is the GPU form.
 """
@@ -28,6 +29,7 @@ import sys
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser
 
 from mmif_monai.errors import report_user_errors
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES
@@ -98,11 +100,20 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--network", type=json.loads, default={},
-        help="MMIF-Net arguments as JSON, e.g. '{\"decompose\": false, \"stem_features\": 8}' (default: the paper's"
-        " configuration); recorded in model.pt, so that every loader builds the same network",
+        help="MMIF-Net arguments over train.json's network_def, as JSON, e.g. the paper configuration: "
+        "'{\"decompose\": true, \"stem_features\": 16, \"features\": [32, 32, 48, 48, 64]}'; the resulting "
+        "arguments are recorded in model.pt, so that every loader builds the same network",
     )  # fmt: skip
     args = parser.parse_args()
     sys.exit(report_user_errors("train_shipped_weights", lambda: _train(args)))
+
+
+def _network_arguments(config_file: Path, overrides: dict) -> dict:
+    """The MMIF-Net arguments the training ran: ``config_file``'s network_def under ``overrides``."""
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    network_def = {**parser.get("network_def"), **overrides}
+    return {name: network_def[name] for name in NETWORK_ARGUMENTS if name in network_def}
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -154,17 +165,15 @@ def _train(args: argparse.Namespace) -> None:
         },
         fusion_configs=[configs / "augment_fusion.json"],
     )
-    # the paper configuration as a plain state dict, the model zoo's form (MONAI's ckpt_export and onnx_export load it
-    # as it is); another configuration with its arguments, so that every loader builds that network
-    state = read_weights(final)
+    network = _network_arguments(configs / "train.json", args.network)
     with atomic_output(args.out / "model.pt") as tmp:
-        torch.save({"model": state, "network": args.network} if args.network else state, tmp)
+        torch.save({"model": read_weights(final), "network": network}, tmp)
     digest = hashlib.sha256((args.out / "model.pt").read_bytes()).hexdigest()
     record = {
         "command": shlex.join(["python", "scripts/train_shipped_weights.py", *sys.argv[1:]]),
         "autoencoder": autoencoder.as_dict(),
         "fusion": fusion.as_dict(),
-        "network": args.network,
+        "network": network,
         "fusion_trainable": trainable or "all",
         "fusion_intensity_weight": args.fusion_intensity_weight,
         "fusion_gradient_weight": args.fusion_gradient_weight,

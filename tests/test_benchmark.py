@@ -8,6 +8,7 @@ import pytest
 
 from mmif_monai.fusion.engines import CPU_ENGINE, RUNTIME_ENGINES
 from mmif_monai.io.paths import SAMPLES_DIR
+from mmif_monai.io.preflight import SLICE_BATCH
 from mmif_monai.metrics import METRIC_NAMES
 
 # runs the benchmark script: left out of the quick run (pytest -m "not slow")
@@ -49,17 +50,18 @@ def test_benchmark_prints_every_section_with_its_rows(tmp_path):
     inference = [row for batch in (1, 2) for row in _rows(out, f"inference, 64x64 pairs on cpu, batch {batch}")]
     keys = {(" ".join(r[:-10]), r[-10], r[-9]) for r in inference}  # (model, variant, batch)
     for batch in ("1", "2"):
-        for model in ("DenseFuse", "MMIF-Net"):
+        for model in ("DenseFuse", "MMIF-Net fast (default)", "MMIF-Net paper"):
             for variant in ("eager", "optimised"):
                 assert (model, variant, batch) in keys
-        assert ("MMIF-Net decompose=False", "optimised", batch) in keys
     # DenseFuse is the reference of its own group, so its ratio column reads exactly 1
     assert all(r[-6] == "1.00" for r in inference if r[0] == "DenseFuse")
 
     # every model on every engine, DenseFuse in torch the reference (its ratio exactly 1)
     engines = {(" ".join(r[:-5]), r[-5]): r for r in _rows(out, "engines: one 64x64 pair")}
     expected = {("DenseFuse", "torch")} | {
-        (model, engine) for model in ("MMIF-Net", "fast sketch (untrained)") for engine in ("torch", *RUNTIME_ENGINES)
+        (model, engine)
+        for model in ("MMIF-Net fast (default)", "MMIF-Net paper")
+        for engine in ("torch", *RUNTIME_ENGINES)
     }
     assert set(engines) == expected and engines[("DenseFuse", "torch")][-2] == "1.00"
     assert "the faster CPU runtime is" in out
@@ -72,7 +74,9 @@ def test_benchmark_prints_every_section_with_its_rows(tmp_path):
     assert [" ".join(r[:-3]) for r in _rows(out, "LatLRR")] == [
         "FFT (used)", "direct 31x31 convolution", "explicit unfold/project/fold"
     ]  # fmt: skip
-    assert [r[:2] for r in _rows(out, "3D job")] == [["mmif-net", CPU_ENGINE], ["average", "-"]]
+    # (method, engine, slices per network call): the default batch unless --volume-batch-sizes says otherwise
+    batch = str(SLICE_BATCH)
+    assert [r[:3] for r in _rows(out, "3D job")] == [["mmif-net", CPU_ENGINE, batch], ["average", "-", batch]]
     targets = _rows(out, "targets")
     assert [" ".join(r[:-3]) for r in targets] == [
         "default engine per pair / DenseFuse in torch", "3D job / the same job with average",

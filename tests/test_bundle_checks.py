@@ -133,6 +133,8 @@ def test_ckpt_export_gives_torchscript_equal_to_the_eager_model(tmp_path):
         str(exported),
         "--ckpt_file",
         str(BUNDLE / "models" / "model.pt"),
+        "--key_in_ckpt",  # model.pt holds {"model": state dict, "network": its arguments}
+        "model",
         *CONFIG_ARGS,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -13,6 +13,7 @@ import torch
 
 from mmif_monai.engines import latest_checkpoint
 from mmif_monai.networks import MMIFNet
+from mmif_monai.networks.pretrained import read_checkpoint
 
 # runs bundle training in subprocesses: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
@@ -63,9 +64,9 @@ def test_training_runs_and_saves_model_and_checkpoint(trained):
     assert (ckpt / "model.pt").is_file()
     assert (ckpt / "checkpoint_epoch=1.pt").is_file()
     assert "val_qabf" in result.stdout + result.stderr
-    # the best-model file is a plain state dict of MMIF-Net
-    net = MMIFNet()
-    net.load_state_dict(torch.load(ckpt / "model.pt", weights_only=True))
+    # the best-model file is a plain state dict of train.json's network, the configuration the shipped weights record
+    _, shipped_network = read_checkpoint(BUNDLE / "models" / "model.pt")
+    MMIFNet(**shipped_network).load_state_dict(torch.load(ckpt / "model.pt", weights_only=True))
 
 
 def test_training_resumes_from_the_last_checkpoint(trained):
@@ -87,7 +88,7 @@ def test_fusion_finetuning_trains_only_the_learned_fusion_modules(tmp_path):
     pretrained = BUNDLE / "models" / "model.pt"
     result = _train(tmp_path, 1, configs=("train.json", "train_fusion.json"))
     assert result.returncode == 0, result.stderr[-3000:]
-    before = torch.load(pretrained, weights_only=True)
+    before = torch.load(pretrained, weights_only=True)["model"]  # the shipped form: {"model", "network"}
     after = torch.load(tmp_path / "model.pt", weights_only=True)
     assert before.keys() == after.keys()
     changed = {key for key in before if not torch.equal(before[key], after[key])}

@@ -150,7 +150,7 @@ def test_the_bundle_exports_through_monai_onnx_export_with_its_configs(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "onnx_export", "--args_file", str(configs / "onnx_export.json"),
          "--config_file", str(configs / "inference.json"), "--meta_file", str(configs / "metadata.json"),
-         "--ckpt_file", str(BUNDLE_DIR / "models/model.pt"), "--filepath", str(model)],
+         "--ckpt_file", str(BUNDLE_DIR / "models/model.pt"), "--key_in_ckpt", "model", "--filepath", str(model)],
         capture_output=True, text=True, cwd=ROOT, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

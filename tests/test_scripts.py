@@ -14,7 +14,7 @@ from PIL import Image
 
 from mmif_monai.io.paths import SAMPLES_DIR
 from mmif_monai.networks import MMIFNet
-from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, read_weights
+from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, read_checkpoint
 
 # runs the study scripts: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
@@ -163,8 +163,9 @@ def test_candidates_are_set_against_the_peers_released_weights(tmp_path):
 def test_validation_comparison_scores_other_weights_than_the_shipped_ones(tmp_path):
     weights = tmp_path / "candidate.pt"
     # a candidate near the shipped weights (a randomly initialised network fuses into black, which is refused)
-    shipped = read_weights(DEFAULT_WEIGHTS)
-    torch.save({key: value * 1.01 if value.is_floating_point() else value for key, value in shipped.items()}, weights)
+    shipped, network = read_checkpoint(DEFAULT_WEIGHTS)
+    moved = {key: value * 1.01 if value.is_floating_point() else value for key, value in shipped.items()}
+    torch.save({"model": moved, "network": network}, weights)
     doc, out = tmp_path / "validation.md", tmp_path / "out"
     result = _script(
         "scripts/evaluate_validation.py", "--limit", "1", "--methods", "mmif-net", "--weights", str(weights),
@@ -204,8 +205,12 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
     assert "> crop_background_weight: 0.01" in stage1 and "> crop_background_weight: 0.01" in stage2
     assert "> trainable_modules: '$None'" in stage2
     assert record["model_sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
-    # no --network: the paper's configuration, a plain state dict as the model zoo loads it
-    shipped = torch.load(out / "model.pt", weights_only=True)
+    # no --network: train.json's network, its arguments recorded beside the parameters
+    saved = torch.load(out / "model.pt", weights_only=True)
+    assert saved["network"] == record["network"] == {
+        "msl": True, "sa": True, "fa": True, "decompose": False, "features": [16, 16, 32, 32, 48], "stem_features": 8
+    }  # fmt: skip
+    shipped = saved["model"]
     fine_tuned = torch.load(out / "fusion" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     assert shipped.keys() == fine_tuned.keys() and all(torch.equal(shipped[k], fine_tuned[k]) for k in shipped)
@@ -213,7 +218,7 @@ def test_shipped_weights_script_trains_both_stages_and_writes_the_fine_tuned_par
     changed = {k.split(".")[0] for k in shipped if not torch.equal(shipped[k], autoencoder[k])}
     assert {"stem", "levels", "fusions", "head"} <= changed, changed
     assert record["fusion_trainable"] == "all"
-    MMIFNet().load_state_dict(shipped)
+    MMIFNet(**saved["network"]).load_state_dict(shipped)
 
 
 def test_shipped_weights_script_trains_only_the_modules_named(tmp_path):
@@ -225,7 +230,7 @@ def test_shipped_weights_script_trains_only_the_modules_named(tmp_path):
         "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    shipped = torch.load(out / "model.pt", weights_only=True)
+    shipped = torch.load(out / "model.pt", weights_only=True)["model"]
     autoencoder = torch.load(out / "autoencoder" / "checkpoint_epoch=1.pt", weights_only=True)["model"]
     changed = {k.split(".")[0] for k in shipped if not torch.equal(shipped[k], autoencoder[k])}
     assert changed == {"fusions"}, changed  # FA alone, the paper's stage 2

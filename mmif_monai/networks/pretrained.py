@@ -18,6 +18,7 @@ from mmif_monai.networks.mmif_net import MMIFNet
 __all__ = [
     "BUNDLE_DIR",
     "DEFAULT_WEIGHTS",
+    "PAPER_WEIGHTS",
     "LoadedModel",
     "check_matches",
     "NETWORK_ARGUMENTS",
@@ -29,7 +30,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: the product default: the fast configuration's weights (one pass without the LatLRR split, a narrower front end;
+#: the file records the configuration, docs/method.md)
 DEFAULT_WEIGHTS = BUNDLE_DIR / "models" / "model.pt"
+#: the paper configuration's weights (LatLRR split, the paper's widths), trained by the same recipe
+PAPER_WEIGHTS = BUNDLE_DIR / "models" / "paper" / "model.pt"
 
 
 def weights_digest(path: str | Path = DEFAULT_WEIGHTS) -> str:
@@ -82,6 +87,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
     return state, dict(config)
 
 
+def _shipped_configuration_fitting(state: dict[str, torch.Tensor]) -> dict:
+    """The configuration of weights that record none (a training checkpoint, the bundle's best-model file): the
+    bundle default's (recorded in :data:`DEFAULT_WEIGHTS`) when every parameter outside FA has its shapes, else the
+    paper's, ``{}``. The two differ in width, so shapes tell them apart."""
+    if not DEFAULT_WEIGHTS.is_file():
+        return {}
+    _, default = read_checkpoint(DEFAULT_WEIGHTS)
+    expected = {k: v.shape for k, v in MMIFNet(**default).state_dict().items() if not k.startswith("fusions.")}
+    given = {k: v.shape for k, v in state.items() if not k.startswith("fusions.")}
+    return default if given == expected else {}
+
+
 def read_weights(path: str | Path) -> dict:
     """The parameters in ``path`` (:func:`read_checkpoint`), without the network configuration."""
     return read_checkpoint(path)[0]
@@ -132,7 +149,8 @@ def load_mmif_net(
     weights: str | Path | None = None, device: str | torch.device = "cpu", **network_kwargs
 ) -> LoadedModel:
     """MMIF-Net in eval mode with ``weights`` (a state dict or training checkpoint file) or the bundle's shipped
-    ``models/model.pt``, in the configuration the file records (:func:`read_checkpoint`). ``network_kwargs`` are
+    ``models/model.pt``, in the configuration the file records (:func:`read_checkpoint`; for a file that records
+    none, the shipped configuration its shapes fit: the bundle default's, else the paper's). ``network_kwargs`` are
     :class:`MMIFNet`'s switches, over the file's; with ``fa=False`` the file's FA parameters, if any, are left
     unused.
 
@@ -146,7 +164,7 @@ def load_mmif_net(
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if weights is not None or path.is_file():
         state, config = read_checkpoint(path)
-        network = MMIFNet(**{**config, **network_kwargs})
+        network = MMIFNet(**{**(config or _shipped_configuration_fitting(state)), **network_kwargs})
         if not network.fa:
             # the l1 rule has no parameters: weights trained with FA can be fused by the l1 rule instead
             state = {k: v for k, v in state.items() if not k.startswith("fusions.")}

@@ -2,12 +2,13 @@
 the SSIM weight λ, each variant trained through the MMIF-Net bundle under one budget and scored on the
 validation split (``scripts/ablation.py`` writes ``docs/ablation.md``).
 
-Every variant is two bundle runs at most: the paper's autoencoder task (``train.json`` with the variant's
-network switches and λ), then, when FA is on, the fusion-loss fine-tuning of FA alone (``train_fusion.json``)
-from that autoencoder. FA is not on the reconstruction path, so variants that differ only in FA share their
-autoencoder; "w/o FA" fuses with the l1 rule instead. With several seeds (the bundle's ``seed``: weight
-initialisation, crops and augmentation) every variant is trained once per seed, and the document adds the spread
-of the per-seed means, so that a gap between rows can be read against run-to-run variation.
+Every variant is two bundle runs at most, in the paper's configuration (``paper.json`` over ``train.json``): the
+paper's autoencoder task (with the variant's network switches and λ), then, when FA is on, the fusion-loss
+fine-tuning of FA alone (``train_fusion.json``) from that autoencoder. FA is not on the reconstruction path, so
+variants that differ only in FA share their autoencoder; "w/o FA" fuses with the l1 rule instead. With several
+seeds (the bundle's ``seed``: weight initialisation, crops and augmentation) every variant is trained once per seed,
+and the document adds the spread of the per-seed means, so that a gap between rows can be read against run-to-run
+variation.
 """
 
 from __future__ import annotations
@@ -147,8 +148,10 @@ def _train(variant: AblationVariant, seed: int, settings: AblationSettings) -> t
     """The variant's weights (autoencoder, then FA fine-tuning when FA is on) for one seed and the training seconds."""
     checkpoints = settings.out_dir / "checkpoints" / f"seed{seed}"
     switches = {"network_def#msl": variant.msl, "network_def#sa": variant.sa, "seed": seed}
+    # the paper's configuration is what the ablation varies (paper.json: its widths and LatLRR split), both stages
+    paper = BUNDLE_DIR / "configs" / "paper.json"
     autoencoder = BundleRun(
-        [BUNDLE_DIR / "configs" / "train.json"],
+        [BUNDLE_DIR / "configs" / "train.json", paper],
         checkpoints / variant.autoencoder,
         settings.autoencoder_budget,
         BundleInputs(Path(settings.dataset_dir), tuple(settings.validation_cases), settings.device),
@@ -159,6 +162,7 @@ def _train(variant: AblationVariant, seed: int, settings: AblationSettings) -> t
         checkpoints / f"{variant.autoencoder}-fa" if variant.fa else None,
         settings.fusion_budget,
         label=f"{variant.title} (seed {seed})",
+        fusion_configs=[paper],
     )
 
 
