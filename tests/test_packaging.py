@@ -25,13 +25,15 @@ def test_a_wheel_install_fuses_the_samples_with_the_shipped_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site)}
     probe = (
         "import json, mmif_monai; from mmif_monai.io.paths import BUNDLE_DIR, SAMPLES_DIR; "
-        "from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS; "
-        "print(json.dumps([mmif_monai.__file__, str(BUNDLE_DIR), str(SAMPLES_DIR), DEFAULT_WEIGHTS.is_file()]))"
+        "from mmif_monai.networks.pretrained import DEFAULT_WEIGHTS, PAPER_WEIGHTS, read_checkpoint; "
+        "print(json.dumps([mmif_monai.__file__, str(BUNDLE_DIR), str(SAMPLES_DIR), DEFAULT_WEIGHTS.is_file(), "
+        "read_checkpoint(PAPER_WEIGHTS)[1]]))"
     )
     found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
-    package, bundle, samples, weights_found = json.loads(found.stdout.strip().splitlines()[-1])
+    package, bundle, samples, weights_found, paper_network = json.loads(found.stdout.strip().splitlines()[-1])
     assert all(Path(path).is_relative_to(site) for path in (package, bundle, samples)), found.stdout
-    assert weights_found
+    # both shipped configurations' weights: the default and the paper's (a plain state dict: no recorded network)
+    assert weights_found and paper_network == {}
     demo = subprocess.run(
         [sys.executable, "-m", "mmif_monai.cli.main", "demo", "-o", str(tmp_path / "demo")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
