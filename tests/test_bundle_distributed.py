@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from mmif_monai.networks import MMIFNet
+from mmif_monai.networks.pretrained import read_checkpoint
 
 # starts torchrun with two processes: left out of the quick run (pytest -m "not slow")
 pytestmark = pytest.mark.slow
@@ -105,7 +106,8 @@ def test_two_process_gloo_training_steps_in_step_with_rank_0_alone_logging(tmp_p
     _assert_rank1_quiet(log)
     # rank 0 alone wrote the checkpoint and the best model, a plain MMIF-Net state dict
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_epoch=1.pt", "model.pt"]
-    MMIFNet().load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    _, shipped_network = read_checkpoint(BUNDLE / "models" / "model.pt")  # train.json's network records the same
+    MMIFNet(**shipped_network).load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
 
 
 def _metrics(folder: Path) -> dict[str, float]:
