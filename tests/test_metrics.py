@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +383,13 @@ def test_evaluate_folders_and_writers(tmp_path):
 
     summary = M.summarise(results)
     assert summary["avg"]["EN"] == pytest.approx((np.mean(results["avg"]["EN"]), np.std(results["avg"]["EN"])))
+    # an exact copy's PSNR is infinite: so is the mean, and the spread is undefined (NaN), without numpy's inf - inf
+    # warning (any warning fails here)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, spread = M.summarise({"copy": {"PSNR": [math.inf, 30.0, math.nan]}})["copy"]["PSNR"]
+        M.plot_results({"copy": {"PSNR": [math.inf]}, "other": {"PSNR": [30.0]}}, tmp_path / "inf.png")  # marked
+    assert mean == math.inf and math.isnan(spread) and (tmp_path / "inf.png").stat().st_size > 0
 
     M.write_csv(results, tmp_path / "r.csv", names=names)
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))

@@ -179,7 +179,8 @@ def evaluate_folders(
 def summarise(results: Results) -> dict[str, dict[str, tuple[float, float]]]:
     """``{method: {metric: (mean, std)}}`` over images; std is the population std (numpy's default).
 
-    Images where a metric is undefined (NaN, e.g. CC of a constant image) are left out of that metric.
+    Images where a metric is undefined (NaN, e.g. CC of a constant image) are left out of that metric. An infinite
+    value (PSNR of an exact copy) makes the mean infinite and the std undefined: NaN, not numpy's inf - inf.
     """
     summary: dict[str, dict[str, tuple[float, float]]] = {}
     for method, metrics in results.items():
@@ -187,7 +188,12 @@ def summarise(results: Results) -> dict[str, dict[str, tuple[float, float]]]:
         for metric, values in metrics.items():
             arr = np.asarray(values, dtype=np.float64)
             arr = arr[~np.isnan(arr)]
-            summary[method][metric] = (float(arr.mean()), float(arr.std())) if arr.size else (math.nan, math.nan)
+            if not arr.size:
+                summary[method][metric] = (math.nan, math.nan)
+            elif not np.isfinite(arr).all():
+                summary[method][metric] = (float(arr.mean()), math.nan)
+            else:
+                summary[method][metric] = (float(arr.mean()), float(arr.std()))
     return summary
 
 
@@ -265,7 +271,12 @@ def plot_results(results: Results, path: str | Path) -> None:
     for k, metric in enumerate(columns):
         ax = fig.add_subplot(n_rows, n_cols, k + 1)
         stats = [summary[m].get(metric, (math.nan, math.nan)) for m in methods]
-        ax.bar(range(len(methods)), [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3, color="C0")
+        # an infinite mean (PSNR of an exact copy) has no bar to draw: it is marked instead
+        heights = [mean if math.isfinite(mean) else math.nan for mean, _ in stats]
+        ax.bar(range(len(methods)), heights, yerr=[s[1] for s in stats], capsize=3, color="C0")
+        for x, (mean, _) in enumerate(stats):
+            if math.isinf(mean):
+                ax.annotate("∞", (x, 0), ha="center", va="bottom")
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(metric)
     fig.savefig(path, format="png", dpi=120)
