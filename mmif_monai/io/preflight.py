@@ -62,9 +62,9 @@ COMPARISON_METHOD_NAMES = ("densefuse", "ifcnn", "nestfuse", "fusiondn", "fusion
 #: what runs MMIF-Net (``mmif_monai.fusion.engines``): ``auto`` (the faster CPU runtime on the CPU, torch on a GPU),
 #: torch, or its ONNX export in ONNX Runtime or OpenVINO (CPU)
 ENGINE_NAMES = ("auto", "torch", "onnxruntime", "openvino")
-#: images (2D pairs or a volume's slices) per network call: the 3D job's peak memory grows with it (ONNX Runtime
-#: keeps the largest call's buffers; a 256x256x180 study: 1.6 GiB at 2, 1.9 GiB at 4, 2.5 GiB at 8, 3.8 GiB at 16,
-#: docs/benchmarks.md) while the time per image on the CPU barely changes
+#: images (2D pairs or a volume's slices) per network call: above 4 the 3D job's peak memory grows with it (ONNX
+#: Runtime keeps the largest call's buffers; a 256x256x180 study: 2.1 GiB at 2 and 4, the average job's own peak,
+#: 2.5 GiB at 8, 3.7 GiB at 16, docs/benchmarks.md) while the time per image on the CPU barely changes
 SLICE_BATCH = 4
 
 
