@@ -5,8 +5,11 @@ Each launch is its own world, cut off from any other distributed run on the mach
 training under torchrun): a standalone c10d rendezvous on a port the OS picks when it binds it (no fixed 29500, no
 free port looked up first and bound later), a fresh rendezvous id, the master address and gloo's sockets on the
 loopback (not whatever the host name resolves to), and no rendezvous or rank variables inherited from the shell.
-A rank that dies in native code (gloo's ``terminate called without an active exception``) dumps every thread's
-Python stack (PYTHONFAULTHANDLER), and a failed launch reports each rank's last lines and torchrun's own summary."""
+A rank that dies in native code dumps every thread's Python stack (PYTHONFAULTHANDLER), and a failed launch reports
+each rank's last lines and torchrun's own summary. That is how this test's one intermittent failure was traced:
+rank 1, done first, aborted in interpreter shutdown (``terminate called without an active exception``) because a
+gloo worker thread released the last all-gather's tensors only then and could not take the GIL; the configs'
+finalize now waits at a barrier before destroying the process group (docs/bundle_workflows.md, "Multi-GPU")."""
 
 import csv
 import os
@@ -39,6 +42,23 @@ def test_each_process_takes_the_gpu_of_its_local_rank_not_its_global_rank(monkey
     parser = ConfigParser()
     parser.read_config([BUNDLE / "configs" / "train.json", BUNDLE / "configs" / "multi_gpu_train.json"])
     assert parser.get_parsed_content("device") == torch.device(f"cuda:{local_rank}")
+
+
+@pytest.mark.parametrize(
+    "configs", [["train.json", "multi_gpu_train.json"], ["train.json", "evaluate.json", "multi_gpu_evaluate.json"]]
+)
+def test_each_rank_waits_for_the_others_before_it_destroys_its_process_group(monkeypatch, configs):
+    # a rank that tears down first can abort in interpreter shutdown (module docstring): the barrier comes first
+    from monai.bundle import ConfigParser
+
+    calls = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append("destroy"))
+    parser = ConfigParser(globals={"dist": "torch.distributed"})
+    parser.read_config([BUNDLE / "configs" / name for name in configs])
+    parser.get_parsed_content("finalize")
+    assert calls == ["barrier", "destroy"]
 
 
 # what a launch must not inherit: torchrun reads its options from PET_* variables, the workers their rank and
