@@ -6,10 +6,10 @@ training under torchrun): a standalone c10d rendezvous on a port the OS picks wh
 free port looked up first and bound later), a fresh rendezvous id, the master address and gloo's sockets on the
 loopback (not whatever the host name resolves to), and no rendezvous or rank variables inherited from the shell.
 A rank that dies in native code dumps every thread's Python stack (PYTHONFAULTHANDLER), and a failed launch reports
-each rank's last lines and torchrun's own summary. That is how this test's one intermittent failure was traced:
-rank 1, done first, aborted in interpreter shutdown (``terminate called without an active exception``) because a
-gloo worker thread released the last all-gather's tensors only then and could not take the GIL; the configs'
-finalize now waits at a barrier before destroying the process group (docs/bundle_workflows.md, "Multi-GPU")."""
+each rank's last lines and torchrun's own summary. This test's one intermittent failure, traced from core dumps of
+the abort: rank 1, done first, aborted in interpreter shutdown (``terminate called without an active exception``)
+because a gloo worker thread released the last all-gather's tensors only then and could not take the GIL; the configs'
+finalize now ends the run with ``mmif_monai.engines.end_process_group`` (docs/bundle_workflows.md, "Multi-GPU")."""
 
 import csv
 import os
@@ -47,18 +47,38 @@ def test_each_process_takes_the_gpu_of_its_local_rank_not_its_global_rank(monkey
 @pytest.mark.parametrize(
     "configs", [["train.json", "multi_gpu_train.json"], ["train.json", "evaluate.json", "multi_gpu_evaluate.json"]]
 )
-def test_each_rank_waits_for_the_others_before_it_destroys_its_process_group(monkeypatch, configs):
-    # a rank that tears down first can abort in interpreter shutdown (module docstring): the barrier comes first
+def test_each_rank_ends_its_run_with_the_library_s_end_of_process_group(monkeypatch, configs):
     from monai.bundle import ConfigParser
+
+    import mmif_monai.engines
+
+    calls = []
+    monkeypatch.setattr(mmif_monai.engines, "end_process_group", lambda: calls.append("end"))
+    parser = ConfigParser()
+    parser.read_config([BUNDLE / "configs" / name for name in configs])
+    parser.get_parsed_content("finalize")
+    assert calls == ["end"]
+
+
+def test_ending_a_process_group_waits_for_the_other_ranks_then_gives_gloo_s_threads_time(monkeypatch):
+    # a rank that tears down first can abort in interpreter shutdown (mmif_monai.engines.distributed's docstring)
+    from mmif_monai.engines import distributed
 
     calls = []
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "barrier", lambda: calls.append("barrier"))
     monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append("destroy"))
-    parser = ConfigParser(globals={"dist": "torch.distributed"})
-    parser.read_config([BUNDLE / "configs" / name for name in configs])
-    parser.get_parsed_content("finalize")
-    assert calls == ["barrier", "destroy"]
+    monkeypatch.setattr(distributed.time, "sleep", lambda seconds: calls.append(("sleep", seconds)))
+    distributed.end_process_group()
+    assert calls == ["barrier", "destroy", ("sleep", distributed.SETTLE_SECONDS)]
+
+
+def test_ending_a_one_process_run_without_a_process_group_does_nothing(monkeypatch):
+    from mmif_monai.engines import distributed
+
+    monkeypatch.setattr(distributed.time, "sleep", lambda seconds: pytest.fail("slept without a process group"))
+    distributed.end_process_group()  # no group initialised: no barrier (it would raise), no sleep
+    assert not torch.distributed.is_initialized()
 
 
 # what a launch must not inherit: torchrun reads its options from PET_* variables, the workers their rank and

@@ -9,6 +9,7 @@ from .checkpoints import (
     latest_checkpoint,
 )
 from .data import bundle_pairs, bundle_split, image_items
+from .distributed import end_process_group
 from .preflight import (
     check_bundle_weights,
     check_checkpoint_dir,
