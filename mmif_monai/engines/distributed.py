@@ -6,7 +6,9 @@ release needs the GIL; a worker thread that asks for it after interpreter shutdo
 the middle of a C++ destructor, and the process aborts (``terminate called without an active exception``), so
 torchrun reports a finished run as failed. A rank that ends right after its last collective can get there first.
 A barrier does not close the window: gloo's barrier holds the works before it and releases them the same way.
-What does is time with the GIL free while the process is still whole: the thread needs microseconds of it.
+Time with the GIL free while the process is still whole does, in practice: the thread needs microseconds of it.
+It is a margin, not a proof; joining gloo's threads first would be, but DDP keeps the process group (and its
+threads) alive after ``destroy_process_group()``.
 """
 
 from __future__ import annotations
