@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmif_monai.decomposition.projection import LatLRRDecomposition, load_projection
 from mmif_monai.engines.tasks import ReconstructionTask
 from mmif_monai.fusion.engines import CACHE_ENV, CPU_ENGINE, RUNTIME_ENGINES, engine_line, load_engine
 from mmif_monai.io.aanlib import DEFAULT_VALIDATION_CASES, PAIR_TYPES, list_pairs, split_pairs
@@ -332,7 +333,7 @@ def measure_engines(args: argparse.Namespace, targets: dict[str, float]) -> list
 
 
 def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table]:
-    decomposition = load_mmif_net(PAPER_WEIGHTS, device=device).network.decomposition
+    decomposition = LatLRRDecomposition(load_projection()).to(device)
     pair = torch.cat(_pairs(1, args.size, device, torch.float32, False))
     pad = decomposition.patch_size - 1
 
@@ -362,8 +363,7 @@ def measure_latlrr(args: argparse.Namespace, device: torch.device) -> list[Table
 
 
 #: the 3D job in a fresh process (argv: anatomical, functional, output, method, device, torch threads or 0, slices per
-#: network call): its step
-#: times, slice count, engine and the process's peak resident memory, as one JSON line
+#: network call): its step times, slice count, engine and the process's peak resident memory, as one JSON line
 VOLUME_JOB = """
 import json, resource, sys
 import torch
@@ -554,7 +554,7 @@ def measure_training(args: argparse.Namespace, device: torch.device) -> list[Tab
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(args.train_batch, 1, args.train_crop, args.train_crop, generator=generator).to(device)
     loss_fn = ReconstructionLoss().to(device)
-    projection = load_mmif_net(PAPER_WEIGHTS, device="cpu").network.decomposition.projection
+    projection = load_projection()
     tasks = {
         "MMIF-Net (ReconstructionTask)": ReconstructionTask(MMIFNet(projection=projection)).to(device),
         "DenseFuse (reconstruct)": _Reconstruct(DenseFuse()).to(device),
